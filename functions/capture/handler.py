@@ -1,0 +1,70 @@
+"""Segment-compatible tracking endpoints: validate at the edge, hand events to the bus."""
+
+from __future__ import annotations
+
+import base64
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from kindling import clock, tracking
+from kindling.adapters.eventbridge import EventBridgePublisher
+from kindling.bots import is_bot
+from kindling.http import basic_username, json_response, raw_body, register_errors
+from kindling.observability import logger, metrics
+from kindling.settings import CaptureSettings
+
+settings = CaptureSettings()  # type: ignore[call-arg]
+publisher = EventBridgePublisher(settings.bus_name)
+app = APIGatewayHttpResolver()
+register_errors(app, auth_scheme='Basic realm="kindling"')
+
+
+def _capture(endpoint: str, body: bytes, content_encoding: str | None, pixel: bool = False) -> int:
+    event = app.current_event
+    request = tracking.CaptureRequest(
+        endpoint=endpoint,
+        body=body,
+        content_encoding=content_encoding,
+        basic_username=basic_username(event),
+        header_write_key=event.headers.get("x-write-key"),
+        source_ip=event.request_context.http.source_ip,
+        user_agent=event.request_context.http.user_agent,
+        endpoint_is_pixel=pixel,
+    )
+    count = tracking.capture(
+        request,
+        write_key=settings.write_key.get_secret_value(),
+        now=clock.current().now(),
+        publisher=publisher,
+        is_bot=is_bot,
+    )
+    metrics.add_metric(name="EventsAccepted", unit=MetricUnit.Count, value=count)
+    return count
+
+
+@app.post("/v1/<endpoint>")
+def track(endpoint: str) -> Response:
+    _capture(endpoint, raw_body(app.current_event), app.current_event.headers.get("content-encoding"))
+    return json_response(200, {"success": True})
+
+
+@app.get("/v1/pixel.gif")
+def pixel() -> Response:
+    body = tracking.pixel_request_body(dict(app.current_event.query_string_parameters or {}))
+    _capture(tracking.pixel_endpoint(body), body, None, pixel=True)
+    return Response(
+        status_code=200,
+        content_type="image/gif",
+        body=base64.b64encode(tracking.ONE_PIXEL_GIF).decode(),
+        headers={"Cache-Control": "no-store, max-age=0"},
+        compress=False,
+    )
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@metrics.log_metrics
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    return app.resolve(event, context)

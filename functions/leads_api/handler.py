@@ -1,0 +1,45 @@
+"""Admin API over lead profiles: one lead by id or by email, with its recent timeline."""
+
+from __future__ import annotations
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from kindling.adapters.dynamo import DynamoLeadStore
+from kindling.errors import InvalidInput, NotFound
+from kindling.http import json_response, register_errors, require_bearer
+from kindling.leads import find_lead_by_email, read_lead
+from kindling.observability import logger
+from kindling.settings import LeadsApiSettings
+
+settings = LeadsApiSettings()  # type: ignore[call-arg]
+store = DynamoLeadStore(settings.table_name)
+app = APIGatewayHttpResolver()
+register_errors(app, auth_scheme="Bearer")
+
+
+@app.get("/v1/leads/<lead_id>")
+def get_lead(lead_id: str) -> Response:
+    require_bearer(app.current_event, settings.admin_token.get_secret_value())
+    view = read_lead(store, lead_id)
+    if view is None:
+        raise NotFound(f"no lead {lead_id}")
+    return json_response(200, view.model_dump(mode="json"))
+
+
+@app.get("/v1/leads")
+def find_lead() -> Response:
+    require_bearer(app.current_event, settings.admin_token.get_secret_value())
+    email = app.current_event.get_query_string_value("email")
+    if not email:
+        raise InvalidInput("email: give ?email=<address> to look a lead up")
+    view = find_lead_by_email(store, email)
+    if view is None:
+        raise NotFound("no lead with that email")
+    return json_response(200, view.model_dump(mode="json"))
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    return app.resolve(event, context)

@@ -1,0 +1,46 @@
+"""Web events from the bus become lead profiles and timelines, exactly once per message."""
+
+from __future__ import annotations
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import Json
+
+from kindling import clock
+from kindling.bus import BusEnvelope
+from kindling.adapters.dynamo import DynamoLeadStore
+from kindling.adapters.eventbridge import EventBridgePublisher
+from kindling.leads import ProfileService
+from kindling.observability import logger, metrics
+from kindling.settings import ProfilesSettings
+from kindling.tracking import WebEvent
+
+
+class WebEventEnvelope(BusEnvelope):
+    detail: WebEvent  # type: ignore[assignment]
+
+
+class WebEventRecord(SqsRecordModel):  # type: ignore[misc]
+    body: Json[WebEventEnvelope]  # type: ignore[assignment]
+
+
+settings = ProfilesSettings()  # type: ignore[call-arg]
+service = ProfileService(DynamoLeadStore(settings.table_name), EventBridgePublisher(settings.bus_name))
+processor = BatchProcessor(event_type=EventType.SQS, model=WebEventRecord)
+
+
+def record_handler(record: WebEventRecord) -> None:
+    outcome = service.record(record.body.detail, now=clock.current().now())
+    if outcome.duplicate:
+        metrics.add_metric(name="DuplicateEvents", unit="Count", value=1)
+    if outcome.created:
+        metrics.add_metric(name="LeadsCreated", unit="Count", value=1)
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    return process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )

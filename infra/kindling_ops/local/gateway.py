@@ -1,0 +1,237 @@
+"""The HTTP API on localhost: requests become API Gateway HTTP API (payload 2.0) events.
+
+Routes, CORS and path parameters come from the template's HttpApi events and its
+CorsConfiguration. ``/_local/...`` routes belong to the local stack alone.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from werkzeug.wrappers import Request, Response
+
+from kindling_ops.local.template import ACCOUNT, Template
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    function: str
+
+    @property
+    def pattern(self) -> re.Pattern[str]:
+        regex = ""
+        for part in re.split(r"(\{[^}]+\})", self.path):
+            if part.startswith("{") and part.endswith("+}"):
+                regex += f"(?P<{part[1:-2]}>.+)"
+            elif part.startswith("{"):
+                regex += f"(?P<{part[1:-1]}>[^/]+)"
+            else:
+                regex += re.escape(part)
+        return re.compile(f"^{regex}$")
+
+    @property
+    def specificity(self) -> tuple[int, int]:
+        # API Gateway prefers the most specific route: fewer variables, then longer paths.
+        return (self.path.count("{"), -len(self.path))
+
+
+def routes(template: Template) -> list[Route]:
+    found = []
+    for logical, resource in template.of_type("AWS::Serverless::Function").items():
+        for event in ((resource.get("Properties") or {}).get("Events") or {}).values():
+            if event.get("Type") == "HttpApi":
+                props = event.get("Properties") or {}
+                found.append(Route(str(props.get("Method", "ANY")).upper(), props["Path"], logical))
+    return sorted(found, key=lambda r: r.specificity)
+
+
+@dataclass(frozen=True)
+class Cors:
+    origins: tuple[str, ...]
+    methods: tuple[str, ...]
+    headers: tuple[str, ...]
+    max_age: int | None
+
+    @classmethod
+    def from_template(cls, template: Template) -> Cors | None:
+        for logical in template.of_type("AWS::Serverless::HttpApi"):
+            config = template.resolve(template.properties(logical).get("CorsConfiguration"))
+            if config:
+                return cls(
+                    origins=tuple(config.get("AllowOrigins") or ()),
+                    methods=tuple(m.upper() for m in config.get("AllowMethods") or ()),
+                    headers=tuple(h.lower() for h in config.get("AllowHeaders") or ()),
+                    max_age=config.get("MaxAge"),
+                )
+        return None
+
+    def allow_origin(self, origin: str | None) -> str | None:
+        if not origin:
+            return None
+        if "*" in self.origins:
+            return "*"
+        return origin if origin in self.origins else None
+
+
+def _body(request: Request) -> tuple[str, bool]:
+    raw = request.get_data(cache=False)
+    if not raw:
+        return "", False
+    if request.headers.get("Content-Encoding"):
+        return base64.b64encode(raw).decode(), True
+    try:
+        return raw.decode("utf-8"), False
+    except UnicodeDecodeError:
+        return base64.b64encode(raw).decode(), True
+
+
+def to_event(request: Request, route: Route, path_parameters: dict[str, str]) -> dict[str, Any]:
+    """The event API Gateway would hand the function (payload format 2.0)."""
+    headers: dict[str, str] = {}
+    for name, value in request.headers.items():
+        key = name.lower()
+        headers[key] = f"{headers[key]},{value}" if key in headers and key != "cookie" else value
+    cookies = [c.strip() for c in headers.pop("cookie", "").split(";") if c.strip()]
+    now = datetime.now(UTC)
+    body, is_base64 = _body(request)
+    event: dict[str, Any] = {
+        "version": "2.0",
+        "routeKey": f"{route.method} {route.path}",
+        "rawPath": request.path,
+        "rawQueryString": request.query_string.decode("latin-1"),
+        "headers": headers,
+        "requestContext": {
+            "accountId": ACCOUNT,
+            "apiId": "local",
+            "domainName": request.host,
+            "domainPrefix": request.host.split(".")[0],
+            "http": {
+                "method": request.method,
+                "path": request.path,
+                "protocol": request.environ.get("SERVER_PROTOCOL", "HTTP/1.1"),
+                "sourceIp": request.remote_addr or "127.0.0.1",
+                "userAgent": request.headers.get("User-Agent", ""),
+            },
+            "requestId": str(uuid.uuid4()),
+            "routeKey": f"{route.method} {route.path}",
+            "stage": "$default",
+            "time": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
+            "timeEpoch": int(time.time() * 1000),
+        },
+        "body": body,
+        "isBase64Encoded": is_base64,
+    }
+    if cookies:
+        event["cookies"] = cookies
+    if request.args:
+        event["queryStringParameters"] = {k: ",".join(request.args.getlist(k)) for k in request.args}
+    if path_parameters:
+        event["pathParameters"] = path_parameters
+    return event
+
+
+def to_response(result: Any) -> Response:
+    if not isinstance(result, dict) or "statusCode" not in result:
+        # Payload 2.0 lets a function return a bare value: API Gateway sends it as JSON with 200.
+        return Response(json.dumps(result), status=200, content_type="application/json")
+    body = result.get("body") or ""
+    data = base64.b64decode(body) if result.get("isBase64Encoded") else str(body).encode()
+    response = Response(data, status=int(result["statusCode"]))
+    for name, value in (result.get("headers") or {}).items():
+        response.headers[name] = str(value)
+    for name, values in (result.get("multiValueHeaders") or {}).items():
+        for value in values:
+            response.headers.add(name, str(value))
+    for cookie in result.get("cookies") or []:
+        response.headers.add("Set-Cookie", cookie)
+    return response
+
+
+LocalRoute = Callable[[Request], Response]
+
+
+class Gateway:
+    def __init__(
+        self,
+        template: Template,
+        invoke: Callable[[str, dict[str, Any]], Any],
+        local_routes: dict[tuple[str, str], LocalRoute],
+        on_error: Callable[[str, BaseException], None],
+        on_request: Callable[[str, str, int, float], None] = lambda *args: None,
+    ) -> None:
+        self._on_request = on_request
+        self.routes = routes(template)
+        self.cors = Cors.from_template(template)
+        self._invoke = invoke
+        self._local = local_routes
+        self._on_error = on_error
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        request = Request(environ)
+        started = time.perf_counter()
+        response = self.handle(request)
+        if not request.path.startswith("/_local/"):
+            self._on_request(request.method, request.path, response.status_code, (time.perf_counter() - started) * 1000)
+        return response(environ, start_response)
+
+    def handle(self, request: Request) -> Response:
+        local = self._local.get((request.method, request.path))
+        if local is not None:
+            return local(request)
+        if request.path.startswith("/_local/"):
+            return _json(404, {"message": "Not Found"})
+        origin = request.headers.get("Origin")
+        if request.method == "OPTIONS" and self.cors is not None and request.headers.get(
+            "Access-Control-Request-Method"
+        ):
+            return self._preflight(origin)
+        route, parameters = self._match(request.method, request.path)
+        if route is None:
+            return _json(404, {"message": "Not Found"})
+        try:
+            response = to_response(self._invoke(route.function, to_event(request, route, parameters)))
+        except Exception as exc:  # what API Gateway answers when the function itself fails
+            self._on_error(route.function, exc)
+            response = _json(500, {"message": "Internal Server Error"})
+        if self.cors is not None:
+            allowed = self.cors.allow_origin(origin)
+            if allowed:
+                response.headers["Access-Control-Allow-Origin"] = allowed
+                response.headers.add("Vary", "Origin")
+        return response
+
+    def _match(self, method: str, path: str) -> tuple[Route | None, dict[str, str]]:
+        for route in self.routes:
+            if route.method not in (method, "ANY"):
+                continue
+            match = route.pattern.match(path)
+            if match:
+                return route, match.groupdict()
+        return None, {}
+
+    def _preflight(self, origin: str | None) -> Response:
+        assert self.cors is not None
+        allowed = self.cors.allow_origin(origin)
+        response = Response(status=204)
+        if allowed:
+            response.headers["Access-Control-Allow-Origin"] = allowed
+            response.headers["Access-Control-Allow-Methods"] = ",".join(self.cors.methods)
+            response.headers["Access-Control-Allow-Headers"] = ",".join(self.cors.headers)
+            if self.cors.max_age is not None:
+                response.headers["Access-Control-Max-Age"] = str(self.cors.max_age)
+            response.headers["Vary"] = "Origin"
+        return response
+
+
+def _json(status: int, payload: Any) -> Response:
+    return Response(json.dumps(payload), status=status, content_type="application/json")

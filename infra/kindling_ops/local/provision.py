@@ -1,0 +1,104 @@
+"""Creates the template's tables, queues, bus, archive and rules in the embedded moto server."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from kindling_ops.local.template import Template, TemplateError
+
+Say = Callable[[str], None]
+
+_TABLE_KEYS = (
+    "AttributeDefinitions",
+    "KeySchema",
+    "GlobalSecondaryIndexes",
+    "LocalSecondaryIndexes",
+    "BillingMode",
+    "StreamSpecification",
+)
+
+_QUEUE_ATTRIBUTES = {
+    "VisibilityTimeout": "VisibilityTimeout",
+    "MessageRetentionPeriod": "MessageRetentionPeriod",
+    "DelaySeconds": "DelaySeconds",
+    "ReceiveMessageWaitTimeSeconds": "ReceiveMessageWaitTimeSeconds",
+    "MaximumMessageSize": "MaximumMessageSize",
+    "FifoQueue": "FifoQueue",
+    "ContentBasedDeduplication": "ContentBasedDeduplication",
+}
+
+
+def provision(template: Template, session: Any, say: Say) -> None:
+    _tables(template, session.client("dynamodb"), say)
+    _queues(template, session.client("sqs"), say)
+    _buses_and_rules(template, session.client("events"), say)
+
+
+def _tables(template: Template, dynamodb: Any, say: Say) -> None:
+    for logical in template.of_type("AWS::DynamoDB::Table"):
+        props = template.resolve(template.properties(logical))
+        request = {key: props[key] for key in _TABLE_KEYS if key in props}
+        request.setdefault("BillingMode", "PAY_PER_REQUEST")
+        name = template.names[logical]
+        dynamodb.create_table(TableName=name, **request)
+        ttl = props.get("TimeToLiveSpecification")
+        if ttl and ttl.get("Enabled"):
+            dynamodb.update_time_to_live(
+                TableName=name,
+                TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": True},
+            )
+        say(f"table {name}")
+
+
+def _queues(template: Template, sqs: Any, say: Say) -> None:
+    queues = template.of_type("AWS::SQS::Queue")
+    # Create every queue first, then wire redrive policies, which point at other queues.
+    for logical in queues:
+        props = template.resolve(template.properties(logical))
+        attributes = {attr: str(props[key]).lower() if isinstance(props[key], bool) else str(props[key])
+                      for key, attr in _QUEUE_ATTRIBUTES.items() if key in props}
+        sqs.create_queue(QueueName=template.names[logical], Attributes=attributes)
+    for logical in queues:
+        props = template.resolve(template.properties(logical))
+        redrive = props.get("RedrivePolicy")
+        if redrive:
+            sqs.set_queue_attributes(
+                QueueUrl=template.queue_url(logical),
+                Attributes={"RedrivePolicy": json.dumps(redrive)},
+            )
+        say(f"queue {template.names[logical]}" + (" (with dead-letter queue)" if redrive else ""))
+
+
+def _buses_and_rules(template: Template, events: Any, say: Say) -> None:
+    for logical in template.of_type("AWS::Events::EventBus"):
+        events.create_event_bus(Name=template.names[logical])
+        say(f"event bus {template.names[logical]}")
+    for logical in template.of_type("AWS::Events::Archive"):
+        props = template.resolve(template.properties(logical))
+        events.create_archive(
+            ArchiveName=template.names[logical][:48],
+            EventSourceArn=props["SourceArn"],
+            RetentionDays=int(props.get("RetentionDays", 0)),
+        )
+        say(f"archive {template.names[logical]}")
+    for logical in template.of_type("AWS::Events::Rule"):
+        props = template.resolve(template.properties(logical))
+        if "EventPattern" not in props:
+            raise TemplateError(f"{logical}: only event-pattern rules are supported (use ScheduleV2)")
+        bus = props.get("EventBusName", "default")
+        name = template.names[logical]
+        events.put_rule(
+            Name=name,
+            EventBusName=bus,
+            EventPattern=json.dumps(props["EventPattern"]),
+            State=props.get("State", "ENABLED"),
+        )
+        targets = []
+        for target in props.get("Targets", []):
+            if ":sqs:" not in target["Arn"]:
+                raise TemplateError(f"{logical}: the local stack routes rules to SQS queues only")
+            targets.append({"Id": target["Id"], "Arn": target["Arn"]})
+        events.put_targets(Rule=name, EventBusName=bus, Targets=targets)
+        say(f"rule {name} -> {', '.join(t['Arn'].rsplit(':', 1)[-1] for t in targets)}")

@@ -1,0 +1,422 @@
+"""The whole system on localhost: moto in server mode, the real handlers, and what moto lacks.
+
+moto stores and routes (tables, queues, bus rules to queues, dead-letter redrive). It
+does not run Lambda code, poll queues for functions, fire schedules or serve an HTTP
+API; this module does, from the same template.yaml that deploys to AWS.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from werkzeug.serving import BaseWSGIServer, make_server
+from werkzeug.wrappers import Request, Response
+
+from kindling import clock as kindling_clock
+from kindling.adapters import aws
+from kindling_ops.local.gateway import Gateway
+from kindling_ops.local.provision import provision
+from kindling_ops.local.runtime import LocalRuntime
+from kindling_ops.local.schedules import Schedule, ScheduleError
+from kindling_ops.local.template import REGION, Template, TemplateError, functions
+
+#: Template parameters the local stack takes from the environment, with dev defaults.
+PARAMETER_ENVIRONMENT = {
+    "WriteKey": ("KINDLING_WRITE_KEY", "dev-write-key"),
+    "AdminToken": ("KINDLING_ADMIN_TOKEN", "dev-admin-token-change-me"),
+    "AllowedOrigins": ("KINDLING_ALLOWED_ORIGINS", "*"),
+    "LogLevel": ("KINDLING_LOG_LEVEL", "WARNING"),
+}
+
+
+def local_parameters(environ: dict[str, str]) -> tuple[dict[str, str], list[str]]:
+    """Template parameters from the environment, and a line per setting saying where it came from."""
+    values, lines = {}, []
+    for parameter, (variable, default) in PARAMETER_ENVIRONMENT.items():
+        given = environ.get(variable)
+        values[parameter] = given if given else default
+        lines.append(f"{variable}={'(set)' if given else default + ' (default)'}")
+    return values, lines
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class Subscription:
+    """A queue feeding a function, as an SQS event source (or a local bridge for a bus rule)."""
+
+    function: str
+    queue_url: str
+    queue_arn: str
+    batch_size: int
+    report_failures: bool
+    direct_eventbridge: bool = False
+
+
+@dataclass
+class ScheduledInvocation:
+    function: str
+    name: str
+    schedule: Schedule
+    payload: dict[str, Any]
+    last_checked: datetime
+    anchor: datetime
+
+
+@dataclass
+class Activity:
+    invocations: int = 0
+    failures: list[str] = field(default_factory=list)
+
+
+class LocalStack:
+    def __init__(
+        self,
+        template_path: Path,
+        *,
+        port: int = 3000,
+        parameters: dict[str, str] | None = None,
+        say: Callable[[str], None] = print,
+        retry_delay_seconds: int = 1,
+        poll_interval: float = 0.05,
+        log_requests: bool = True,
+    ) -> None:
+        self.log_requests = log_requests
+        self.template_path = template_path
+        self.port = port
+        self.parameters = parameters or {}
+        self.say = say
+        self.retry_delay_seconds = retry_delay_seconds
+        self.poll_interval = poll_interval
+        self.clock = kindling_clock.OffsetClock()
+        self.activity = Activity()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._moto: Any = None
+        self._server: BaseWSGIServer | None = None
+        self._subscriptions: list[Subscription] = []
+        self._schedules: list[ScheduledInvocation] = []
+        self._schedule_lock = threading.Lock()
+        self._pump_idle = threading.Event()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    # --- start and stop --------------------------------------------------------
+    def start(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's and our request logs
+        moto_port = free_port()
+        self.say(f"starting the embedded AWS (moto) on 127.0.0.1:{moto_port}")
+        self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=moto_port, verbose=False)
+        self._moto.start()
+        self.endpoint = f"http://127.0.0.1:{moto_port}"
+        base_environment = {
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ACCESS_KEY_ID": "local",
+            "AWS_SECRET_ACCESS_KEY": "local",
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_REGION": REGION,
+            "POWERTOOLS_METRICS_DISABLED": "true",
+        }
+        os.environ.update(base_environment)
+        aws.reset()
+        kindling_clock.install(self.clock)
+
+        import boto3
+
+        self.session = boto3.session.Session(region_name=REGION)
+        self.template = Template.from_file(self.template_path, self.parameters, endpoint=self.endpoint)
+        self.say(f"creating resources from {self.template_path.name}")
+        provision(self.template, self.session, lambda line: self.say(f"  {line}"))
+
+        specs = functions(self.template)
+        self.runtime = LocalRuntime(specs, base_environment)
+        for spec in specs:
+            started = time.perf_counter()
+            self.runtime.load(spec.logical_id)
+            self.say(f"  function {spec.logical_id} loaded ({(time.perf_counter() - started) * 1000:.0f} ms)")
+        self._wire_event_sources(specs)
+
+        self.gateway = Gateway(
+            self.template, self.runtime.invoke, self._local_routes(), self._report_error, self._log_request
+        )
+        self._server = make_server("127.0.0.1", self.port, self.gateway, threaded=True)
+        self.port = self._server.server_port
+        self._spawn("http", self._server.serve_forever)
+        self._spawn("queues", self._pump_loop)
+        self._spawn("schedules", self._schedule_loop)
+        self.say(f"kindling is listening on {self.url}")
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._server is not None:
+            self._server.shutdown()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        if self._moto is not None:
+            self._moto.stop()
+        kindling_clock.install(kindling_clock.SystemClock())
+
+    def _spawn(self, name: str, target: Callable[[], None]) -> None:
+        thread = threading.Thread(target=target, name=f"kindling-{name}", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _log_request(self, method: str, path: str, status: int, millis: float) -> None:
+        if self.log_requests:
+            self.say(f"{method} {path} -> {status} ({millis:.0f} ms)")
+
+    def _report_error(self, function: str, exc: BaseException) -> None:
+        self.activity.failures.append(f"{function}: {type(exc).__name__}: {exc}")
+        self.say(f"! {function} failed: {type(exc).__name__}: {exc}")
+        if os.environ.get("KINDLING_LOCAL_TRACEBACKS"):
+            traceback.print_exception(exc)
+
+    # --- event sources -------------------------------------------------------
+    def _wire_event_sources(self, specs: list[Any]) -> None:
+        sqs = self.session.client("sqs")
+        events = self.session.client("events")
+        now = self.clock.now()
+        for spec in specs:
+            for event_name, event in spec.events.items():
+                kind = event.get("Type")
+                props = self.template.resolve(event.get("Properties") or {})
+                if kind == "SQS":
+                    arn = props["Queue"]
+                    name = arn.rsplit(":", 1)[-1]
+                    self._subscriptions.append(
+                        Subscription(
+                            function=spec.logical_id,
+                            queue_url=sqs.get_queue_url(QueueName=name)["QueueUrl"],
+                            queue_arn=arn,
+                            batch_size=min(int(props.get("BatchSize", 10)), 10),
+                            report_failures="ReportBatchItemFailures" in (props.get("FunctionResponseTypes") or []),
+                        )
+                    )
+                    self.say(f"  {name} -> {spec.logical_id}")
+                elif kind == "EventBridgeRule":
+                    # Bus straight to a function: a private queue stands in for Lambda's own delivery.
+                    name = f"{self.template.stack_name}-{spec.logical_id}-{event_name}"[:64]
+                    url = sqs.create_queue(QueueName=name)["QueueUrl"]
+                    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+                    bus = props.get("EventBusName", "default")
+                    events.put_rule(Name=name, EventBusName=bus, EventPattern=json.dumps(props["Pattern"]))
+                    events.put_targets(Rule=name, EventBusName=bus, Targets=[{"Id": "local", "Arn": arn}])
+                    self._subscriptions.append(Subscription(spec.logical_id, url, arn, 1, False, True))
+                    self.say(f"  rule {event_name} -> {spec.logical_id}")
+                elif kind in ("ScheduleV2", "Schedule"):
+                    if props.get("State", "ENABLED") != "ENABLED" or props.get("Enabled") is False:
+                        continue
+                    expression = props.get("ScheduleExpression") or props.get("Schedule")
+                    try:
+                        schedule = Schedule.parse(str(expression))
+                    except ScheduleError as exc:
+                        raise TemplateError(f"{spec.logical_id}.{event_name}: {exc}") from exc
+                    payload = json.loads(props["Input"]) if props.get("Input") else {}
+                    self._schedules.append(
+                        ScheduledInvocation(spec.logical_id, event_name, schedule, payload, now, now)
+                    )
+                    self.say(f"  schedule {expression} -> {spec.logical_id}")
+
+    # --- queues --------------------------------------------------------------
+    def _pump_loop(self) -> None:
+        sqs = self.session.client("sqs")
+        while not self._stop.is_set():
+            busy = False
+            for subscription in self._subscriptions:
+                try:
+                    busy |= self._pump(sqs, subscription)
+                except Exception as exc:  # keep pumping the other queues
+                    self._report_error(subscription.function, exc)
+            if busy:
+                self._pump_idle.clear()
+            else:
+                self._pump_idle.set()
+                self._stop.wait(self.poll_interval)
+
+    def _pump(self, sqs: Any, subscription: Subscription) -> bool:
+        response = sqs.receive_message(
+            QueueUrl=subscription.queue_url,
+            MaxNumberOfMessages=subscription.batch_size,
+            AttributeNames=["All"],
+            MessageAttributeNames=["All"],
+            WaitTimeSeconds=0,
+        )
+        messages = response.get("Messages", [])
+        if not messages:
+            return False
+        self._pump_idle.clear()
+        if subscription.direct_eventbridge:
+            failed = set()
+            for message in messages:
+                try:
+                    self.runtime.invoke(subscription.function, json.loads(message["Body"]))
+                except Exception as exc:
+                    self._report_error(subscription.function, exc)
+                    failed.add(message["MessageId"])
+        else:
+            failed = self._invoke_batch(subscription, messages)
+        self.activity.invocations += 1
+        for message in messages:
+            if message["MessageId"] in failed:
+                # Retried after a short delay here, rather than the queue's full visibility timeout.
+                sqs.change_message_visibility(
+                    QueueUrl=subscription.queue_url,
+                    ReceiptHandle=message["ReceiptHandle"],
+                    VisibilityTimeout=self.retry_delay_seconds,
+                )
+            else:
+                sqs.delete_message(QueueUrl=subscription.queue_url, ReceiptHandle=message["ReceiptHandle"])
+        return True
+
+    def _invoke_batch(self, subscription: Subscription, messages: list[dict[str, Any]]) -> set[str]:
+        event = {"Records": [self._sqs_record(subscription, m) for m in messages]}
+        try:
+            result = self.runtime.invoke(subscription.function, event)
+        except Exception as exc:
+            self._report_error(subscription.function, exc)
+            return {m["MessageId"] for m in messages}
+        if subscription.report_failures and isinstance(result, dict):
+            return {f["itemIdentifier"] for f in result.get("batchItemFailures") or []}
+        return set()
+
+    @staticmethod
+    def _sqs_record(subscription: Subscription, message: dict[str, Any]) -> dict[str, Any]:
+        attributes = {
+            "messageAttributes": {
+                name: {
+                    "stringValue": value.get("StringValue"),
+                    "binaryValue": value.get("BinaryValue"),
+                    "stringListValues": [],
+                    "binaryListValues": [],
+                    "dataType": value.get("DataType"),
+                }
+                for name, value in (message.get("MessageAttributes") or {}).items()
+            }
+        }
+        return {
+            "messageId": message["MessageId"],
+            "receiptHandle": message["ReceiptHandle"],
+            "body": message["Body"],
+            "attributes": message.get("Attributes", {}),
+            **attributes,
+            "md5OfBody": message.get("MD5OfBody", ""),
+            "eventSource": "aws:sqs",
+            "eventSourceARN": subscription.queue_arn,
+            "awsRegion": REGION,
+        }
+
+    def settle(self, timeout: float = 15.0) -> dict[str, int]:
+        """Wait until every queue a function reads is empty; what is still pending if not."""
+        sqs = self.session.client("sqs")
+        deadline = time.monotonic() + timeout
+        while True:
+            pending = {}
+            for subscription in self._subscriptions:
+                attrs = sqs.get_queue_attributes(
+                    QueueUrl=subscription.queue_url,
+                    AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+                )["Attributes"]
+                count = int(attrs["ApproximateNumberOfMessages"]) + int(
+                    attrs["ApproximateNumberOfMessagesNotVisible"]
+                )
+                if count:
+                    pending[subscription.queue_url.rsplit("/", 1)[-1]] = count
+            if not pending and self._pump_idle.is_set():
+                return {}
+            if time.monotonic() > deadline:
+                return pending
+            time.sleep(self.poll_interval)
+
+    # --- schedules and the clock -------------------------------------------------
+    def _schedule_loop(self) -> None:
+        while not self._stop.wait(1.0):
+            self.run_due_schedules()
+
+    def run_due_schedules(self) -> list[str]:
+        """Run each schedule that fired since it was last checked, once, as of its latest fire time."""
+        ran = []
+        with self._schedule_lock:
+            now = self.clock.now()
+            for item in self._schedules:
+                fired = item.schedule.last_fire(item.last_checked, now, item.anchor)
+                item.last_checked = now
+                if fired is None:
+                    continue
+                event = {**item.payload} if item.payload else {
+                    "source": "kindling.local.scheduler",
+                    "detail-type": "Scheduled Event",
+                    "time": kindling_clock.isoformat(fired),
+                }
+                try:
+                    self.runtime.invoke(item.function, event)
+                    ran.append(f"{item.function}.{item.name}")
+                except Exception as exc:
+                    self._report_error(item.function, exc)
+        return ran
+
+    def move_clock(self, *, advance_seconds: float | None = None, to: datetime | None = None) -> datetime:
+        if to is not None:
+            self.clock.move_to(to)
+        elif advance_seconds is not None:
+            self.clock.advance(timedelta(seconds=advance_seconds))
+        return self.clock.now()
+
+    # --- /_local routes --------------------------------------------------------
+    def _local_routes(self) -> dict[tuple[str, str], Callable[[Request], Response]]:
+        return {
+            ("GET", "/_local/clock"): self._get_clock,
+            ("POST", "/_local/clock"): self._post_clock,
+            ("POST", "/_local/settle"): self._post_settle,
+            ("GET", "/_local/health"): lambda request: _json(200, {"ok": True}),
+        }
+
+    def _get_clock(self, request: Request) -> Response:
+        return _json(200, {"now": kindling_clock.isoformat(self.clock.now())})
+
+    def _post_clock(self, request: Request) -> Response:
+        try:
+            body = json.loads(request.get_data() or b"{}")
+            if not isinstance(body, dict):
+                raise ValueError("send a JSON object")
+            if "now" in body:
+                moment = datetime.fromisoformat(str(body["now"]).replace("Z", "+00:00"))
+                self.move_clock(to=moment)
+            elif "advance_seconds" in body:
+                seconds = body["advance_seconds"]
+                if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+                    raise ValueError("advance_seconds must be a number")
+                self.move_clock(advance_seconds=float(seconds))
+            else:
+                raise ValueError('send {"advance_seconds": N} or {"now": "<ISO-8601>"}')
+        except ValueError as exc:
+            return _json(400, {"error": "invalid_request", "problems": [str(exc)]})
+        ran = self.run_due_schedules()
+        return _json(200, {"now": kindling_clock.isoformat(self.clock.now()), "schedules_run": ran})
+
+    def _post_settle(self, request: Request) -> Response:
+        timeout = float(request.args.get("timeout", "15"))
+        pending = self.settle(timeout)
+        return _json(200 if not pending else 504, {"settled": not pending, "pending": pending})
+
+
+def _json(status: int, payload: Any) -> Response:
+    return Response(json.dumps(payload), status=status, content_type="application/json")

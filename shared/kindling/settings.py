@@ -1,0 +1,28 @@
+"""One settings model per function, read from the environment once at cold start.
+
+The template sets every variable named here (a test holds it to that).
+"""
+
+from __future__ import annotations
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class _Settings(BaseSettings):
+    model_config = SettingsConfigDict(frozen=True, extra="ignore")
+
+
+class CaptureSettings(_Settings):
+    bus_name: str
+    write_key: SecretStr
+
+
+class ProfilesSettings(_Settings):
+    table_name: str
+    bus_name: str
+
+
+class LeadsApiSettings(_Settings):
+    table_name: str
+    admin_token: SecretStr
