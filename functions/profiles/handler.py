@@ -3,26 +3,26 @@
 from __future__ import annotations
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import Json
-
 from kindling import clock
-from kindling.bus import BusEnvelope
 from kindling.adapters.dynamo import DynamoLeadStore
 from kindling.adapters.eventbridge import EventBridgePublisher
+from kindling.bus import BusEnvelope
 from kindling.leads import ProfileService
 from kindling.observability import logger, metrics
 from kindling.settings import ProfilesSettings
 from kindling.tracking import WebEvent
+from pydantic import Json
 
 
 class WebEventEnvelope(BusEnvelope):
     detail: WebEvent  # type: ignore[assignment]
 
 
-class WebEventRecord(SqsRecordModel):  # type: ignore[misc]
-    body: Json[WebEventEnvelope]  # type: ignore[assignment]
+class WebEventRecord(SqsRecordModel):
+    body: Json[WebEventEnvelope]
 
 
 settings = ProfilesSettings()  # type: ignore[call-arg]
@@ -40,7 +40,7 @@ def record_handler(record: WebEventRecord) -> None:
 
 @logger.inject_lambda_context
 @metrics.log_metrics
-def lambda_handler(event: dict, context: LambdaContext) -> dict:
+def lambda_handler(event: dict, context: LambdaContext) -> PartialItemFailureResponse:
     return process_partial_response(
         event=event, record_handler=record_handler, processor=processor, context=context
     )

@@ -260,10 +260,10 @@ class ProfileService:
         owners = self._store.owners(lookup)
         live_owner: dict[str, str] = {}
         leads: dict[str, Lead] = {}
-        for owner in set(owners.values()):
-            lead = self._live(owner)
+        for owner_id in set(owners.values()):
+            lead = self._live(owner_id)
             if lead is not None:
-                live_owner[owner] = lead.lead_id
+                live_owner[owner_id] = lead.lead_id
                 leads[lead.lead_id] = lead
         if not leads:
             lead = Lead(

@@ -14,8 +14,8 @@ import hashlib
 import hmac
 import json
 import zlib
-from datetime import UTC, datetime, timedelta
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -63,7 +63,9 @@ class SegmentMessage(BaseModel):
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
     type: EventType
-    message_id: str | None = Field(default=None, alias="messageId", min_length=1, max_length=MAX_MESSAGE_ID_LENGTH)
+    message_id: str | None = Field(
+        default=None, alias="messageId", min_length=1, max_length=MAX_MESSAGE_ID_LENGTH
+    )
     anonymous_id: str | None = Field(default=None, alias="anonymousId", max_length=500)
     user_id: str | None = Field(default=None, alias="userId", max_length=500)
     timestamp: datetime | None = None
@@ -241,7 +243,9 @@ def _to_event(
 ) -> WebEvent:
     size = len(json.dumps(raw, separators=(",", ":"), default=str).encode())
     if size > MAX_EVENT_BYTES:
-        raise PayloadTooLarge(f"{where}is {size} bytes; one event may be at most {MAX_EVENT_BYTES // 1024} KB")
+        raise PayloadTooLarge(
+            f"{where}is {size} bytes; one event may be at most {MAX_EVENT_BYTES // 1024} KB"
+        )
     try:
         msg = SegmentMessage.model_validate(raw)
     except ValidationError as exc:

@@ -181,7 +181,9 @@ class Gateway:
         started = time.perf_counter()
         response = self.handle(request)
         if not request.path.startswith("/_local/"):
-            self._on_request(request.method, request.path, response.status_code, (time.perf_counter() - started) * 1000)
+            self._on_request(
+                request.method, request.path, response.status_code, (time.perf_counter() - started) * 1000
+            )
         return response(environ, start_response)
 
     def handle(self, request: Request) -> Response:
@@ -191,8 +193,10 @@ class Gateway:
         if request.path.startswith("/_local/"):
             return _json(404, {"message": "Not Found"})
         origin = request.headers.get("Origin")
-        if request.method == "OPTIONS" and self.cors is not None and request.headers.get(
-            "Access-Control-Request-Method"
+        if (
+            request.method == "OPTIONS"
+            and self.cors is not None
+            and request.headers.get("Access-Control-Request-Method")
         ):
             return self._preflight(origin)
         route, parameters = self._match(request.method, request.path)

@@ -57,8 +57,11 @@ def _queues(template: Template, sqs: Any, say: Say) -> None:
     # Create every queue first, then wire redrive policies, which point at other queues.
     for logical in queues:
         props = template.resolve(template.properties(logical))
-        attributes = {attr: str(props[key]).lower() if isinstance(props[key], bool) else str(props[key])
-                      for key, attr in _QUEUE_ATTRIBUTES.items() if key in props}
+        attributes = {
+            attr: str(props[key]).lower() if isinstance(props[key], bool) else str(props[key])
+            for key, attr in _QUEUE_ATTRIBUTES.items()
+            if key in props
+        }
         sqs.create_queue(QueueName=template.names[logical], Attributes=attributes)
     for logical in queues:
         props = template.resolve(template.properties(logical))

@@ -85,7 +85,7 @@ class LocalRuntime:
                 sys.path.remove(str(spec.code_dir))
         handler = getattr(module, spec.attribute)
         self._handlers[logical_id] = handler
-        return handler  # type: ignore[no-any-return]
+        return handler
 
     def invoke(self, logical_id: str, event: dict[str, Any]) -> Any:
         handler = self.load(logical_id)

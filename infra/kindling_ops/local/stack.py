@@ -20,11 +20,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from kindling import clock as kindling_clock
+from kindling.adapters import aws
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
-from kindling import clock as kindling_clock
-from kindling.adapters import aws
 from kindling_ops.local.gateway import Gateway
 from kindling_ops.local.provision import provision
 from kindling_ops.local.runtime import LocalRuntime
@@ -208,7 +208,8 @@ class LocalStack:
                             queue_url=sqs.get_queue_url(QueueName=name)["QueueUrl"],
                             queue_arn=arn,
                             batch_size=min(int(props.get("BatchSize", 10)), 10),
-                            report_failures="ReportBatchItemFailures" in (props.get("FunctionResponseTypes") or []),
+                            report_failures="ReportBatchItemFailures"
+                            in (props.get("FunctionResponseTypes") or []),
                         )
                     )
                     self.say(f"  {name} -> {spec.logical_id}")
@@ -216,7 +217,9 @@ class LocalStack:
                     # Bus straight to a function: a private queue stands in for Lambda's own delivery.
                     name = f"{self.template.stack_name}-{spec.logical_id}-{event_name}"[:64]
                     url = sqs.create_queue(QueueName=name)["QueueUrl"]
-                    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+                    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+                        "QueueArn"
+                    ]
                     bus = props.get("EventBusName", "default")
                     events.put_rule(Name=name, EventBusName=bus, EventPattern=json.dumps(props["Pattern"]))
                     events.put_targets(Rule=name, EventBusName=bus, Targets=[{"Id": "local", "Arn": arn}])
@@ -361,11 +364,15 @@ class LocalStack:
                 item.last_checked = now
                 if fired is None:
                     continue
-                event = {**item.payload} if item.payload else {
-                    "source": "kindling.local.scheduler",
-                    "detail-type": "Scheduled Event",
-                    "time": kindling_clock.isoformat(fired),
-                }
+                event = (
+                    {**item.payload}
+                    if item.payload
+                    else {
+                        "source": "kindling.local.scheduler",
+                        "detail-type": "Scheduled Event",
+                        "time": kindling_clock.isoformat(fired),
+                    }
+                )
                 try:
                     self.runtime.invoke(item.function, event)
                     ran.append(f"{item.function}.{item.name}")

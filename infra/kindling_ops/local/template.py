@@ -45,7 +45,7 @@ _CfnLoader.add_multi_constructor("!", _tag)
 
 def load(path: Path) -> dict[str, Any]:
     try:
-        document = yaml.load(path.read_text(), Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass
+        document = yaml.load(path.read_text(), Loader=_CfnLoader)
     except (OSError, yaml.YAMLError) as exc:
         raise TemplateError(f"cannot read {path}: {exc}") from exc
     if not isinstance(document, dict) or "Resources" not in document:
@@ -166,7 +166,7 @@ class Template:
         if not isinstance(value, dict):
             return value
         if len(value) == 1:
-            (key, arg), = value.items()
+            ((key, arg),) = value.items()
             if key == "Ref":
                 return self.ref(arg)
             if key == "Fn::GetAtt":

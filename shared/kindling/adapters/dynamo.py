@@ -39,7 +39,7 @@ def _encode(value: Any) -> Any:
 def to_attribute(value: Any) -> dict[str, Any]:
     """One Python value as a DynamoDB attribute (floats become Decimals, as DynamoDB needs)."""
     plain = json.loads(json.dumps(value, default=_encode), parse_float=Decimal)
-    return _serializer.serialize(plain)  # type: ignore[no-any-return]
+    return _serializer.serialize(plain)
 
 
 def to_item(values: dict[str, Any]) -> dict[str, Any]:
@@ -192,7 +192,8 @@ class DynamoLeadStore:
             values[":anon"] = {"SS": [change.anonymous_id]}
             adds.append("anonymous_ids :anon")
         update = " ".join(
-            part for part in (f"SET {', '.join(sets)}" if sets else "", f"ADD {', '.join(adds)}" if adds else "")
+            part
+            for part in (f"SET {', '.join(sets)}" if sets else "", f"ADD {', '.join(adds)}" if adds else "")
             if part
         )
         dedup = {
@@ -241,7 +242,8 @@ class DynamoLeadStore:
                 Key=lead_key(lead_id),
                 UpdateExpression="SET last_activity_at = :t",
                 ConditionExpression=(
-                    "attribute_exists(PK) AND (attribute_not_exists(last_activity_at) OR last_activity_at < :t)"
+                    "attribute_exists(PK)"
+                    " AND (attribute_not_exists(last_activity_at) OR last_activity_at < :t)"
                 ),
                 ExpressionAttributeValues={":t": {"S": isoformat(active_at)}},
             )
@@ -255,7 +257,9 @@ class DynamoLeadStore:
                 TableName=self._table,
                 Key=lead_key(lead_id),
                 UpdateExpression="SET merged_into = :into",
-                ConditionExpression="attribute_exists(PK) AND (attribute_not_exists(merged_into) OR merged_into = :into)",
+                ConditionExpression=(
+                    "attribute_exists(PK) AND (attribute_not_exists(merged_into) OR merged_into = :into)"
+                ),
                 ExpressionAttributeValues={":into": {"S": into}},
             )
         except ClientError as exc:

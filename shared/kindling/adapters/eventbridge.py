@@ -71,7 +71,9 @@ class EventBridgePublisher:
                 response = self.client.put_events(Entries=pending)
             except (ClientError, BotoCoreError) as exc:
                 if attempt == ATTEMPTS - 1:
-                    raise Retryable(f"the event bus refused the events: {aws.error_code(exc) or exc}") from exc
+                    raise Retryable(
+                        f"the event bus refused the events: {aws.error_code(exc) or exc}"
+                    ) from exc
             else:
                 if not response.get("FailedEntryCount"):
                     return

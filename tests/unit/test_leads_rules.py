@@ -1,0 +1,91 @@
+"""Identity rules for lead profiles, without any storage."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from kindling.emails import normalize_email
+from kindling.leads import Identity, Lead, can_merge, choose_primary, identities_of, profile_change
+from kindling.tracking import WebEvent
+
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def web(**fields: object) -> WebEvent:
+    base: dict[str, object] = {
+        "message_id": "m1",
+        "type": "track",
+        "event": "E",
+        "timestamp": T0,
+        "received_at": T0,
+    }
+    return WebEvent.model_validate({**base, **fields})
+
+
+def lead(lead_id: str, *, email: str | None = None, user_id: str | None = None, age_days: int = 0) -> Lead:
+    created = T0 - timedelta(days=age_days)
+    return Lead(lead_id=lead_id, email=email, user_id=user_id, created_at=created, first_seen_at=created)
+
+
+@pytest.mark.parametrize(
+    ("raw", "normal"),
+    [
+        ("Ann.Lee@Example.COM", "ann.lee@example.com"),
+        ("  bob@example.org ", "bob@example.org"),
+        ("not-an-email", None),
+        ("two@@example.com", None),
+        ("", None),
+        (42, None),
+    ],
+)
+def test_emails_are_normalised_or_rejected(raw: object, normal: str | None) -> None:
+    assert normalize_email(raw) == normal
+
+
+def test_an_identify_names_its_user_email_and_anonymous_id() -> None:
+    event = web(type="identify", user_id="u1", anonymous_id="a1", traits={"email": "Ann@X.io"})
+    lookup, claim = identities_of(event)
+    expected = [Identity("user", "u1"), Identity("email", "ann@x.io"), Identity("anon", "a1")]
+    assert lookup == claim == expected
+
+
+def test_an_email_in_context_traits_counts_too() -> None:
+    lookup, _ = identities_of(web(anonymous_id="a1", context={"traits": {"email": "c@d.io"}}))
+    assert Identity("email", "c@d.io") in lookup
+
+
+def test_an_alias_looks_up_the_previous_id_but_claims_only_the_new_one() -> None:
+    lookup, claim = identities_of(web(type="alias", user_id="u2", previous_id="a9", event=None))
+    assert Identity("anon", "a9") in lookup and Identity("user", "a9") in lookup
+    assert claim == [Identity("user", "u2")]
+
+
+def test_an_invalid_email_is_kept_aside_not_used_as_an_identity() -> None:
+    change = profile_change(web(type="identify", anonymous_id="a", traits={"email": "nope", "title": "CTO"}))
+    assert change.email is None and change.invalid_email == "nope"
+    assert change.traits == {"title": "CTO"}
+
+
+def test_group_traits_become_the_leads_company() -> None:
+    change = profile_change(web(type="group", user_id="u", group_id="acme", traits={"employees": 300}))
+    assert change.traits == {"company": {"employees": 300, "id": "acme"}}
+
+
+def test_the_lead_with_the_events_user_id_wins_over_older_anonymous_ones() -> None:
+    event = web(user_id="u1", anonymous_id="a1")
+    chosen = choose_primary([lead("old-anon", age_days=30), lead("known", user_id="u1")], event)
+    assert chosen.lead_id == "known"
+
+
+def test_a_known_lead_wins_over_an_anonymous_one_then_the_oldest() -> None:
+    event = web(anonymous_id="a1")
+    assert choose_primary([lead("anon"), lead("known", email="k@x.io")], event).lead_id == "known"
+    assert choose_primary([lead("new"), lead("old", age_days=3)], event).lead_id == "old"
+
+
+def test_leads_of_two_different_people_are_never_merged() -> None:
+    assert not can_merge(lead("a", user_id="u1"), lead("b", user_id="u2"))
+    assert not can_merge(lead("a", email="x@x.io"), lead("b", email="y@x.io"))
+    assert can_merge(lead("anon"), lead("b", user_id="u2", email="y@x.io"))
+    assert can_merge(lead("a", email="y@x.io"), lead("b", user_id="u2"))
