@@ -10,6 +10,7 @@ from typing import Any
 
 import boto3
 import pytest
+
 from kindling.adapters import aws
 
 REGION = "us-east-1"
@@ -18,8 +19,9 @@ REGION = "us-east-1"
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
     """One moto server for the whole run; every boto3 client in the process goes there."""
-    from kindling_ops.local.stack import free_port
     from moto.server import ThreadedMotoServer
+
+    from kindling_ops.local.stack import free_port
 
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)

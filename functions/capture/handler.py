@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
@@ -57,7 +55,7 @@ def pixel() -> Response:
     return Response(
         status_code=200,
         content_type="image/gif",
-        body=base64.b64encode(tracking.ONE_PIXEL_GIF).decode(),
+        body=tracking.ONE_PIXEL_GIF,
         headers={"Cache-Control": "no-store, max-age=0"},
         compress=False,
     )

@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 
 from kindling.bus import BusEvent, EventPublisher
 from kindling.emails import normalize_email
-from kindling.errors import Conflict, Duplicate
+from kindling.errors import Conflict, Duplicate, InvalidInput
 from kindling.tracking import WebEvent
 
 IdentityKind = Literal["user", "email", "anon"]
@@ -356,6 +356,6 @@ def read_lead(store: LeadStore, lead_id: str, timeline_limit: int = 50) -> LeadV
 def find_lead_by_email(store: LeadStore, email: str, timeline_limit: int = 50) -> LeadView | None:
     normal = normalize_email(email)
     if normal is None:
-        return None
+        raise InvalidInput(f"email: {email!r} is not a valid email address")
     lead_id = store.lead_for_email(normal)
     return read_lead(store, lead_id, timeline_limit) if lead_id else None

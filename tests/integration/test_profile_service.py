@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+
 from kindling.adapters.dynamo import DynamoLeadStore
 from kindling.leads import Identity, ProfileService, find_lead_by_email, read_lead
 from kindling.tracking import WebEvent

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
 from kindling.emails import normalize_email
 from kindling.leads import Identity, Lead, can_merge, choose_primary, identities_of, profile_change
 from kindling.tracking import WebEvent

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
 from kindling_ops.local.schedules import Schedule, ScheduleError
 
 T0 = datetime(2026, 11, 25, 10, 0, 30, tzinfo=UTC)  # a Wednesday

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from kindling.errors import InvalidInput, PayloadTooLarge, Unauthorized
 from kindling.tracking import (
     MAX_EVENT_BYTES,

@@ -1,0 +1,106 @@
+"""The local stack behaves like AWS where it matters: queues, redrive, rules and schedules from the template."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+
+from tests.e2e.conftest import ROOT, RunningStack, start_stack, stop_stack
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def fixture_stack() -> Iterator[RunningStack]:
+    running = start_stack("--template", str(ROOT / "tests/fixtures/local_stack/template.yaml"))
+    yield running
+    assert stop_stack(running) == 0
+
+
+def aws(stack: RunningStack, service: str) -> Any:
+    return boto3.client(
+        service,
+        endpoint_url=stack.aws_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+    )
+
+
+def records(stack: RunningStack, partition: str) -> list[dict[str, Any]]:
+    response = aws(stack, "dynamodb").query(
+        TableName="kindling-Records",
+        KeyConditionExpression="PK = :p",
+        ExpressionAttributeValues={":p": {"S": partition}},
+        ConsistentRead=True,
+    )
+    return list(response["Items"])
+
+
+def test_resources_come_from_the_template_it_was_given(fixture_stack: RunningStack) -> None:
+    queues = aws(fixture_stack, "sqs").list_queues()["QueueUrls"]
+    assert any(q.endswith("/kindling-WorkQueue") for q in queues)
+    assert any(q.endswith("/kindling-WorkDeadLetterQueue") for q in queues)
+
+
+def test_bus_events_reach_the_consumer_in_sqs_batches_and_poison_goes_to_the_dlq(
+    fixture_stack: RunningStack,
+) -> None:
+    events = aws(fixture_stack, "events")
+    entries = [
+        {
+            "Source": "fixture.work",
+            "DetailType": "job",
+            "Detail": json.dumps({"n": n}),
+            "EventBusName": "fixture-bus",
+        }
+        for n in range(4)
+    ]
+    entries.append(
+        {
+            "Source": "fixture.work",
+            "DetailType": "job",
+            "Detail": json.dumps({"poison": True}),
+            "EventBusName": "fixture-bus",
+        }
+    )
+    assert events.put_events(Entries=entries)["FailedEntryCount"] == 0
+    sqs = aws(fixture_stack, "sqs")
+    dlq = sqs.get_queue_url(QueueName="kindling-WorkDeadLetterQueue")["QueueUrl"]
+    deadline, dead = time.monotonic() + 30, []
+    while time.monotonic() < deadline and not dead:
+        dead = sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10).get("Messages", [])
+        time.sleep(0.3)
+    assert len(dead) == 1 and "poison" in dead[0]["Body"]
+    done = records(fixture_stack, "sqs")
+    assert sorted(json.loads(r["body"]["S"])["detail"]["n"] for r in done) == [0, 1, 2, 3]
+    assert all(r["source_arn"]["S"].endswith(":kindling-WorkQueue") for r in done)
+
+
+def test_an_eventbridge_rule_invokes_its_function_with_the_event_itself(fixture_stack: RunningStack) -> None:
+    aws(fixture_stack, "events").put_events(
+        Entries=[
+            {"Source": "fixture.direct", "DetailType": "ping", "Detail": "{}", "EventBusName": "fixture-bus"}
+        ]
+    )
+    fixture_stack.settle()
+    [item] = records(fixture_stack, "direct")
+    assert json.loads(item["body"]["S"])["detail-type"] == "ping"
+
+
+def test_moving_the_clock_fires_each_due_schedule_once(fixture_stack: RunningStack) -> None:
+    def fired() -> dict[str, int]:
+        return {r["SK"]["S"]: int(r["fired"]["N"]) for r in records(fixture_stack, "ticks")}
+
+    before = fired()
+    ran = fixture_stack.advance(2 * 86400)["schedules_run"]
+    assert sorted(ran) == ["TickerFunction.EveryMinute", "TickerFunction.Nightly"]
+    after = fired()
+    assert after["minute"] == before.get("minute", 0) + 1
+    assert after["nightly"] == before.get("nightly", 0) + 1
+    assert fixture_stack.advance(10)["schedules_run"] in ([], ["TickerFunction.EveryMinute"])

@@ -1,0 +1,29 @@
+"""Load real handler modules with the environment a test gives them."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import uuid
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def load_handler(monkeypatch: pytest.MonkeyPatch):
+    def load(function: str, **environment: str) -> ModuleType:
+        for key, value in environment.items():
+            monkeypatch.setenv(key, value)
+        path = ROOT / "functions" / function / "handler.py"
+        spec = importlib.util.spec_from_file_location(f"handler_{function}_{uuid.uuid4().hex}", path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        monkeypatch.setitem(sys.modules, spec.name, module)  # as Lambda's importer would register it
+        spec.loader.exec_module(module)
+        return module
+
+    return load

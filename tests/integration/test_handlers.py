@@ -1,0 +1,231 @@
+"""The real handlers, invoked with the events AWS sends them, against moto."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import uuid
+from typing import Any
+
+import boto3
+import pytest
+
+from kindling import clock
+from kindling.adapters.dynamo import DynamoLeadStore
+from tests.integration.events import Context, basic, http_event
+
+WRITE_KEY = "wk-integration-1"
+ADMIN = "admin-token-integration-1"
+
+
+@pytest.fixture
+def bus_with_queue(moto_endpoint: str) -> tuple[str, str]:
+    """A bus whose web events are routed to a queue, as the template wires the profiles queue."""
+    events, sqs = boto3.client("events"), boto3.client("sqs")
+    name = f"bus-{uuid.uuid4().hex[:8]}"
+    events.create_event_bus(Name=name)
+    url = sqs.create_queue(QueueName=f"q-{name}")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(
+        Name=f"r-{name}", EventBusName=name, EventPattern=json.dumps({"source": ["kindling.capture"]})
+    )
+    events.put_targets(Rule=f"r-{name}", EventBusName=name, Targets=[{"Id": "q", "Arn": arn}])
+    return name, url
+
+
+def drain(url: str) -> list[dict[str, Any]]:
+    sqs = boto3.client("sqs")
+    bodies = []
+    while True:
+        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+        if not messages:
+            return bodies
+        for message in messages:
+            bodies.append(json.loads(message["Body"]))
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+
+
+@pytest.fixture
+def capture(load_handler, bus_with_queue):
+    return load_handler("capture", BUS_NAME=bus_with_queue[0], WRITE_KEY=WRITE_KEY)
+
+
+def test_an_accepted_event_is_on_the_bus_before_the_api_answers(capture, bus_with_queue) -> None:
+    event = http_event(
+        "POST",
+        "/v1/track",
+        body={"userId": "u1", "event": "Demo Requested"},
+        headers={"Authorization": basic(WRITE_KEY)},
+    )
+    response = capture.lambda_handler(event, Context())
+    assert response["statusCode"] == 200 and json.loads(response["body"]) == {"success": True}
+    [envelope] = drain(bus_with_queue[1])
+    assert envelope["source"] == "kindling.capture" and envelope["detail-type"] == "web.track"
+    assert envelope["detail"]["event"] == "Demo Requested"
+    assert envelope["detail"]["context"]["ip"] == "203.0.113.9"
+
+
+def test_a_gzipped_text_plain_batch_reaches_the_bus_whole(capture, bus_with_queue) -> None:
+    batch = {"batch": [{"type": "page", "anonymousId": "a", "name": f"P{i}"} for i in range(25)]}
+    event = http_event(
+        "POST",
+        "/v1/b",
+        body=gzip.compress(json.dumps(batch).encode()),
+        headers={"Content-Encoding": "gzip", "Content-Type": "text/plain", "X-Write-Key": WRITE_KEY},
+    )
+    assert capture.lambda_handler(event, Context())["statusCode"] == 200
+    assert sorted(e["detail"]["name"] for e in drain(bus_with_queue[1])) == sorted(f"P{i}" for i in range(25))
+
+
+def test_a_wrong_write_key_gets_401_and_stores_nothing(capture, bus_with_queue) -> None:
+    event = http_event(
+        "POST", "/v1/track", body={"userId": "u1", "event": "x"}, headers={"Authorization": basic("guess")}
+    )
+    response = capture.lambda_handler(event, Context())
+    assert response["statusCode"] == 401
+    assert "Basic" in response["headers"]["WWW-Authenticate"]
+    assert drain(bus_with_queue[1]) == []
+
+
+def test_a_malformed_event_gets_400_naming_the_field(capture, bus_with_queue) -> None:
+    event = http_event(
+        "POST",
+        "/v1/identify",
+        body={"userId": "u1", "traits": [1, 2]},
+        headers={"Authorization": basic(WRITE_KEY)},
+    )
+    response = capture.lambda_handler(event, Context())
+    assert response["statusCode"] == 400
+    assert any(p.startswith("traits") for p in json.loads(response["body"])["problems"])
+    assert drain(bus_with_queue[1]) == []
+
+
+def test_when_the_bus_is_unreachable_the_client_is_told_to_retry(load_handler, moto_endpoint) -> None:
+    capture = load_handler("capture", BUS_NAME="no-such-bus", WRITE_KEY=WRITE_KEY)
+    capture.publisher._sleep = lambda s: None
+    event = http_event(
+        "POST", "/v1/track", body={"userId": "u1", "event": "x"}, headers={"Authorization": basic(WRITE_KEY)}
+    )
+    response = capture.lambda_handler(event, Context())
+    assert response["statusCode"] == 503 and response["headers"]["Retry-After"] == "1"
+
+
+def test_the_pixel_answers_a_gif_and_records_the_open(capture, bus_with_queue) -> None:
+    event = http_event(
+        "GET",
+        "/v1/pixel.gif",
+        query={
+            "writeKey": WRITE_KEY,
+            "event": "Email Opened",
+            "userId": "u5",
+            "properties.email": "welcome-1",
+        },
+        headers={"User-Agent": "Mozilla/5.0 (Windows NT 10.0) Thunderbird/128.0"},
+    )
+    response = capture.lambda_handler(event, Context())
+    assert response["statusCode"] == 200 and response["headers"]["Content-Type"] == "image/gif"
+    assert response["isBase64Encoded"] and base64.b64decode(response["body"]).startswith(b"GIF89a")
+    [envelope] = drain(bus_with_queue[1])
+    assert envelope["detail"]["properties"] == {"email": "welcome-1"}
+
+
+def sqs_record(body: str, message_id: str) -> dict[str, Any]:
+    return {
+        "messageId": message_id,
+        "receiptHandle": f"rh-{message_id}",
+        "body": body,
+        "attributes": {
+            "ApproximateReceiveCount": "1",
+            "SentTimestamp": "1795599000000",
+            "SenderId": "AIDAEXAMPLE",
+            "ApproximateFirstReceiveTimestamp": "1795599000100",
+        },
+        "messageAttributes": {},
+        "md5OfBody": "",
+        "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:profiles",
+        "awsRegion": "us-east-1",
+    }
+
+
+def envelope(detail: dict[str, Any]) -> str:
+    return json.dumps(
+        {
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": "web.identify",
+            "source": "kindling.capture",
+            "account": "123456789012",
+            "time": "2026-11-25T09:30:00Z",
+            "region": "us-east-1",
+            "resources": [],
+            "detail": detail,
+        }
+    )
+
+
+def test_the_profiles_consumer_fails_only_the_poison_record_and_applies_duplicates_once(
+    load_handler, table, bus_with_queue, now
+) -> None:
+    profiles = load_handler("profiles", TABLE_NAME=table, BUS_NAME=bus_with_queue[0])
+    clock.install(clock.FixedClock(now))
+    detail = {
+        "message_id": "m-1",
+        "type": "identify",
+        "anonymous_id": "a1",
+        "timestamp": "2026-11-25T09:00:00Z",
+        "received_at": "2026-11-25T09:00:01Z",
+        "traits": {"email": "dana@acme.io"},
+    }
+    event = {
+        "Records": [
+            sqs_record(envelope(detail), "1"),
+            sqs_record(envelope({"type": "nonsense"}), "2"),
+            sqs_record(envelope(detail), "3"),
+        ]
+    }
+    try:
+        result = profiles.lambda_handler(event, Context())
+    finally:
+        clock.install(clock.SystemClock())
+    assert result == {"batchItemFailures": [{"itemIdentifier": "2"}]}
+    store = DynamoLeadStore(table)
+    lead_id = store.lead_for_email("dana@acme.io")
+    assert lead_id is not None and len(store.timeline(lead_id, 10)) == 1
+
+
+@pytest.fixture
+def leads_api(load_handler, table):
+    return load_handler("leads_api", TABLE_NAME=table, ADMIN_TOKEN=ADMIN)
+
+
+def test_the_leads_api_requires_the_admin_token(leads_api) -> None:
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": basic(ADMIN)}):
+        event = http_event(
+            "GET",
+            "/v1/leads/ld_x",
+            headers=headers,
+            path_parameters={"lead_id": "ld_x"},
+            route="/v1/leads/{lead_id}",
+        )
+        assert leads_api.lambda_handler(event, Context())["statusCode"] == 401
+
+
+def test_the_leads_api_answers_404_for_an_unknown_lead(leads_api) -> None:
+    event = http_event(
+        "GET",
+        "/v1/leads/ld_nobody",
+        headers={"Authorization": f"Bearer {ADMIN}"},
+        path_parameters={"lead_id": "ld_nobody"},
+        route="/v1/leads/{lead_id}",
+    )
+    assert leads_api.lambda_handler(event, Context())["statusCode"] == 404
+
+
+def test_looking_a_lead_up_needs_an_email(leads_api) -> None:
+    for query in (None, {"email": "not-an-address"}):
+        event = http_event("GET", "/v1/leads", headers={"Authorization": f"Bearer {ADMIN}"}, query=query)
+        response = leads_api.lambda_handler(event, Context())
+        assert response["statusCode"] == 400, query
+        assert "email" in json.loads(response["body"])["problems"][0]
