@@ -5,6 +5,7 @@ from __future__ import annotations
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from kindling.adapters.dynamo import DynamoLeadStore
 from kindling.errors import InvalidInput, NotFound
 from kindling.http import json_response, register_errors, require_bearer

@@ -6,6 +6,8 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import Json
+
 from kindling import clock
 from kindling.adapters.dynamo import DynamoLeadStore
 from kindling.adapters.eventbridge import EventBridgePublisher
@@ -14,7 +16,6 @@ from kindling.leads import ProfileService
 from kindling.observability import logger, metrics
 from kindling.settings import ProfilesSettings
 from kindling.tracking import WebEvent
-from pydantic import Json
 
 
 class WebEventEnvelope(BusEnvelope):

@@ -1,4 +1,4 @@
-"""The local stack behaves like AWS where it matters: queues, redrive, rules and schedules from the template."""
+"""The local stack behaves like AWS where it matters: queues, redrive, rules, schedules."""
 
 from __future__ import annotations
 

@@ -20,11 +20,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from kindling import clock as kindling_clock
-from kindling.adapters import aws
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
+from kindling import clock as kindling_clock
+from kindling.adapters import aws
 from kindling_ops.local.gateway import Gateway
 from kindling_ops.local.provision import provision
 from kindling_ops.local.runtime import LocalRuntime
