@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, CORSConfig, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -16,7 +16,14 @@ from kindling.settings import CaptureSettings
 
 settings = CaptureSettings()  # type: ignore[call-arg]
 publisher = EventBridgePublisher(settings.bus_name)
-app = APIGatewayHttpResolver()
+app = APIGatewayHttpResolver(
+    cors=CORSConfig(
+        allow_origin=settings.origins[0],
+        extra_origins=settings.origins[1:],
+        allow_headers=["Content-Type", "Content-Encoding", "Authorization", "X-Write-Key"],
+        max_age=600,
+    )
+)
 register_errors(app, auth_scheme='Basic realm="kindling"')
 
 

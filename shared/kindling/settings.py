@@ -16,6 +16,11 @@ class _Settings(BaseSettings):
 class CaptureSettings(_Settings):
     bus_name: str
     write_key: SecretStr
+    allowed_origins: str  # comma-separated; "*" for any
+
+    @property
+    def origins(self) -> list[str]:
+        return [o.strip() for o in self.allowed_origins.split(",") if o.strip()] or ["*"]
 
 
 class ProfilesSettings(_Settings):

@@ -62,7 +62,7 @@ def sam_template() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def cfn_template(sam_template: dict[str, Any]) -> Iterator[dict[str, Any]]:
+def cfn_template(sam_template: dict[str, Any]) -> dict[str, Any]:
     """template.yaml as CloudFormation sees it after the AWS::Serverless transform."""
     packaged = copy.deepcopy(sam_template)  # transform() mutates its input
     # `sam package` replaces local code paths with S3 locations; the translator accepts nothing else.
@@ -75,7 +75,7 @@ def cfn_template(sam_template: dict[str, Any]) -> Iterator[dict[str, Any]]:
         # The translator asks a boto3 session for the region (no network, but it must be set).
         mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
         mp.delenv("AWS_PROFILE", raising=False)
-        yield transform(packaged, dict(PARAMETER_VALUES), OfflineManagedPolicyLoader())
+        return transform(packaged, dict(PARAMETER_VALUES), OfflineManagedPolicyLoader())
 
 
 def resources_of_type(template: dict[str, Any], resource_type: str) -> dict[str, dict[str, Any]]:
@@ -204,12 +204,7 @@ def test_cfn_lint_finds_nothing_in_the_transformed_template(
 ) -> None:
     transformed = tmp_path / "transformed.json"
     transformed.write_text(json.dumps(cfn_template, indent=2))
-    # W2001 (parameter not used) is ignored only for parameters template.yaml does reference: SAM resolves
-    # some parameter refs while transforming (it inlines HttpApi CorsConfiguration, so !Ref AllowedOrigins
-    # becomes the value itself) and the parameter is left unused in the output. cfn-lint skips W2001 on
-    # templates with a Transform for the same reason; test_every_template_parameter_is_referenced covers it.
-    referenced = referenced_parameters(sam_template)
-    matches = [m for m in lint(transformed) if not (m.rule.id == "W2001" and m.path[-1] in referenced)]
+    matches = lint(transformed)
     assert not matches, describe(matches)
 
 

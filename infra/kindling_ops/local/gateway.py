@@ -1,7 +1,7 @@
 """The HTTP API on localhost: requests become API Gateway HTTP API (payload 2.0) events.
 
-Routes, CORS and path parameters come from the template's HttpApi events and its
-CorsConfiguration. ``/_local/...`` routes belong to the local stack alone.
+Routes and path parameters come from the template's HttpApi events. ``/_local/...``
+routes belong to the local stack alone.
 """
 
 from __future__ import annotations
@@ -53,34 +53,6 @@ def routes(template: Template) -> list[Route]:
                 props = event.get("Properties") or {}
                 found.append(Route(str(props.get("Method", "ANY")).upper(), props["Path"], logical))
     return sorted(found, key=lambda r: r.specificity)
-
-
-@dataclass(frozen=True)
-class Cors:
-    origins: tuple[str, ...]
-    methods: tuple[str, ...]
-    headers: tuple[str, ...]
-    max_age: int | None
-
-    @classmethod
-    def from_template(cls, template: Template) -> Cors | None:
-        for logical in template.of_type("AWS::Serverless::HttpApi"):
-            config = template.resolve(template.properties(logical).get("CorsConfiguration"))
-            if config:
-                return cls(
-                    origins=tuple(config.get("AllowOrigins") or ()),
-                    methods=tuple(m.upper() for m in config.get("AllowMethods") or ()),
-                    headers=tuple(h.lower() for h in config.get("AllowHeaders") or ()),
-                    max_age=config.get("MaxAge"),
-                )
-        return None
-
-    def allow_origin(self, origin: str | None) -> str | None:
-        if not origin:
-            return None
-        if "*" in self.origins:
-            return "*"
-        return origin if origin in self.origins else None
 
 
 def _body(request: Request) -> tuple[str, bool]:
@@ -171,7 +143,6 @@ class Gateway:
     ) -> None:
         self._on_request = on_request
         self.routes = routes(template)
-        self.cors = Cors.from_template(template)
         self._invoke = invoke
         self._local = local_routes
         self._on_error = on_error
@@ -192,13 +163,6 @@ class Gateway:
             return local(request)
         if request.path.startswith("/_local/"):
             return _json(404, {"message": "Not Found"})
-        origin = request.headers.get("Origin")
-        if (
-            request.method == "OPTIONS"
-            and self.cors is not None
-            and request.headers.get("Access-Control-Request-Method")
-        ):
-            return self._preflight(origin)
         route, parameters = self._match(request.method, request.path)
         if route is None:
             return _json(404, {"message": "Not Found"})
@@ -207,11 +171,6 @@ class Gateway:
         except Exception as exc:  # what API Gateway answers when the function itself fails
             self._on_error(route.function, exc)
             response = _json(500, {"message": "Internal Server Error"})
-        if self.cors is not None:
-            allowed = self.cors.allow_origin(origin)
-            if allowed:
-                response.headers["Access-Control-Allow-Origin"] = allowed
-                response.headers.add("Vary", "Origin")
         return response
 
     def _match(self, method: str, path: str) -> tuple[Route | None, dict[str, str]]:
@@ -222,19 +181,6 @@ class Gateway:
             if match:
                 return route, match.groupdict()
         return None, {}
-
-    def _preflight(self, origin: str | None) -> Response:
-        assert self.cors is not None
-        allowed = self.cors.allow_origin(origin)
-        response = Response(status=204)
-        if allowed:
-            response.headers["Access-Control-Allow-Origin"] = allowed
-            response.headers["Access-Control-Allow-Methods"] = ",".join(self.cors.methods)
-            response.headers["Access-Control-Allow-Headers"] = ",".join(self.cors.headers)
-            if self.cors.max_age is not None:
-                response.headers["Access-Control-Max-Age"] = str(self.cors.max_age)
-            response.headers["Vary"] = "Origin"
-        return response
 
 
 def _json(status: int, payload: Any) -> Response:
