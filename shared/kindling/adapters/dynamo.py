@@ -95,12 +95,30 @@ class DynamoLeadStore:
 
     # --- reads -----------------------------------------------------------------
     def owners(self, identities: Sequence[Identity]) -> dict[Identity, str]:
+        """One consistent BatchGetItem for all the identities an event names."""
+        wanted = list(dict.fromkeys(identities))
+        if not wanted:
+            return {}
+        by_key = {(f"IDENT#{i.kind}#{i.value}"): i for i in wanted}
+        request: dict[str, Any] = {
+            self._table: {
+                "Keys": [identity_key(i) for i in wanted],
+                "ConsistentRead": True,
+                "ProjectionExpression": "PK, lead_id",
+            }
+        }
         found: dict[Identity, str] = {}
-        for identity in dict.fromkeys(identities):
-            item = self._get(identity_key(identity), projection="lead_id")
-            if item:
-                found[identity] = item["lead_id"]
-        return found
+        for _ in range(8):
+            try:
+                response = self.client.batch_get_item(RequestItems=request)
+            except ClientError as exc:
+                raise _translate(exc) from exc
+            for item in response.get("Responses", {}).get(self._table, []):
+                found[by_key[item["PK"]["S"]]] = item["lead_id"]["S"]
+            request = response.get("UnprocessedKeys") or {}
+            if not request:
+                return found
+        raise Retryable("DynamoDB left identity lookups unprocessed")
 
     def lead_for_email(self, email: str) -> str | None:
         item = self._get(identity_key(Identity("email", email)), projection="lead_id")
