@@ -6,15 +6,22 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from kindling import clock
+from kindling.adapters.config_store import ConfigCache, DynamoConfigStore
 from kindling.adapters.dynamo import DynamoLeadStore
+from kindling.adapters.score_store import DynamoScoreStore
 from kindling.errors import InvalidInput, NotFound
 from kindling.http import json_response, register_errors, require_bearer
 from kindling.leads import find_lead_by_email, read_lead
 from kindling.observability import logger
+from kindling.scoring_config import ScoringConfig
+from kindling.scoring_service import explain_lead_score
 from kindling.settings import LeadsApiSettings
 
 settings = LeadsApiSettings()  # type: ignore[call-arg]
 store = DynamoLeadStore(settings.table_name)
+scores = DynamoScoreStore(settings.table_name)
+scoring_config = ConfigCache(DynamoConfigStore(settings.table_name), "scoring", ScoringConfig)
 app = APIGatewayHttpResolver()
 register_errors(app, auth_scheme="Bearer")
 
@@ -26,6 +33,15 @@ def get_lead(lead_id: str) -> Response:
     if view is None:
         raise NotFound(f"no lead {lead_id}")
     return json_response(200, view.model_dump(mode="json"))
+
+
+@app.get("/v1/leads/<lead_id>/score")
+def explain_score(lead_id: str) -> Response:
+    require_bearer(app.current_event, settings.admin_token.get_secret_value())
+    view = read_lead(store, lead_id, timeline_limit=0)
+    if view is None:
+        raise NotFound(f"no lead {lead_id}")
+    return json_response(200, explain_lead_score(view.lead, scores, scoring_config, clock.current().now()))
 
 
 @app.get("/v1/leads")

@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 
 DEFAULT_TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
+DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "config"
 
 
 def _local(args: argparse.Namespace) -> int:
@@ -21,7 +22,7 @@ def _local(args: argparse.Namespace) -> int:
         print(f"kindling: PORT must be a number, not {port_text!r}", file=sys.stderr)
         return 2
     port = args.port if args.port is not None else int(port_text)
-    parameters, lines = local_parameters(dict(os.environ))
+    parameters, lines = local_parameters(dict(os.environ), port)
     print(f"PORT={port}{'' if 'PORT' in os.environ or args.port else ' (default)'}")
     for line in lines:
         print(line)
@@ -47,6 +48,86 @@ def _local(args: argparse.Namespace) -> int:
     return 0
 
 
+def _config_validate(args: argparse.Namespace) -> int:
+    from kindling_ops.config import ConfigError, load
+
+    try:
+        loaded = load(args.dir)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    for name, model in loaded.items():
+        print(f"{args.dir / name}: valid ({_summary(model)})")
+    return 0
+
+
+def _summary(model: object) -> str:
+    from kindling.scoring_config import ScoringConfig
+
+    if isinstance(model, ScoringConfig):
+        return f"{len(model.engagement.rules)} engagement rules, {len(model.fit.rules)} fit rules"
+    return type(model).__name__
+
+
+def _config_apply(args: argparse.Namespace) -> int:
+    from kindling_ops.config import ConfigError, documents, load
+
+    try:
+        loaded = load(args.dir)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    docs = documents(loaded)
+    if args.local:
+        import json
+        import urllib.error
+        import urllib.request
+
+        port = args.port if args.port is not None else int(os.environ.get("PORT", "3000"))
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/_local/config",
+            data=json.dumps(docs).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                lines = json.loads(response.read())["applied"]
+        except (urllib.error.URLError, OSError) as exc:
+            print(f"kindling: cannot reach the local stack on port {port}: {exc}", file=sys.stderr)
+            return 1
+    else:
+        lines = _apply_to_aws(docs, args.table, args.stack)
+        if lines is None:
+            return 1
+    for line in lines:
+        print(line)
+    return 0
+
+
+def _apply_to_aws(documents: dict[str, dict], table: str | None, stack: str | None) -> list[str] | None:
+    import boto3
+
+    from kindling import clock
+    from kindling.adapters.config_store import DynamoConfigStore
+    from kindling_ops.config import apply
+
+    if table is None:
+        if stack is None:
+            print("kindling: give --local, --table NAME or --stack NAME", file=sys.stderr)
+            return None
+        outputs = (
+            boto3.client("cloudformation").describe_stacks(StackName=stack)["Stacks"][0].get("Outputs", [])
+        )
+        table = next((o["OutputValue"] for o in outputs if o["OutputKey"] == "TableName"), None)
+        if table is None:
+            print(f"kindling: stack {stack} has no TableName output", file=sys.stderr)
+            return None
+    return apply(DynamoConfigStore(table, boto3.client("dynamodb")), documents, clock.current().now())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kindling", description="Operate kindling.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -54,6 +135,22 @@ def build_parser() -> argparse.ArgumentParser:
     local.add_argument("--port", type=int, default=None, help="HTTP port (default: $PORT or 3000)")
     local.add_argument("--template", type=Path, default=DEFAULT_TEMPLATE, help="SAM template to run")
     local.set_defaults(run=_local)
+
+    config = commands.add_parser("config", help="validate and apply scoring, lifecycle and program config")
+    config_commands = config.add_subparsers(dest="config_command", required=True)
+    validate = config_commands.add_parser("validate", help="check config/ without applying it")
+    validate.add_argument("--dir", type=Path, default=DEFAULT_CONFIG, help="config directory")
+    validate.set_defaults(run=_config_validate)
+    apply = config_commands.add_parser("apply", help="validate config/ and make it the version in force")
+    apply.add_argument("--dir", type=Path, default=DEFAULT_CONFIG, help="config directory")
+    target = apply.add_mutually_exclusive_group(required=True)
+    target.add_argument("--local", action="store_true", help="the running local stack")
+    target.add_argument("--table", help="the DynamoDB table of a deployed stack")
+    target.add_argument("--stack", help="a deployed CloudFormation stack (reads its TableName output)")
+    apply.add_argument(
+        "--port", type=int, default=None, help="the local stack's port (default: $PORT or 3000)"
+    )
+    apply.set_defaults(run=_config_apply)
     return parser
 
 

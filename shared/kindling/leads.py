@@ -24,6 +24,7 @@ from pydantic import BaseModel, Field
 from kindling.bus import BusEvent, EventPublisher
 from kindling.emails import normalize_email
 from kindling.errors import Conflict, Duplicate, InvalidInput
+from kindling.scoring_config import Stage
 from kindling.tracking import WebEvent
 
 IdentityKind = Literal["user", "email", "anon"]
@@ -47,6 +48,8 @@ class Lead(BaseModel):
     created_at: datetime
     first_seen_at: datetime
     last_activity_at: datetime | None = None
+    stage: Stage | None = None
+    stage_changed_at: datetime | None = None
     merged_into: str | None = None
 
     @property
@@ -327,6 +330,7 @@ class ProfileService:
                     detail={
                         "lead_id": outcome.lead_id,
                         "new_lead": outcome.created,
+                        "merged": list(outcome.merged),
                         "event": event.model_dump(mode="json"),
                     },
                     time=event.timestamp,
@@ -350,7 +354,8 @@ def read_lead(store: LeadStore, lead_id: str, timeline_limit: int = 50) -> LeadV
         hops += 1
     if lead is None:
         return None
-    return LeadView(lead=lead, timeline=store.timeline(lead.lead_id, timeline_limit))
+    timeline = store.timeline(lead.lead_id, timeline_limit) if timeline_limit > 0 else []
+    return LeadView(lead=lead, timeline=timeline)
 
 
 def find_lead_by_email(store: LeadStore, email: str, timeline_limit: int = 50) -> LeadView | None:

@@ -31,3 +31,14 @@ class ProfilesSettings(_Settings):
 class LeadsApiSettings(_Settings):
     table_name: str
     admin_token: SecretStr
+
+
+class ScoringSettings(_Settings):
+    table_name: str
+    bus_name: str
+
+
+class HandoffSettings(_Settings):
+    table_name: str
+    handoff_url: str
+    handoff_secret: SecretStr

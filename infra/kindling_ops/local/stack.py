@@ -7,6 +7,7 @@ API; this module does, from the same template.yaml that deploys to AWS.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -25,6 +26,11 @@ from werkzeug.wrappers import Request, Response
 
 from kindling import clock as kindling_clock
 from kindling.adapters import aws
+from kindling.adapters.config_store import DynamoConfigStore
+from kindling_ops.config import ConfigError
+from kindling_ops.config import apply as apply_config
+from kindling_ops.config import documents as config_documents
+from kindling_ops.config import load as load_config
 from kindling_ops.local.gateway import Gateway
 from kindling_ops.local.provision import provision
 from kindling_ops.local.runtime import LocalRuntime
@@ -37,14 +43,20 @@ PARAMETER_ENVIRONMENT = {
     "AdminToken": ("KINDLING_ADMIN_TOKEN", "dev-admin-token-change-me"),
     "AllowedOrigins": ("KINDLING_ALLOWED_ORIGINS", "*"),
     "LogLevel": ("KINDLING_LOG_LEVEL", "WARNING"),
+    "HandoffUrl": ("KINDLING_HANDOFF_URL", "http://127.0.0.1:{port}/_local/webhooks/sales"),
+    "HandoffSigningSecret": (
+        "KINDLING_HANDOFF_SECRET",
+        "whsec_" + base64.b64encode(b"kindling-local-handoff-key").decode(),
+    ),
 }
 
 
-def local_parameters(environ: dict[str, str]) -> tuple[dict[str, str], list[str]]:
+def local_parameters(environ: dict[str, str], port: int) -> tuple[dict[str, str], list[str]]:
     """Template parameters from the environment, and a line per setting saying where it came from."""
     values, lines = {}, []
-    for parameter, (variable, default) in PARAMETER_ENVIRONMENT.items():
+    for parameter, (variable, template) in PARAMETER_ENVIRONMENT.items():
         given = environ.get(variable)
+        default = template.format(port=port)
         values[parameter] = given if given else default
         lines.append(f"{variable}={'(set)' if given else default + ' (default)'}")
     return values, lines
@@ -113,6 +125,7 @@ class LocalStack:
         self._schedules: list[ScheduledInvocation] = []
         self._schedule_lock = threading.Lock()
         self._pump_idle = threading.Event()
+        self.webhooks: list[dict[str, Any]] = []
 
     @property
     def url(self) -> str:
@@ -146,6 +159,7 @@ class LocalStack:
         self.template = Template.from_file(self.template_path, self.parameters, endpoint=self.endpoint)
         self.say(f"creating resources from {self.template_path.name}")
         provision(self.template, self.session, lambda line: self.say(f"  {line}"))
+        self._apply_config_dir()
 
         specs = functions(self.template)
         self.runtime = LocalRuntime(specs, base_environment)
@@ -185,8 +199,11 @@ class LocalStack:
             self.say(f"{method} {path} -> {status} ({millis:.0f} ms)")
 
     def _report_error(self, function: str, exc: BaseException) -> None:
-        self.activity.failures.append(f"{function}: {type(exc).__name__}: {exc}")
-        self.say(f"! {function} failed: {type(exc).__name__}: {exc}")
+        lines = [line for line in str(exc).splitlines() if line.strip()] or [""]
+        # A failed batch's message holds every record's traceback: its last line is the cause.
+        summary = lines[0] if len(lines) == 1 else f"{lines[0]} ... {lines[-1].strip()}"
+        self.activity.failures.append(f"{function}: {type(exc).__name__}: {summary}")
+        self.say(f"! {function} failed: {type(exc).__name__}: {summary}")
         if os.environ.get("KINDLING_LOCAL_TRACEBACKS"):
             traceback.print_exception(exc)
 
@@ -387,14 +404,64 @@ class LocalStack:
             self.clock.advance(timedelta(seconds=advance_seconds))
         return self.clock.now()
 
+    # --- configuration ---------------------------------------------------------
+    @property
+    def table_name(self) -> str:
+        tables = list(self.template.of_type("AWS::DynamoDB::Table"))
+        return self.template.names["Table" if "Table" in tables else tables[0]]
+
+    def _apply_config_dir(self) -> None:
+        directory = self.template.root / "config"
+        if not directory.is_dir() or not self.template.of_type("AWS::DynamoDB::Table"):
+            return
+        try:
+            loaded = load_config(directory)
+        except ConfigError as exc:
+            raise TemplateError("config/ is not valid:\n  " + "\n  ".join(exc.problems)) from exc
+        for line in self.apply_config(config_documents(loaded)):
+            self.say(f"  {line}")
+
+    def apply_config(self, documents: dict[str, dict[str, Any]]) -> list[str]:
+        store = DynamoConfigStore(self.table_name, self.session.client("dynamodb"))
+        return apply_config(store, documents, self.clock.now())
+
     # --- /_local routes --------------------------------------------------------
     def _local_routes(self) -> dict[tuple[str, str], Callable[[Request], Response]]:
         return {
             ("GET", "/_local/clock"): self._get_clock,
             ("POST", "/_local/clock"): self._post_clock,
             ("POST", "/_local/settle"): self._post_settle,
+            ("POST", "/_local/config"): self._post_config,
+            ("POST", "/_local/webhooks/sales"): self._receive_webhook,
+            ("GET", "/_local/webhooks"): lambda request: _json(200, {"received": self.webhooks}),
             ("GET", "/_local/health"): lambda request: _json(200, {"ok": True}),
         }
+
+    def _post_config(self, request: Request) -> Response:
+        """Apply documents the CLI validated (``kindling config apply --local``)."""
+        from kindling_ops.config import FILES
+
+        try:
+            body = json.loads(request.get_data() or b"{}")
+            documents = {}
+            for name, document in body.items():
+                if name not in FILES:
+                    raise ValueError(f"{name}: not a config file kindling knows")
+                documents.update(config_documents({name: FILES[name].model_validate(document)}))
+        except (ValueError, AttributeError) as exc:
+            return _json(400, {"error": "invalid_request", "problems": [str(exc)]})
+        return _json(200, {"applied": self.apply_config(documents)})
+
+    def _receive_webhook(self, request: Request) -> Response:
+        """Stands in for the sales team's CRM when no KINDLING_HANDOFF_URL is given."""
+        self.webhooks.append(
+            {
+                "headers": {k.lower(): v for k, v in request.headers.items()},
+                "body": request.get_data(as_text=True),
+                "received_at": kindling_clock.isoformat(self.clock.now()),
+            }
+        )
+        return _json(200, {"received": True})
 
     def _get_clock(self, request: Request) -> Response:
         return _json(200, {"now": kindling_clock.isoformat(self.clock.now())})

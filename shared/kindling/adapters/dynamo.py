@@ -84,10 +84,9 @@ def timeline_sk(entry: TimelineEntry) -> str:
 
 
 class DynamoLeadStore:
-    def __init__(self, table_name: str, client: Any = None, now: Any = None) -> None:
+    def __init__(self, table_name: str, client: Any = None) -> None:
         self._table = table_name
         self._client = client
-        self._now = now
 
     @property
     def client(self) -> Any:

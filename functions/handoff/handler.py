@@ -1,0 +1,51 @@
+"""New MQLs from the bus are posted to sales as signed webhooks; failures retry, then dead-letter."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import Json
+
+from kindling import clock
+from kindling.adapters.http import UrllibTransport
+from kindling.adapters.score_store import DynamoHandoffLog
+from kindling.bus import BusEnvelope
+from kindling.handoff import hand_off
+from kindling.observability import logger, metrics
+from kindling.settings import HandoffSettings
+from kindling.webhooks import WebhookSecret
+
+
+class MqlRecord(SqsRecordModel):
+    body: Json[BusEnvelope]
+
+
+settings = HandoffSettings()  # type: ignore[call-arg]
+secret = WebhookSecret(settings.handoff_secret.get_secret_value())
+transport = UrllibTransport()
+log = DynamoHandoffLog(settings.table_name)
+processor = BatchProcessor(event_type=EventType.SQS, model=MqlRecord)
+
+
+def record_handler(record: MqlRecord) -> None:
+    mql: dict[str, Any] = record.body.detail
+    status = hand_off(
+        mql, url=settings.handoff_url, secret=secret, transport=transport, log=log, now=clock.current().now()
+    )
+    if status is None:
+        logger.warning("receiver answered 410 Gone; hand-off dropped", extra={"event_id": mql["event_id"]})
+    else:
+        metrics.add_metric(name="HandoffsDelivered", unit=MetricUnit.Count, value=1)
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+def lambda_handler(event: dict, context: LambdaContext) -> PartialItemFailureResponse:
+    return process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )

@@ -1,0 +1,53 @@
+"""Lead activity from the bus is scored exactly once; score, stage and MQL changes go back on the bus."""
+
+from __future__ import annotations
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import Json
+
+from kindling import clock
+from kindling.adapters.config_store import ConfigCache, DynamoConfigStore
+from kindling.adapters.eventbridge import EventBridgePublisher
+from kindling.adapters.score_store import DynamoScoreStore
+from kindling.bus import BusEnvelope
+from kindling.observability import logger, metrics
+from kindling.scoring_config import ScoringConfig
+from kindling.scoring_service import LeadActivity, ScoringService
+from kindling.settings import ScoringSettings
+
+
+class ActivityEnvelope(BusEnvelope):
+    detail: LeadActivity  # type: ignore[assignment]
+
+
+class ActivityRecord(SqsRecordModel):
+    body: Json[ActivityEnvelope]
+
+
+settings = ScoringSettings()  # type: ignore[call-arg]
+service = ScoringService(
+    DynamoScoreStore(settings.table_name),
+    ConfigCache(DynamoConfigStore(settings.table_name), "scoring", ScoringConfig),
+    EventBridgePublisher(settings.bus_name),
+)
+processor = BatchProcessor(event_type=EventType.SQS, model=ActivityRecord)
+
+
+def record_handler(record: ActivityRecord) -> None:
+    write = service.score(record.body.detail, now=clock.current().now())
+    if write is not None:
+        metrics.add_metric(name="ScoreChanges", unit=MetricUnit.Count, value=1)
+        if write.result.stage_move is not None and write.result.stage_move.to_stage == "mql":
+            metrics.add_metric(name="MarketingQualifiedLeads", unit=MetricUnit.Count, value=1)
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+def lambda_handler(event: dict, context: LambdaContext) -> PartialItemFailureResponse:
+    return process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )

@@ -1,0 +1,114 @@
+"""Applied configuration in the single table: immutable numbered versions and a pointer.
+
+  CONFIG#<kind> / v000042   one applied version (JSON text, its hash, when it was applied)
+  CONFIG#<kind> / CURRENT   which version is in force
+
+Handlers read the pointer once per invocation and the version itself only when it
+changed, so a newly applied version is in force for the next batch, without a redeploy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from botocore.exceptions import ClientError
+from pydantic import BaseModel
+
+from kindling.adapters import aws
+from kindling.clock import isoformat
+from kindling.errors import Conflict, NotFound
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _key(kind: str, sort: str) -> dict[str, Any]:
+    return {"PK": {"S": f"CONFIG#{kind}"}, "SK": {"S": sort}}
+
+
+class DynamoConfigStore:
+    def __init__(self, table_name: str, client: Any = None) -> None:
+        self._table = table_name
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        return self._client or aws.client("dynamodb")
+
+    def current_version(self, kind: str) -> int | None:
+        item = self.client.get_item(
+            TableName=self._table, Key=_key(kind, "CURRENT"), ConsistentRead=True
+        ).get("Item")
+        return int(item["version"]["N"]) if item else None
+
+    def load(self, kind: str, version: int) -> tuple[dict[str, Any], str]:
+        item = self.client.get_item(
+            TableName=self._table, Key=_key(kind, f"v{version:06d}"), ConsistentRead=True
+        ).get("Item")
+        if not item:
+            raise NotFound(f"{kind} config version {version} does not exist")
+        return json.loads(item["document"]["S"]), item["sha256"]["S"]
+
+    def apply(self, kind: str, document: dict[str, Any], applied_at: datetime) -> tuple[int, bool]:
+        """Store ``document`` as the next version unless it is what is in force: (version, changed)."""
+        text = json.dumps(document, sort_keys=True, separators=(",", ":"))
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        current = self.current_version(kind)
+        if current is not None and self.load(kind, current)[1] == digest:
+            return current, False
+        version = (current or 0) + 1
+        pointer_condition = "attribute_not_exists(PK)" if current is None else "version = :current"
+        pointer: dict[str, Any] = {
+            "Put": {
+                "TableName": self._table,
+                "Item": {**_key(kind, "CURRENT"), "version": {"N": str(version)}},
+                "ConditionExpression": pointer_condition,
+            }
+        }
+        if current is not None:
+            pointer["Put"]["ExpressionAttributeValues"] = {":current": {"N": str(current)}}
+        try:
+            self.client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": self._table,
+                            "Item": {
+                                **_key(kind, f"v{version:06d}"),
+                                "version": {"N": str(version)},
+                                "document": {"S": text},
+                                "sha256": {"S": digest},
+                                "applied_at": {"S": isoformat(applied_at)},
+                            },
+                            "ConditionExpression": "attribute_not_exists(PK)",
+                        }
+                    },
+                    pointer,
+                ]
+            )
+        except ClientError as exc:
+            if aws.error_code(exc) == "TransactionCanceledException":
+                raise Conflict(f"another {kind} config was applied at the same time; apply again") from exc
+            raise
+        return version, True
+
+
+class ConfigCache(Generic[M]):
+    """The version in force, re-read only when the pointer moves."""
+
+    def __init__(self, store: DynamoConfigStore, kind: str, model: type[M]) -> None:
+        self._store = store
+        self._kind = kind
+        self._model = model
+        self._cached: tuple[int, M] | None = None
+
+    def current(self) -> tuple[int, M]:
+        version = self._store.current_version(self._kind)
+        if version is None:
+            raise NotFound(f"no {self._kind} config has been applied: run `kindling config apply`")
+        if self._cached is None or self._cached[0] != version:
+            document, _ = self._store.load(self._kind, version)
+            self._cached = (version, self._model.model_validate(document))
+        return self._cached
