@@ -31,7 +31,7 @@ IdentityKind = Literal["user", "email", "anon"]
 
 #: Traits that are identities or bookkeeping, not free-form person data.
 _RESERVED_TRAITS = frozenset({"email", "userId", "anonymousId"})
-MAX_RESOLVE_ATTEMPTS = 8
+MAX_RESOLVE_ATTEMPTS = 12
 
 
 class Identity(NamedTuple):
@@ -253,7 +253,7 @@ class ProfileService:
                 return outcome
             except Conflict:
                 # Lost a race for an identity or the lead was merged away: look again.
-                self._sleep(random.uniform(0, 0.02 * (attempt + 1)))
+                self._sleep(random.uniform(0, min(0.5, 0.01 * 2**attempt)))  # full jitter
         raise Conflict(f"could not settle the lead for message {event.message_id}")
 
     def _resolve(

@@ -25,7 +25,7 @@ from kindling.scoring import LeadScore, ScoringResult, decay_factor, explain, la
 from kindling.scoring_config import ScoringConfig, Stage, page_url
 from kindling.tracking import WebEvent
 
-MAX_ATTEMPTS = 10
+MAX_ATTEMPTS = 12
 #: Traits a sales team wants in the hand-off, when the lead has them.
 HANDOFF_TRAITS = (
     "name", "first_name", "firstName", "last_name", "lastName", "title", "company",
@@ -72,7 +72,9 @@ class ScoreStore(Protocol):
     def save(self, write: ScoreWrite) -> None:
         """Apply atomically; ``Duplicate`` if this message was scored, ``Conflict`` on a lost race."""
 
-    def emitted_for(self, message_id: str) -> list[BusEvent]: ...
+    def emitted_for(self, message_id: str) -> list[BusEvent] | None:
+        """The events a scored message produced; None if it was never scored."""
+
     def changes(self, lead_id: str, limit: int = 20) -> list[dict[str, Any]]: ...
     def stage_history(self, lead_id: str, limit: int = 50) -> list[dict[str, Any]]: ...
 
@@ -124,21 +126,31 @@ class ScoringService:
     def score(self, activity: LeadActivity, now: datetime) -> ScoreWrite | None:
         """Score one activity; None when it changed nothing (or was scored before)."""
         version, config = self._config.current()
+        message_id = activity.event.message_id
         for attempt in range(MAX_ATTEMPTS):
+            if self._republish(message_id):
+                return None
             write = self._plan(activity, config, version, now)
             if write is None:
                 return None
             try:
                 self._store.save(write)
             except Duplicate:
-                self._publisher.publish(self._store.emitted_for(activity.event.message_id))
-                return None
+                continue  # scored meanwhile by another delivery: republish what it produced
             except Conflict:
-                self._sleep(random.uniform(0, 0.02 * (attempt + 1)))
+                self._sleep(random.uniform(0, min(0.5, 0.01 * 2**attempt)))  # full jitter
                 continue
             self._publisher.publish(write.emitted)
             return write
-        raise Conflict(f"could not score message {activity.event.message_id}: too much contention")
+        raise Conflict(f"could not score message {message_id}: too much contention")
+
+    def _republish(self, message_id: str) -> bool:
+        """A message scored before gets its events published again, in case the first publish was lost."""
+        emitted = self._store.emitted_for(message_id)
+        if emitted is None:
+            return False
+        self._publisher.publish(emitted)
+        return True
 
     def _plan(
         self, activity: LeadActivity, config: ScoringConfig, version: int, now: datetime

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import signal
@@ -11,11 +12,13 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from kindling_ops.local.stack import free_port
 
@@ -23,6 +26,51 @@ ROOT = Path(__file__).resolve().parents[2]
 WRITE_KEY = "e2e-write-key"
 ADMIN_TOKEN = "e2e-admin-token-0123456789"
 ALLOWED_ORIGIN = "https://www.acme.io"
+HANDOFF_SECRET = "whsec_" + base64.b64encode(b"e2e-handoff-signing-key-32bytes!").decode()
+
+
+class SalesReceiver:
+    """The sales team's webhook endpoint: verifies each request the way a receiver would.
+
+    It refuses the first delivery of every webhook id with a 503, as a receiver that is
+    briefly down would, so the tests also see the retry arrive.
+    """
+
+    def __init__(self) -> None:
+        self.deliveries: list[dict[str, Any]] = []
+        self.verified: list[dict[str, Any]] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                webhook_id = headers.get("webhook-id", "")
+                first = all(d["id"] != webhook_id for d in receiver.deliveries)
+                receiver.deliveries.append({"id": webhook_id, "refused": first})
+                if first:
+                    self.send_response(503)
+                    self.end_headers()
+                    return
+                try:
+                    payload = Webhook(HANDOFF_SECRET).verify(body, headers)
+                except WebhookVerificationError:
+                    self.send_response(401)
+                    self.end_headers()
+                    return
+                receiver.verified.append({"id": webhook_id, "payload": payload})
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks/kindling"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
 
 
 @dataclass
@@ -30,6 +78,7 @@ class RunningStack:
     url: str
     process: subprocess.Popen[str]
     output: list[str] = field(default_factory=list)
+    sales: SalesReceiver | None = None
 
     @property
     def aws_endpoint(self) -> str:
@@ -57,7 +106,9 @@ class RunningStack:
         return requests.get(f"{self.url}/v1/leads", params={"email": email}, headers=self.admin(), timeout=10)
 
 
-def start_stack(*extra_args: str, env: dict[str, str] | None = None) -> RunningStack:
+def start_stack(
+    *extra_args: str, env: dict[str, str] | None = None, sales: SalesReceiver | None = None
+) -> RunningStack:
     port = free_port()
     environment = {
         **os.environ,
@@ -66,6 +117,8 @@ def start_stack(*extra_args: str, env: dict[str, str] | None = None) -> RunningS
         "KINDLING_ADMIN_TOKEN": ADMIN_TOKEN,
         "KINDLING_ALLOWED_ORIGINS": ALLOWED_ORIGIN,
         "PYTHONUNBUFFERED": "1",
+        "KINDLING_HANDOFF_SECRET": HANDOFF_SECRET,
+        **({"KINDLING_HANDOFF_URL": sales.url} if sales else {}),
         **(env or {}),
     }
     for inherited in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
@@ -78,7 +131,7 @@ def start_stack(*extra_args: str, env: dict[str, str] | None = None) -> RunningS
         stderr=subprocess.STDOUT,
         text=True,
     )
-    stack = RunningStack(url=f"http://127.0.0.1:{port}", process=process)
+    stack = RunningStack(url=f"http://127.0.0.1:{port}", process=process, sales=sales)
     ready = threading.Event()
 
     def read() -> None:
@@ -109,7 +162,9 @@ def stop_stack(stack: RunningStack) -> int:
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[RunningStack]:
-    running = start_stack()
+    sales = SalesReceiver()
+    running = start_stack(sales=sales)
     yield running
+    sales.close()
     assert stop_stack(running) == 0, "\n".join(running.output[-30:])
     assert "stopped." in running.output[-1]

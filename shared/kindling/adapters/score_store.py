@@ -75,10 +75,10 @@ class DynamoScoreStore:
             }
         )
 
-    def emitted_for(self, message_id: str) -> list[BusEvent]:
+    def emitted_for(self, message_id: str) -> list[BusEvent] | None:
         item = self._get({"PK": {"S": f"SCORED#{message_id}"}, "SK": {"S": "SCORED"}})
         if item is None:
-            return []
+            return None
         return [BusEvent.model_validate(e) for e in json.loads(item["emitted"]["S"])]
 
     def save(self, write: ScoreWrite) -> None:
