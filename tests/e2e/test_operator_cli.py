@@ -1,0 +1,61 @@
+"""The operator's `kindling config` commands, against files and against the running local stack."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import ROOT, RunningStack
+
+pytestmark = pytest.mark.e2e
+
+
+def kindling(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "kindling_ops.cli", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_validate_accepts_the_shipped_config() -> None:
+    result = kindling("config", "validate")
+    assert result.returncode == 0, result.stderr
+    assert "scoring.yaml: valid (10 engagement rules, 7 fit rules)" in result.stdout
+
+
+def test_validate_names_every_problem_and_fails(tmp_path: Path) -> None:
+    text = (ROOT / "config/scoring.yaml").read_text()
+    (tmp_path / "scoring.yaml").write_text(
+        text.replace("points: 40", "points: forty").replace("cap: {per_day: 1}", "cap: {per_week: 1}", 1)
+    )
+    result = kindling("config", "validate", "--dir", str(tmp_path))
+    assert result.returncode == 1
+    assert "engagement rule 'demo-request'.points" in result.stderr
+    assert "engagement rule 'pricing-page'.cap.per_week: unknown key" in result.stderr
+
+
+def test_apply_to_the_local_stack_stores_a_new_version_only_when_something_changed(
+    stack: RunningStack, tmp_path: Path
+) -> None:
+    port = stack.url.rsplit(":", 1)[1]
+    unchanged = kindling("config", "apply", "--local", "--port", port)
+    assert unchanged.returncode == 0, unchanged.stderr
+    assert "config scoring: unchanged, version" in unchanged.stdout
+    shutil.copy(ROOT / "config/scoring.yaml", tmp_path / "scoring.yaml")
+    edited = (tmp_path / "scoring.yaml").read_text().replace("Requested a demo", "Asked for a demo")
+    (tmp_path / "scoring.yaml").write_text(edited)
+    applied = kindling("config", "apply", "--local", "--port", port, "--dir", str(tmp_path))
+    assert applied.returncode == 0, applied.stderr
+    assert "config scoring: applied as version" in applied.stdout
+
+
+def test_apply_needs_to_know_where() -> None:
+    result = kindling("config", "apply")
+    assert result.returncode == 2 and "--local" in result.stderr
