@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint unit bench clean
+.PHONY: run test lint unit bench clean browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,8 +17,20 @@ run: $(STAMP)
 	$(BIN)/kindling local
 
 ## Lint (ruff, mypy, cfn-lint) and run every test: unit, integration, infrastructure, end-to-end.
-test: $(STAMP) lint
+test: $(STAMP) browser lint
 	$(BIN)/pytest -q
+
+## Headless Chromium for the browser tests: Debian's package, installed when missing (needs root).
+browser:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; \
+	  elif [ -n "$$CI" ]; then \
+	    echo "make browser: /usr/bin/chromium is missing and cannot be installed (needs root and apt-get)" >&2; exit 1; \
+	  else \
+	    echo "make browser: /usr/bin/chromium is missing; the browser tests will be skipped (as root: apt-get install chromium)" >&2; \
+	  fi; \
+	fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check functions shared infra tests bench
@@ -29,6 +41,7 @@ lint: $(STAMP)
 ## Print throughput, AWS calls per event and cold-start figures.
 bench: $(STAMP)
 	$(BIN)/python bench/capture.py
+	$(BIN)/python bench/scoring.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -6,6 +6,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -14,6 +15,7 @@ import pytest
 from kindling.adapters import aws
 
 REGION = "us-east-1"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
@@ -53,19 +55,26 @@ def dynamodb(moto_endpoint: str) -> Any:
     return boto3.client("dynamodb", region_name=REGION)
 
 
-@pytest.fixture
-def table(dynamodb: Any) -> Iterator[str]:
-    """A fresh single table shaped like the template's (PK/SK, TTL)."""
-    name = f"test-{uuid.uuid4().hex[:12]}"
-    dynamodb.create_table(
-        TableName=name,
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[
-            {"AttributeName": "PK", "AttributeType": "S"},
-            {"AttributeName": "SK", "AttributeType": "S"},
-        ],
-        KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"}, {"AttributeName": "SK", "KeyType": "RANGE"}],
+@pytest.fixture(scope="session")
+def table_definition() -> dict[str, Any]:
+    """The single table's keys and indexes, read from template.yaml (the one source of truth)."""
+    from kindling_ops.local.provision import _TABLE_KEYS
+    from kindling_ops.local.template import Template
+
+    template = Template.from_file(
+        ROOT / "template.yaml",
+        {"WriteKey": "x" * 16, "AdminToken": "x" * 16, "HandoffUrl": "http://x", "HandoffSigningSecret": "x",
+         "LinkSigningSecret": "x" * 32},
     )
+    properties = template.resolve(template.properties("Table"))
+    return {key: properties[key] for key in _TABLE_KEYS if key in properties}
+
+
+@pytest.fixture
+def table(dynamodb: Any, table_definition: dict[str, Any]) -> Iterator[str]:
+    """A fresh single table shaped like the template's."""
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    dynamodb.create_table(TableName=name, **table_definition)
     yield name
     dynamodb.delete_table(TableName=name)
 

@@ -7,7 +7,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from kindling import clock, tracking
+from kindling import clock, tracking, website_tag
 from kindling.adapters.eventbridge import EventBridgePublisher
 from kindling.bots import is_bot
 from kindling.http import basic_username, json_response, raw_body, register_errors
@@ -66,6 +66,28 @@ def pixel() -> Response:
         body=tracking.ONE_PIXEL_GIF,
         headers={"Cache-Control": "no-store, max-age=0"},
         compress=False,
+    )
+
+
+@app.get("/v1/tag.js", cors=False)
+def tag_script() -> Response:
+    script = website_tag.script()
+    headers = {
+        "Cache-Control": website_tag.CACHE_CONTROL,
+        "ETag": script.etag,
+        "Vary": "Accept-Encoding",
+        "X-Content-Type-Options": "nosniff",
+        # A script is public: any site may load it, whatever the origins allowed to send events.
+        "Access-Control-Allow-Origin": "*",
+    }
+    if website_tag.not_modified(app.current_event.headers.get("if-none-match"), script.etag):
+        return Response(status_code=304, headers=headers)
+    return Response(
+        status_code=200,
+        content_type=website_tag.CONTENT_TYPE,
+        body=script.body,
+        headers=headers,
+        compress=True,
     )
 
 

@@ -5,22 +5,28 @@ from __future__ import annotations
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import ValidationError
 
 from kindling import clock
-from kindling.adapters.config_store import ConfigCache, DynamoConfigStore
+from kindling.adapters.config_store import ConfigCache, DynamoConfigStore, EmailConfig
 from kindling.adapters.dynamo import DynamoLeadStore
+from kindling.adapters.queue import SqsQueue
 from kindling.adapters.score_store import DynamoScoreStore
+from kindling.email_sender import SendEmailCommand, queue_email
 from kindling.errors import InvalidInput, NotFound
-from kindling.http import json_response, register_errors, require_bearer
-from kindling.leads import find_lead_by_email, read_lead
+from kindling.http import json_response, raw_body, register_errors, require_bearer
+from kindling.leads import Lead, find_lead_by_email, read_lead
 from kindling.observability import logger
 from kindling.scoring_config import ScoringConfig
 from kindling.scoring_service import explain_lead_score
 from kindling.settings import LeadsApiSettings
+from kindling.tracking import parse_json_object
 
 settings = LeadsApiSettings()  # type: ignore[call-arg]
 store = DynamoLeadStore(settings.table_name)
 scores = DynamoScoreStore(settings.table_name)
+email_config = EmailConfig(settings.table_name)
+send_queue = SqsQueue(settings.send_queue_url)
 scoring_config = ConfigCache(DynamoConfigStore(settings.table_name), "scoring", ScoringConfig)
 app = APIGatewayHttpResolver()
 register_errors(app, auth_scheme="Bearer")
@@ -44,6 +50,28 @@ def explain_score(lead_id: str) -> Response:
     return json_response(200, explain_lead_score(view.lead, scores, scoring_config, clock.current().now()))
 
 
+@app.post("/v1/emails")
+def send_email() -> Response:
+    require_bearer(app.current_event, settings.admin_token.get_secret_value())
+    try:
+        command = SendEmailCommand.model_validate(parse_json_object(raw_body(app.current_event)))
+    except ValidationError as exc:
+        raise InvalidInput([f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]) from exc
+
+    def find(lead_id: str | None, email: str | None) -> Lead | None:
+        view = read_lead(store, lead_id, 0) if lead_id else find_lead_by_email(store, email or "", 0)
+        return view.lead if view else None
+
+    request = queue_email(
+        command,
+        find_lead=find,
+        templates=email_config.templates(),
+        queue=send_queue,
+        now=clock.current().now(),
+    )
+    return json_response(202, {"send_id": request.send_id, "lead_id": request.lead_id, "status": "queued"})
+
+
 @app.get("/v1/leads")
 def find_lead() -> Response:
     require_bearer(app.current_event, settings.admin_token.get_secret_value())
@@ -58,4 +86,6 @@ def find_lead() -> Response:
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    scoring_config.refresh()
+    email_config.refresh()
     return app.resolve(event, context)

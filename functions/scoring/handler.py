@@ -29,10 +29,9 @@ class ActivityRecord(SqsRecordModel):
 
 
 settings = ScoringSettings()  # type: ignore[call-arg]
+config = ConfigCache(DynamoConfigStore(settings.table_name), "scoring", ScoringConfig)
 service = ScoringService(
-    DynamoScoreStore(settings.table_name),
-    ConfigCache(DynamoConfigStore(settings.table_name), "scoring", ScoringConfig),
-    EventBridgePublisher(settings.bus_name),
+    DynamoScoreStore(settings.table_name), config, EventBridgePublisher(settings.bus_name)
 )
 processor = BatchProcessor(event_type=EventType.SQS, model=ActivityRecord)
 
@@ -48,6 +47,7 @@ def record_handler(record: ActivityRecord) -> None:
 @logger.inject_lambda_context
 @metrics.log_metrics
 def lambda_handler(event: dict, context: LambdaContext) -> PartialItemFailureResponse:
+    config.refresh()  # the version in force, read once for the whole batch
     return process_partial_response(
         event=event, record_handler=record_handler, processor=processor, context=context
     )

@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 
 DEFAULT_TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
@@ -63,11 +64,37 @@ def _config_validate(args: argparse.Namespace) -> int:
 
 
 def _summary(model: object) -> str:
+    from kindling.email_config import EmailSettings, EmailTemplates
     from kindling.scoring_config import ScoringConfig
 
     if isinstance(model, ScoringConfig):
         return f"{len(model.engagement.rules)} engagement rules, {len(model.fit.rules)} fit rules"
+    if isinstance(model, EmailSettings):
+        cap, window = model.frequency_cap, model.send_window
+        return (
+            f"from {model.from_address}, at most {cap.max_emails} emails per {cap.per_days} days, "
+            f"{_days(window.days)} {window.start}-{window.end} ({window.default_timezone} by default)"
+        )
+    if isinstance(model, EmailTemplates):
+        names = model.names()
+        return f"{len(names)} template{'' if len(names) == 1 else 's'}: {', '.join(names)}"
     return type(model).__name__
+
+
+def _days(days: Iterable[str]) -> str:
+    """``mon-fri``, ``mon,wed,fri``: runs of consecutive days collapsed."""
+    from kindling.email_config import DAYS
+
+    numbers = sorted(DAYS.index(d) for d in days)
+    runs: list[list[int]] = []
+    for number in numbers:
+        if runs and number == runs[-1][-1] + 1:
+            runs[-1].append(number)
+        else:
+            runs.append([number])
+    return ",".join(
+        f"{DAYS[run[0]]}-{DAYS[run[-1]]}" if len(run) > 2 else ",".join(DAYS[n] for n in run) for run in runs
+    )
 
 
 def _config_apply(args: argparse.Namespace) -> int:

@@ -7,6 +7,7 @@ pydantic's location tuples.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -15,10 +16,27 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from kindling.adapters.config_store import DynamoConfigStore
+from kindling.email_config import EmailSettings, EmailTemplates, TemplateProblem, load_templates
 from kindling.scoring_config import ScoringConfig
 
-#: Each config file and the model it must satisfy.
-FILES: dict[str, type[BaseModel]] = {"scoring.yaml": ScoringConfig}
+#: Each config file (or folder) and the model it must satisfy. The name without
+#: ``.yaml`` is the kind of document it is stored as.
+FILES: dict[str, type[BaseModel]] = {
+    "scoring.yaml": ScoringConfig,
+    "email.yaml": EmailSettings,
+    "templates": EmailTemplates,
+}
+#: Entries a config directory may leave out; the version applied before stays in force.
+OPTIONAL = frozenset({"email.yaml", "templates"})
+
+
+def _load_templates(folder: Path) -> BaseModel:
+    return EmailTemplates(templates=load_templates(folder))
+
+
+#: Entries that are a folder of files, and how to read one into its model. Problems
+#: come back as ``TemplateProblem``, each naming the file.
+FOLDERS: dict[str, Callable[[Path], BaseModel]] = {"templates": _load_templates}
 
 
 class ConfigError(Exception):
@@ -85,6 +103,19 @@ def load(directory: Path) -> dict[str, BaseModel]:
     problems: list[str] = []
     for name, model in FILES.items():
         path = directory / name
+        if not path.exists() and name in OPTIONAL:
+            continue
+        if name in FOLDERS:
+            if not path.is_dir():
+                problems.append(f"{path}: expected a folder")
+                continue
+            try:
+                loaded[name] = FOLDERS[name](path)
+            except TemplateProblem as exc:
+                problems.extend(exc.problems)
+            except ValidationError as exc:
+                problems.extend(f"{path}: {e['msg'].removeprefix('Value error, ')}" for e in exc.errors())
+            continue
         if not path.is_file():
             problems.append(f"{path}: missing")
             continue

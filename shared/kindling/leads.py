@@ -50,7 +50,23 @@ class Lead(BaseModel):
     last_activity_at: datetime | None = None
     stage: Stage | None = None
     stage_changed_at: datetime | None = None
+    # Email reachability and consent: set by unsubscribes, SES bounces and complaints.
+    unsubscribed: bool = False
+    unsubscribed_at: datetime | None = None
+    email_status: Literal["hard_bounced", "complained"] | None = None
+    soft_bounces: int = 0
+    email_frequency: Literal["normal", "monthly"] = "normal"
+    # Set while sales is talking to the lead (CRM stages): marketing email holds.
+    quiet: bool = False
     merged_into: str | None = None
+
+    @property
+    def timezone(self) -> str | None:
+        for key in ("timezone", "time_zone", "timeZone"):
+            value = self.traits.get(key)
+            if isinstance(value, str) and value:
+                return value
+        return None
 
     @property
     def identities(self) -> list[Identity]:
@@ -79,11 +95,13 @@ class TimelineEntry(BaseModel):
     properties: dict[str, Any] = Field(default_factory=dict)
     traits: dict[str, Any] = Field(default_factory=dict)
     page: dict[str, Any] = Field(default_factory=dict)
+    campaign: dict[str, Any] = Field(default_factory=dict)
     bot: bool = False
 
     @classmethod
     def from_web_event(cls, event: WebEvent) -> TimelineEntry:
         page = event.context.get("page")
+        campaign = event.context.get("campaign")
         return cls(
             message_id=event.message_id,
             type=event.type,
@@ -94,6 +112,7 @@ class TimelineEntry(BaseModel):
             properties=event.properties,
             traits=event.traits,
             page=page if isinstance(page, dict) else {},
+            campaign=campaign if isinstance(campaign, dict) else {},
             bot=event.bot,
         )
 
@@ -260,6 +279,10 @@ class ProfileService:
         self, event: WebEvent, lookup: list[Identity], claim: list[Identity], now: datetime
     ) -> tuple[str, bool, tuple[str, ...], set[Identity]]:
         """The lead this event belongs to, and the identities it now owns of those the event names."""
+        if event.lead_id:
+            known = self._live(event.lead_id)
+            if known is not None:
+                return known.lead_id, False, (), set()
         owners = self._store.owners(lookup)
         live_owner: dict[str, str] = {}
         leads: dict[str, Lead] = {}

@@ -31,6 +31,7 @@ class ProfilesSettings(_Settings):
 class LeadsApiSettings(_Settings):
     table_name: str
     admin_token: SecretStr
+    send_queue_url: str
 
 
 class ScoringSettings(_Settings):
@@ -42,3 +43,26 @@ class HandoffSettings(_Settings):
     table_name: str
     handoff_url: str
     handoff_secret: SecretStr
+
+
+class SenderSettings(_Settings):
+    table_name: str
+    configuration_set: str
+    link_secret: SecretStr
+    public_api_url: str
+
+
+class SesEventsSettings(_Settings):
+    table_name: str
+    bus_name: str
+
+
+class EmailLinksSettings(_Settings):
+    table_name: str
+    bus_name: str
+    link_secret: SecretStr
+
+
+class DueWorkSettings(_Settings):
+    table_name: str
+    send_queue_url: str

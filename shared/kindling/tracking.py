@@ -132,6 +132,8 @@ class WebEvent(BaseModel):
     traits: dict[str, Any] = Field(default_factory=dict)
     context: dict[str, Any] = Field(default_factory=dict)
     bot: bool = False
+    #: Set by kindling's own producers (email opens, clicks, unsubscribes) that know the lead.
+    lead_id: str | None = None
 
     @property
     def detail_type(self) -> str:

@@ -197,7 +197,7 @@ def test_the_profiles_consumer_fails_only_the_poison_record_and_applies_duplicat
 
 @pytest.fixture
 def leads_api(load_handler, table):
-    return load_handler("leads_api", TABLE_NAME=table, ADMIN_TOKEN=ADMIN)
+    return load_handler("leads_api", TABLE_NAME=table, ADMIN_TOKEN=ADMIN, SEND_QUEUE_URL="http://unused")
 
 
 def test_the_leads_api_requires_the_admin_token(leads_api) -> None:

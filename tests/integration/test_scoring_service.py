@@ -54,9 +54,13 @@ def publisher() -> RecordingPublisher:
 
 
 @pytest.fixture
-def scoring(table: str, config_store: DynamoConfigStore, publisher: RecordingPublisher) -> ScoringService:
-    config = ConfigCache(config_store, "scoring", ScoringConfig)
-    return ScoringService(DynamoScoreStore(table), config, publisher, sleep=lambda s: None)
+def config_cache(config_store: DynamoConfigStore) -> ConfigCache[ScoringConfig]:
+    return ConfigCache(config_store, "scoring", ScoringConfig)
+
+
+@pytest.fixture
+def scoring(table: str, config_cache: ConfigCache, publisher: RecordingPublisher) -> ScoringService:
+    return ScoringService(DynamoScoreStore(table), config_cache, publisher, sleep=lambda s: None)
 
 
 @pytest.fixture
@@ -140,7 +144,7 @@ def test_crossing_the_mql_threshold_moves_the_lead_once_and_explains_why(
 
 
 def test_a_new_config_version_applies_to_events_from_then_on(
-    scoring, profiles, config_store, table, now
+    scoring, profiles, config_store, config_cache, table, now
 ) -> None:
     known_lead(profiles, now)
     scoring.score(activity(profiles, now, type="track", user_id="u1", event="Demo Requested"), now)
@@ -156,6 +160,7 @@ def test_a_new_config_version_applies_to_events_from_then_on(
     }
     assert config_store.apply("scoring", richer, now) == (2, True)
     assert config_store.apply("scoring", richer, now) == (2, False)
+    config_cache.refresh()  # what the handler does at the start of each batch
     second = activity(profiles, now, type="track", user_id="u1", event="Demo Requested")
     scoring.score(second, now)
     changes = DynamoScoreStore(table).changes(second.lead_id)

@@ -34,6 +34,15 @@ def provision(template: Template, session: Any, say: Say) -> None:
     _tables(template, session.client("dynamodb"), say)
     _queues(template, session.client("sqs"), say)
     _buses_and_rules(template, session.client("events"), say)
+    _email(template, session.client("sesv2"), say)
+
+
+def _email(template: Template, sesv2: Any, say: Say) -> None:
+    for logical in template.of_type("AWS::SES::ConfigurationSet"):
+        sesv2.create_configuration_set(ConfigurationSetName=template.names[logical])
+        say(f"SES configuration set {template.names[logical]}")
+    if template.of_type("AWS::SES::ConfigurationSetEventDestination"):
+        say("SES events are not emitted locally: the outbox (GET /_local/outbox) shows what was sent")
 
 
 def _tables(template: Template, dynamodb: Any, say: Say) -> None:

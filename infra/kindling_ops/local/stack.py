@@ -44,6 +44,8 @@ PARAMETER_ENVIRONMENT = {
     "AllowedOrigins": ("KINDLING_ALLOWED_ORIGINS", "*"),
     "LogLevel": ("KINDLING_LOG_LEVEL", "WARNING"),
     "HandoffUrl": ("KINDLING_HANDOFF_URL", "http://127.0.0.1:{port}/_local/webhooks/sales"),
+    "LinkSigningSecret": ("KINDLING_LINK_SECRET", "dev-link-signing-secret-change-me-0123456789"),
+    "PublicApiUrl": ("KINDLING_PUBLIC_API_URL", "http://127.0.0.1:{port}"),
     "HandoffSigningSecret": (
         "KINDLING_HANDOFF_SECRET",
         "whsec_" + base64.b64encode(b"kindling-local-handoff-key").decode(),
@@ -423,7 +425,13 @@ class LocalStack:
 
     def apply_config(self, documents: dict[str, dict[str, Any]]) -> list[str]:
         store = DynamoConfigStore(self.table_name, self.session.client("dynamodb"))
-        return apply_config(store, documents, self.clock.now())
+        lines = apply_config(store, documents, self.clock.now())
+        sender = (documents.get("email.yaml") or {}).get("from_address")
+        if sender:
+            # SES sends only from verified identities; in moto, verifying is instant.
+            self.session.client("sesv2").create_email_identity(EmailIdentity=sender)
+            lines.append(f"SES identity {sender} verified")
+        return lines
 
     # --- /_local routes --------------------------------------------------------
     def _local_routes(self) -> dict[tuple[str, str], Callable[[Request], Response]]:
@@ -434,6 +442,7 @@ class LocalStack:
             ("POST", "/_local/config"): self._post_config,
             ("POST", "/_local/webhooks/sales"): self._receive_webhook,
             ("GET", "/_local/webhooks"): lambda request: _json(200, {"received": self.webhooks}),
+            ("GET", "/_local/outbox"): lambda request: _json(200, {"messages": outbox()}),
             ("GET", "/_local/health"): lambda request: _json(200, {"ok": True}),
         }
 
@@ -494,3 +503,35 @@ class LocalStack:
 
 def _json(status: int, payload: Any) -> Response:
     return Response(json.dumps(payload), status=status, content_type="application/json")
+
+
+def outbox() -> list[dict[str, Any]]:
+    """What SES (moto, in this process) accepted, parsed back into headers and bodies."""
+    from email import message_from_string, policy
+
+    from moto.ses.models import ses_backends
+
+    from kindling_ops.local.template import ACCOUNT
+
+    messages = []
+    for sent in ses_backends[ACCOUNT][REGION].sent_messages:
+        raw = getattr(sent, "raw_data", None)
+        if raw is None:
+            messages.append(
+                {"id": sent.id, "to": sent.destinations, "subject": getattr(sent, "subject", None)}
+            )
+            continue
+        parsed = message_from_string(raw, policy=policy.default)
+        text = parsed.get_body(preferencelist=("plain",))
+        html = parsed.get_body(preferencelist=("html",))
+        messages.append(
+            {
+                "id": sent.id,
+                "to": sent.destinations,
+                "subject": str(parsed["Subject"]),
+                "headers": {k: str(v) for k, v in parsed.items()},
+                "text": text.get_content() if text else None,
+                "html": html.get_content() if html else None,
+            }
+        )
+    return messages

@@ -111,6 +111,7 @@ class Template:
             "AWS::Events::EventBus": "Name",
             "AWS::Events::Rule": "Name",
             "AWS::Serverless::Function": "FunctionName",
+            "AWS::SES::ConfigurationSet": "Name",
         }.get(self.resources[logical]["Type"])
         if explicit and explicit in props:
             return str(self.resolve(props[explicit]))
@@ -174,6 +175,10 @@ class Template:
                 return self.get_att(logical, attribute)
             if key == "Fn::Sub":
                 return self._sub(arg)
+            if key == "Fn::If":
+                name, when_true, when_false = arg
+                chosen = when_true if self.condition(name) else when_false
+                return self.resolve(chosen)
             if key == "Fn::Join":
                 separator, items = arg
                 return separator.join(str(v) for v in self.resolve(items))
@@ -186,6 +191,28 @@ class Template:
             if key.startswith("Fn::"):
                 raise TemplateError(f"{key} is not supported by the local stack")
         return {k: self.resolve(v) for k, v in value.items()}
+
+    def condition(self, name: str) -> bool:
+        conditions = self.document.get("Conditions") or {}
+        if name not in conditions:
+            raise TemplateError(f"condition {name} is not defined")
+        return self._truth(conditions[name])
+
+    def _truth(self, expression: Any) -> bool:
+        if isinstance(expression, dict) and len(expression) == 1:
+            ((key, arg),) = expression.items()
+            if key == "Fn::Equals":
+                left, right = (self.resolve(v) for v in arg)
+                return bool(left == right)
+            if key == "Fn::Not":
+                return not self._truth(arg[0])
+            if key == "Fn::And":
+                return all(self._truth(a) for a in arg)
+            if key == "Fn::Or":
+                return any(self._truth(a) for a in arg)
+            if key == "Condition":
+                return self.condition(arg)
+        raise TemplateError(f"condition {expression!r} is not supported by the local stack")
 
     def _sub(self, arg: Any) -> str:
         text, variables = (arg, {}) if isinstance(arg, str) else (arg[0], arg[1])

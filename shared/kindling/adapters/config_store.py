@@ -96,19 +96,51 @@ class DynamoConfigStore:
 
 
 class ConfigCache(Generic[M]):
-    """The version in force, re-read only when the pointer moves."""
+    """The version in force, re-read only when the pointer moves.
+
+    Handlers call ``refresh()`` once per invocation (one small read per batch); a new
+    version is then in force from the next batch on.
+    """
 
     def __init__(self, store: DynamoConfigStore, kind: str, model: type[M]) -> None:
         self._store = store
         self._kind = kind
         self._model = model
         self._cached: tuple[int, M] | None = None
+        self._fresh = False
+
+    def refresh(self) -> None:
+        self._fresh = False
 
     def current(self) -> tuple[int, M]:
+        if self._fresh and self._cached is not None:
+            return self._cached
         version = self._store.current_version(self._kind)
         if version is None:
             raise NotFound(f"no {self._kind} config has been applied: run `kindling config apply`")
         if self._cached is None or self._cached[0] != version:
             document, _ = self._store.load(self._kind, version)
             self._cached = (version, self._model.model_validate(document))
+        self._fresh = True
         return self._cached
+
+
+class EmailConfig:
+    """The email settings and templates in force, for the sender."""
+
+    def __init__(self, table_name: str, client: Any = None) -> None:
+        from kindling.email_config import EmailSettings, EmailTemplates
+
+        store = DynamoConfigStore(table_name, client)
+        self._settings = ConfigCache(store, "email", EmailSettings)
+        self._templates = ConfigCache(store, "templates", EmailTemplates)
+
+    def refresh(self) -> None:
+        self._settings.refresh()
+        self._templates.refresh()
+
+    def email(self) -> Any:
+        return self._settings.current()[1]
+
+    def templates(self) -> dict[str, Any]:
+        return dict(self._templates.current()[1].templates)

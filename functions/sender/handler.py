@@ -1,0 +1,59 @@
+"""Queued emails go out through SES exactly once, or are skipped or deferred with a reason."""
+
+from __future__ import annotations
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import Json
+
+from kindling import clock
+from kindling.adapters.config_store import EmailConfig
+from kindling.adapters.email_store import DynamoEmailStore
+from kindling.adapters.ses import SesMailer
+from kindling.email_render import LinkSigner
+from kindling.email_sender import EmailSender, SendRequest
+from kindling.observability import logger, metrics
+from kindling.settings import SenderSettings
+
+
+class SendRecord(SqsRecordModel):
+    body: Json[SendRequest]
+
+
+settings = SenderSettings()  # type: ignore[call-arg]
+store = DynamoEmailStore(settings.table_name)
+config = EmailConfig(settings.table_name)
+sender = EmailSender(
+    store,
+    SesMailer(settings.configuration_set),
+    config,
+    LinkSigner(settings.link_secret.get_secret_value().encode()),
+    settings.public_api_url,
+)
+processor = BatchProcessor(event_type=EventType.SQS, model=SendRecord)
+
+
+def record_handler(record: SendRecord) -> None:
+    try:
+        outcome = sender.handle(record.body, clock.current().now())
+    except Exception as exc:
+        store.note_failure(record.body.send_id, f"{type(exc).__name__}: {exc}")
+        raise
+    metrics.add_metric(name=f"Email_{outcome.status}", unit=MetricUnit.Count, value=1)
+    if outcome.reason:
+        logger.info(
+            "send not sent now",
+            extra={"send_id": record.body.send_id, "outcome": outcome.status, "reason": outcome.reason},
+        )
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+def lambda_handler(event: dict, context: LambdaContext) -> PartialItemFailureResponse:
+    config.refresh()  # the config in force, read once for the whole batch
+    return process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )

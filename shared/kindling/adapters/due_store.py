@@ -1,0 +1,96 @@
+"""DueStore on the single table.
+
+DUE#<id>  / DUE    an item due at a time; GSI1PK = DUEAT#<hour>, GSI1SK = <due time>#<id>
+TICK#due  / TICK   the earliest hour that may still hold items (the tick's cursor)
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from kindling.adapters import aws
+from kindling.clock import isoformat
+from kindling.due import DueItem, hour_of
+
+INDEX = "GSI1"
+
+
+def _hour_key(hour: datetime) -> str:
+    return f"DUEAT#{hour_of(hour).strftime('%Y-%m-%dT%H')}"
+
+
+class DynamoDueStore:
+    def __init__(self, table_name: str, client: Any = None) -> None:
+        self._table = table_name
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        return self._client or aws.client("dynamodb")
+
+    def put_due(self, item: DueItem) -> None:
+        self.client.put_item(
+            TableName=self._table,
+            Item={
+                "PK": {"S": f"DUE#{item.id}"},
+                "SK": {"S": "DUE"},
+                "GSI1PK": {"S": _hour_key(item.due_at)},
+                "GSI1SK": {"S": f"{isoformat(item.due_at)}#{item.id}"},
+                "kind": {"S": item.kind},
+                "payload": {"S": json.dumps(item.payload, default=str)},
+                "due_at": {"S": isoformat(item.due_at)},
+            },
+        )
+
+    def due_in_hour(self, hour: datetime, until: datetime) -> list[DueItem]:
+        paginator = self.client.get_paginator("query")
+        pages = paginator.paginate(
+            TableName=self._table,
+            IndexName=INDEX,
+            KeyConditionExpression="GSI1PK = :hour AND GSI1SK <= :until",
+            ExpressionAttributeValues={
+                ":hour": {"S": _hour_key(hour)},
+                ":until": {"S": isoformat(until) + "#~"},
+            },
+        )
+        items = []
+        for page in pages:
+            for raw in page.get("Items", []):
+                items.append(
+                    DueItem(
+                        id=raw["PK"]["S"].removeprefix("DUE#"),
+                        kind=raw["kind"]["S"],
+                        due_at=raw["due_at"]["S"],
+                        payload=json.loads(raw["payload"]["S"]),
+                    )
+                )
+        return items
+
+    def remove_due(self, item: DueItem) -> None:
+        self.client.delete_item(
+            TableName=self._table, Key={"PK": {"S": f"DUE#{item.id}"}, "SK": {"S": "DUE"}}
+        )
+
+    def cursor(self) -> datetime | None:
+        item = self.client.get_item(
+            TableName=self._table, Key={"PK": {"S": "TICK#due"}, "SK": {"S": "TICK"}}, ConsistentRead=True
+        ).get("Item")
+        return datetime.fromisoformat(item["hour"]["S"].replace("Z", "+00:00")) if item else None
+
+    def move_cursor(self, hour: datetime) -> None:
+        """Only forward: two overlapping ticks must not move it back."""
+        try:
+            self.client.put_item(
+                TableName=self._table,
+                Item={"PK": {"S": "TICK#due"}, "SK": {"S": "TICK"}, "hour": {"S": isoformat(hour)}},
+                ConditionExpression="attribute_not_exists(PK) OR #h < :hour",
+                ExpressionAttributeNames={"#h": "hour"},
+                ExpressionAttributeValues={":hour": {"S": isoformat(hour)}},
+            )
+        except ClientError as exc:
+            if aws.error_code(exc) != "ConditionalCheckFailedException":
+                raise

@@ -1,0 +1,59 @@
+"""Work that must happen at a time: deferred sends now, program steps later.
+
+Each item is indexed by the hour it falls due (GSI1), and the minute tick reads only
+the hours between its cursor and now, and in them only what is already due. So a tick
+costs one query per elapsed hour plus one read per item due: nothing grows with what is
+stored for later. Items are dispatched before they are removed, so a crashed tick
+re-dispatches rather than loses; consumers are idempotent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from pydantic import BaseModel
+
+
+class DueItem(BaseModel):
+    id: str
+    kind: str
+    due_at: datetime
+    payload: dict[str, Any]
+
+
+def hour_of(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def hours_between(start: datetime, end: datetime) -> list[datetime]:
+    """Every hour bucket from start's to end's, inclusive."""
+    hours, hour = [], hour_of(start)
+    while hour <= hour_of(end):
+        hours.append(hour)
+        hour += timedelta(hours=1)
+    return hours
+
+
+class DueStore(Protocol):
+    def put_due(self, item: DueItem) -> None: ...
+    def due_in_hour(self, hour: datetime, until: datetime) -> list[DueItem]: ...
+    def remove_due(self, item: DueItem) -> None: ...
+    def cursor(self) -> datetime | None: ...
+    def move_cursor(self, hour: datetime) -> None: ...
+
+
+def release_due(store: DueStore, dispatch: Callable[[list[DueItem]], None], now: datetime) -> int:
+    """Hand every item due by ``now`` to ``dispatch``; a late tick catches up from its cursor."""
+    start = store.cursor() or now
+    released = 0
+    for hour in hours_between(start, now):
+        items = store.due_in_hour(hour, until=now)
+        if items:
+            dispatch(items)
+            for item in items:
+                store.remove_due(item)
+            released += len(items)
+    store.move_cursor(hour_of(now))
+    return released
