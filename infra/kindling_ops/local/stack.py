@@ -527,7 +527,7 @@ def outbox() -> list[dict[str, Any]]:
         messages.append(
             {
                 "id": sent.id,
-                "to": sent.destinations,
+                "to": list(dict.fromkeys(sent.destinations)),  # moto adds the To header's again
                 "subject": str(parsed["Subject"]),
                 "headers": {k: str(v) for k, v in parsed.items()},
                 "text": text.get_content() if text else None,
