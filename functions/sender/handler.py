@@ -40,7 +40,7 @@ def record_handler(record: SendRecord) -> None:
     try:
         outcome = sender.handle(record.body, clock.current().now())
     except Exception as exc:
-        store.note_failure(record.body.send_id, f"{type(exc).__name__}: {exc}")
+        store.note_failure(record.body.send_id, record.body.lead_id, f"{type(exc).__name__}: {exc}")
         raise
     metrics.add_metric(name=f"Email_{outcome.status}", unit=MetricUnit.Count, value=1)
     if outcome.reason:

@@ -51,7 +51,7 @@ class SendRequest(BaseModel):
 
 class SendState(BaseModel):
     send_id: str
-    status: Literal["claimed", "sent", "skipped", "deferred"]
+    status: Literal["claimed", "released", "sent", "skipped", "deferred"]
     lead_id: str
     claimed_at: datetime | None = None
     attempt: int = 0

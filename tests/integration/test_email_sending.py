@@ -326,3 +326,73 @@ def test_ses_opens_and_clicks_become_lead_events_for_scoring(world) -> None:
     assert published.source == "kindling.email" and published.detail_type == "web.track"
     assert published.detail["event"] == "Email Clicked" and published.detail["lead_id"] == send.lead_id
     assert published.detail["properties"]["url"] == "https://acme.example/pricing"
+
+
+def test_the_sender_handler_keeps_the_reason_of_a_failing_send_for_the_dead_letter_queue(
+    world, load_handler
+) -> None:
+    from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+
+    from kindling import clock
+    from tests.integration.events import Context
+    from tests.integration.test_handlers import sqs_record
+
+    class ThrottledSes:
+        def send(self, email: Any) -> str:
+            raise Retryable("SES did not take the email: ThrottlingException")
+
+    lead_id = new_lead(world["table"])
+    sender = load_handler(
+        "sender", TABLE_NAME=world["table"], CONFIGURATION_SET="cs", LINK_SECRET="s" * 32, PUBLIC_API_URL=API
+    )
+    sender.sender._mailer = ThrottledSes()
+    body = json.dumps({"send_id": "fails-1", "lead_id": lead_id, "template": "welcome-1"})
+    clock.install(clock.FixedClock(WEDNESDAY_10AM_NEW_YORK))
+    try:
+        with pytest.raises(BatchProcessingError):  # every record failed: the queue retries, then dead-letters
+            sender.lambda_handler({"Records": [sqs_record(body, "r1")]}, Context())
+    finally:
+        clock.install(clock.SystemClock())
+    key = {"PK": {"S": "SEND#fails-1"}, "SK": {"S": "SEND"}}
+    item = world["store"].client.get_item(TableName=world["table"], Key=key).get("Item", {})
+    assert "ThrottlingException" in item["last_error"]["S"]
+    assert item["status"]["S"] == "released", "the claim was released for the retry"
+    sender.sender._mailer = world["mailer"]
+    assert (
+        sender.sender.handle(SendRequest.model_validate_json(body), WEDNESDAY_10AM_NEW_YORK).status == "sent"
+    )
+
+
+def test_the_ses_events_handler_applies_an_eventbridge_envelope_from_its_queue(world, load_handler) -> None:
+    from tests.integration.events import Context
+    from tests.integration.test_handlers import sqs_record
+
+    lead_id = new_lead(world["table"])
+    send = request(lead_id)
+    event_id, event = ses_event(
+        "Complaint",
+        send,
+        {
+            "complainedRecipients": [{"emailAddress": "ada@acme.io"}],
+            "timestamp": "2026-11-25T15:20:00.000Z",
+            "complaintFeedbackType": "abuse",
+        },
+    )
+    envelope = {
+        "version": "0",
+        "id": event_id,
+        "detail-type": "Email Complaint Received",
+        "source": "aws.ses",
+        "account": "123456789012",
+        "time": "2026-11-25T15:20:01Z",
+        "region": "us-east-1",
+        "resources": [],
+        "detail": event.model_dump(by_alias=True),
+    }
+    handler = load_handler("ses_events", TABLE_NAME=world["table"], BUS_NAME="unused-bus")
+    result = handler.lambda_handler(
+        {"Records": [sqs_record(json.dumps(envelope, default=str), "r1")]}, Context()
+    )
+    assert result == {"batchItemFailures": []}
+    assert world["store"].suppression("ada@acme.io") == "complaint"
+    assert [e for e, _ in timeline_events(world["table"], lead_id)] == ["Email Complained"]

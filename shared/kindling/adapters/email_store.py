@@ -115,13 +115,19 @@ class DynamoEmailStore:
         return attempt
 
     def release(self, send_id: str, attempt: int) -> None:
+        """SES did not take it: free the claim (kept, with its attempt count) for the next delivery."""
         try:
-            self.client.delete_item(
+            self.client.update_item(
                 TableName=self._table,
                 Key=send_key(send_id),
+                UpdateExpression="SET #s = :released",
                 ConditionExpression="#s = :claimed AND attempt = :attempt",
                 ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues={":claimed": {"S": "claimed"}, ":attempt": {"N": str(attempt)}},
+                ExpressionAttributeValues={
+                    ":released": {"S": "released"},
+                    ":claimed": {"S": "claimed"},
+                    ":attempt": {"N": str(attempt)},
+                },
             )
         except ClientError as exc:
             if aws.error_code(exc) != "ConditionalCheckFailedException":
@@ -237,13 +243,21 @@ class DynamoEmailStore:
             return None
         return item["lead_id"]["S"], item.get("template", {}).get("S", "")
 
-    def note_failure(self, send_id: str, reason: str) -> None:
+    def note_failure(self, send_id: str, lead_id: str, reason: str) -> None:
         """Kept beside the send, so a message in the dead-letter queue can be explained."""
         self.client.update_item(
             TableName=self._table,
             Key=send_key(send_id),
-            UpdateExpression="SET last_error = :reason",
-            ExpressionAttributeValues={":reason": {"S": reason[:500]}},
+            UpdateExpression=(
+                "SET last_error = :reason, #s = if_not_exists(#s, :released),"
+                " lead_id = if_not_exists(lead_id, :lead)"
+            ),
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={
+                ":reason": {"S": reason[:500]},
+                ":released": {"S": "released"},
+                ":lead": {"S": lead_id},
+            },
         )
 
     def ses_send_seen(self, send_id: str) -> str | None:

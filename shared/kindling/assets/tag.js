@@ -176,7 +176,7 @@
     if (id && typeof id == "object") (traits = id), (id = "");
     traits = Object.assign({}, traits);
     id = id == null ? "" : String(id);
-    if (id.indexOf("@") > 0) traits.email = id;
+    if (id.indexOf("@") > -1) traits.email = id;
     else if (id) store("kdl_uid", (uid = id));
     enqueue("identify", { traits: traits });
   });
