@@ -20,15 +20,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
-    """One moto server for the whole run; every boto3 client in the process goes there."""
-    from moto.server import ThreadedMotoServer
+    """One embedded AWS for the whole run; every boto3 client in the process goes there."""
+    from kindling_ops.local.aws import EmbeddedAws
 
-    from kindling_ops.local.stack import free_port
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
+    server = EmbeddedAws().start()
+    endpoint = server.endpoint
     saved = {k: os.environ.get(k) for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
     os.environ.update(
         {

@@ -1,4 +1,4 @@
-"""Every minute: hand the work that has fallen due to its queue (deferred sends)."""
+"""Every minute: hand the work that has fallen due to its queue (deferred sends, program steps)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from kindling.settings import DueWorkSettings
 
 settings = DueWorkSettings()  # type: ignore[call-arg]
 store = DynamoDueStore(settings.table_name)
-queues = {"send": SqsQueue(settings.send_queue_url)}
+queues = {"send": SqsQueue(settings.send_queue_url), "step": SqsQueue(settings.step_queue_url)}
 
 
 def dispatch(items: list[DueItem]) -> None:

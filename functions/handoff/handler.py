@@ -35,7 +35,13 @@ processor = BatchProcessor(event_type=EventType.SQS, model=MqlRecord)
 def record_handler(record: MqlRecord) -> None:
     mql: dict[str, Any] = record.body.detail
     status = hand_off(
-        mql, url=settings.handoff_url, secret=secret, transport=transport, log=log, now=clock.current().now()
+        mql,
+        kind=record.body.detail_type,
+        url=settings.handoff_url,
+        secret=secret,
+        transport=transport,
+        log=log,
+        now=clock.current().now(),
     )
     if status is None:
         logger.warning("receiver answered 410 Gone; hand-off dropped", extra={"event_id": mql["event_id"]})

@@ -8,8 +8,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
 from kindling import clock
-from kindling.adapters.config_store import ConfigCache, DynamoConfigStore, EmailConfig
+from kindling.adapters.config_store import ConfigCache, DynamoConfigStore, EmailConfig, ProgramsConfig
 from kindling.adapters.dynamo import DynamoLeadStore
+from kindling.adapters.program_store import DynamoProgramStore
 from kindling.adapters.queue import SqsQueue
 from kindling.adapters.score_store import DynamoScoreStore
 from kindling.email_sender import SendEmailCommand, queue_email
@@ -17,6 +18,7 @@ from kindling.errors import InvalidInput, NotFound
 from kindling.http import json_response, raw_body, register_errors, require_bearer
 from kindling.leads import Lead, find_lead_by_email, read_lead
 from kindling.observability import logger
+from kindling.programs import describe_enrollments
 from kindling.scoring_config import ScoringConfig
 from kindling.scoring_service import explain_lead_score
 from kindling.settings import LeadsApiSettings
@@ -26,6 +28,8 @@ settings = LeadsApiSettings()  # type: ignore[call-arg]
 store = DynamoLeadStore(settings.table_name)
 scores = DynamoScoreStore(settings.table_name)
 email_config = EmailConfig(settings.table_name)
+programs_config = ProgramsConfig(settings.table_name)
+programs = DynamoProgramStore(settings.table_name)
 send_queue = SqsQueue(settings.send_queue_url)
 scoring_config = ConfigCache(DynamoConfigStore(settings.table_name), "scoring", ScoringConfig)
 app = APIGatewayHttpResolver()
@@ -72,6 +76,23 @@ def send_email() -> Response:
     return json_response(202, {"send_id": request.send_id, "lead_id": request.lead_id, "status": "queued"})
 
 
+@app.get("/v1/leads/<lead_id>/enrollments")
+def enrollments(lead_id: str) -> Response:
+    require_bearer(app.current_event, settings.admin_token.get_secret_value())
+    view = read_lead(store, lead_id, timeline_limit=0)
+    if view is None:
+        raise NotFound(f"no lead {lead_id}")
+    return json_response(
+        200,
+        {
+            "lead_id": view.lead.lead_id,
+            "enrollments": describe_enrollments(
+                programs.enrollments(view.lead.lead_id), programs_config.programs()
+            ),
+        },
+    )
+
+
 @app.get("/v1/leads")
 def find_lead() -> Response:
     require_bearer(app.current_event, settings.admin_token.get_secret_value())
@@ -88,4 +109,5 @@ def find_lead() -> Response:
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     scoring_config.refresh()
     email_config.refresh()
+    programs_config.refresh()
     return app.resolve(event, context)

@@ -65,6 +65,7 @@ def _config_validate(args: argparse.Namespace) -> int:
 
 def _summary(model: object) -> str:
     from kindling.email_config import EmailSettings, EmailTemplates
+    from kindling.programs_config import Programs, Segments
     from kindling.scoring_config import ScoringConfig
 
     if isinstance(model, ScoringConfig):
@@ -78,7 +79,18 @@ def _summary(model: object) -> str:
     if isinstance(model, EmailTemplates):
         names = model.names()
         return f"{len(names)} template{'' if len(names) == 1 else 's'}: {', '.join(names)}"
+    if isinstance(model, Programs):
+        return _named(sorted(model.programs), "program")
+    if isinstance(model, Segments):
+        return _named([s.id for s in model.segments], "segment")
     return type(model).__name__
+
+
+def _named(names: list[str], what: str) -> str:
+    """``2 programs: a, b``; ``no programs``."""
+    if not names:
+        return f"no {what}s"
+    return f"{len(names)} {what}{'' if len(names) == 1 else 's'}: {', '.join(names)}"
 
 
 def _days(days: Iterable[str]) -> str:

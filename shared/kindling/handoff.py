@@ -20,17 +20,18 @@ class HandoffLog(Protocol):
 def hand_off(
     mql: dict[str, Any],
     *,
+    kind: str = "lead.mql",
     url: str,
     secret: WebhookSecret,
     transport: WebhookTransport,
     log: HandoffLog,
     now: datetime,
 ) -> int | None:
-    """Deliver one MQL; the status on success, None when the receiver said 410 Gone (stop)."""
+    """Deliver one MQL (or a program's note to sales); the status, or None after 410 Gone (stop)."""
     webhook = OutboundWebhook(
         id=mql["event_id"],
         url=url,
-        payload={"type": "lead.mql", "timestamp": mql["trigger"]["at"], "data": mql},
+        payload={"type": kind, "timestamp": mql["trigger"]["at"], "data": mql},
     )
     try:
         status = deliver(webhook, secret, transport, now)

@@ -28,6 +28,22 @@ _FORWARD_FROM: dict[Stage, frozenset[Stage | None]] = {
 }
 
 
+#: Points a program step gave directly (an ``update`` step with ``score``), kept as their own rule.
+ADJUSTMENT_RULE = "program-adjustment"
+
+
+def manual_adjustment(event: dict[str, Any]) -> int | None:
+    """Points carried by kindling's own "Score Adjusted" event; never by a tracking call.
+
+    Only internal producers set ``lead_id`` on an event (the tracking API cannot), so a
+    website cannot grant itself points this way.
+    """
+    if not event.get("lead_id") or event.get("event") != "Score Adjusted":
+        return None
+    points = (event.get("properties") or {}).get("points")
+    return points if isinstance(points, int) and not isinstance(points, bool) and points != 0 else None
+
+
 def decay_factor(decay: Decay | None, elapsed: timedelta) -> float:
     if decay is None or elapsed <= timedelta(0):
         return 1.0
@@ -171,7 +187,10 @@ def score_event(
         grade_before=state.grade,
     )
     day = at.date().isoformat()
-    if not event.get("bot"):
+    adjustment = manual_adjustment(event)
+    if adjustment is not None:
+        result.hits.append(Hit(ADJUSTMENT_RULE, adjustment))
+    elif not event.get("bot"):
         for rule in config.engagement.rules:
             if not rule.match.matches(event):
                 continue
@@ -241,6 +260,7 @@ def explain(score: LeadScore, config: ScoringConfig, when: datetime, version: in
     factor = decay_factor(decay, when - score.as_of) if score.as_of else 1.0
     engagement = score.engagement * factor
     descriptions = {rule.id: rule.description for rule in config.engagement.rules}
+    descriptions[ADJUSTMENT_RULE] = "Set by program steps"
     fit_descriptions = {rule.id: rule.description for rule in config.fit.rules}
     return {
         "lead_id": score.lead_id,

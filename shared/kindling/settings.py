@@ -66,3 +66,10 @@ class EmailLinksSettings(_Settings):
 class DueWorkSettings(_Settings):
     table_name: str
     send_queue_url: str
+    step_queue_url: str
+
+
+class ProgramsSettings(_Settings):
+    table_name: str
+    bus_name: str
+    send_queue_url: str

@@ -107,8 +107,12 @@ class RunningStack:
 
 
 def start_stack(
-    *extra_args: str, env: dict[str, str] | None = None, sales: SalesReceiver | None = None
+    *extra_args: str,
+    env: dict[str, str] | None = None,
+    sales: SalesReceiver | None = None,
+    shipped_programs: bool = False,
 ) -> RunningStack:
+    """Start `kindling local`, without the shipped programs unless asked: tests count their own emails."""
     port = free_port()
     environment = {
         **os.environ,
@@ -148,6 +152,9 @@ def start_stack(
             process.kill()
             raise AssertionError("the local stack did not start:\n" + "\n".join(stack.output))
         ready.wait(0.1)
+    if not shipped_programs and not extra_args:
+        cleared = requests.post(f"{stack.url}/_local/config", json={"programs": {"programs": {}}}, timeout=30)
+        assert cleared.status_code == 200, cleared.text
     return stack
 
 

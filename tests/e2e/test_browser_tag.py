@@ -233,6 +233,7 @@ def test_a_newsletter_reader_who_downloads_the_whitepaper_becomes_a_lead_with_th
     assert first.value.headers["access-control-allow-origin"] == site.origin
     visitor = anonymous_id(context, site)
     assert page.evaluate("() => localStorage.getItem('kdl_aid')") == visitor
+    tag_stack.settle()  # the landing view is on an anonymous lead of its own before the visitor identifies
 
     page.click("#next")
     page.wait_for_url("**/whitepaper")
@@ -263,7 +264,8 @@ def test_a_newsletter_reader_who_downloads_the_whitepaper_becomes_a_lead_with_th
     [identify] = [e for e in timeline if e["type"] == "identify" and "title" not in e["traits"]]
     # The form's email, name and company; never its password or hidden fields.
     assert identify["traits"] == {"email": email, "firstName": "Ada", "company": "Acme"}
-    assert len(timeline) == (5 if known_before else 4), "each event once, however often it was sent"
+    web = [e for e in timeline if e["type"] != "email"]  # programs may have emailed the new lead meanwhile
+    assert len(web) == (5 if known_before else 4), "each event once, however often it was sent"
     assert not any(e["bot"] for e in timeline)
 
 

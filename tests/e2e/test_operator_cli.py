@@ -45,10 +45,11 @@ def test_apply_to_the_local_stack_stores_a_new_version_only_when_something_chang
     stack: RunningStack, tmp_path: Path
 ) -> None:
     port = stack.url.rsplit(":", 1)[1]
-    unchanged = kindling("config", "apply", "--local", "--port", port)
+    # Only scoring.yaml: the other files are optional, and what was applied before stays in force.
+    shutil.copy(ROOT / "config/scoring.yaml", tmp_path / "scoring.yaml")
+    unchanged = kindling("config", "apply", "--local", "--port", port, "--dir", str(tmp_path))
     assert unchanged.returncode == 0, unchanged.stderr
     assert "config scoring: unchanged, version" in unchanged.stdout
-    shutil.copy(ROOT / "config/scoring.yaml", tmp_path / "scoring.yaml")
     edited = (tmp_path / "scoring.yaml").read_text().replace("Requested a demo", "Asked for a demo")
     (tmp_path / "scoring.yaml").write_text(edited)
     applied = kindling("config", "apply", "--local", "--port", port, "--dir", str(tmp_path))

@@ -77,7 +77,15 @@ def test_the_shipped_email_settings_and_templates_validate() -> None:
     assert settings.send_window.default_timezone == "America/New_York"
     templates = loaded["templates"]
     assert isinstance(templates, EmailTemplates)
-    assert templates.names() == ["nurture-case-study", "sales-intro", "welcome-1"]
+    assert templates.names() == [
+        "nurture-case-study",
+        "nurture-roi-guide",
+        "nurture-technical-guide",
+        "nurture-webinar-invite",
+        "sales-intro",
+        "welcome-1",
+        "welcome-2",
+    ]
     assert all(templates[name].kind == "marketing" for name in templates.names())
 
 
@@ -91,8 +99,16 @@ def test_the_shipped_templates_link_where_they_say() -> None:
 def test_stored_documents_are_json_and_validate_back_into_the_same_models() -> None:
     loaded = load(SHIPPED)
     stored = json.loads(json.dumps(documents(loaded)))
-    assert set(stored) == {"scoring.yaml", "email.yaml", "templates"}
-    assert set(stored["templates"]["templates"]) == {"nurture-case-study", "sales-intro", "welcome-1"}
+    assert set(stored) == {"scoring.yaml", "email.yaml", "templates", "segments.yaml", "programs"}
+    assert sorted(stored["templates"]["templates"]) == [
+        "nurture-case-study",
+        "nurture-roi-guide",
+        "nurture-technical-guide",
+        "nurture-webinar-invite",
+        "sales-intro",
+        "welcome-1",
+        "welcome-2",
+    ]
     for name, document in stored.items():
         assert FILES[name].model_validate(document) == loaded[name]
 

@@ -31,6 +31,7 @@ from kindling_ops.config import ConfigError
 from kindling_ops.config import apply as apply_config
 from kindling_ops.config import documents as config_documents
 from kindling_ops.config import load as load_config
+from kindling_ops.local.aws import EmbeddedAws
 from kindling_ops.local.gateway import Gateway
 from kindling_ops.local.provision import provision
 from kindling_ops.local.runtime import LocalRuntime
@@ -135,14 +136,10 @@ class LocalStack:
 
     # --- start and stop --------------------------------------------------------
     def start(self) -> None:
-        from moto.server import ThreadedMotoServer
-
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's and our request logs
-        moto_port = free_port()
-        self.say(f"starting the embedded AWS (moto) on 127.0.0.1:{moto_port}")
-        self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=moto_port, verbose=False)
-        self._moto.start()
-        self.endpoint = f"http://127.0.0.1:{moto_port}"
+        self._moto = EmbeddedAws().start()
+        self.endpoint = self._moto.endpoint
+        self.say(f"starting the embedded AWS (moto) on {self.endpoint.removeprefix('http://')}")
         base_environment = {
             "AWS_ENDPOINT_URL": self.endpoint,
             "AWS_ACCESS_KEY_ID": "local",

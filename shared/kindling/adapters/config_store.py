@@ -144,3 +144,43 @@ class EmailConfig:
 
     def templates(self) -> dict[str, Any]:
         return dict(self._templates.current()[1].templates)
+
+
+class ProgramsConfig:
+    """Programs, segments and the scoring decay in force, for the program functions.
+
+    Nothing applied yet means no programs and no segments: leads simply enrol in nothing.
+    """
+
+    def __init__(self, table_name: str, client: Any = None) -> None:
+        from kindling.programs_config import Programs, Segments
+        from kindling.scoring_config import ScoringConfig
+
+        store = DynamoConfigStore(table_name, client)
+        self._programs = ConfigCache(store, "programs", Programs)
+        self._segments = ConfigCache(store, "segments", Segments)
+        self._scoring = ConfigCache(store, "scoring", ScoringConfig)
+        self._empty_programs = Programs()
+        self._empty_segments = Segments()
+
+    def refresh(self) -> None:
+        for cache in (self._programs, self._segments, self._scoring):
+            cache.refresh()
+
+    def programs(self) -> Any:
+        try:
+            return self._programs.current()[1]
+        except NotFound:
+            return self._empty_programs
+
+    def segments(self) -> Any:
+        try:
+            return self._segments.current()[1]
+        except NotFound:
+            return self._empty_segments
+
+    def decay(self) -> Any:
+        try:
+            return self._scoring.current()[1].engagement.decay
+        except NotFound:
+            return None

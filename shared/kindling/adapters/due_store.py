@@ -32,19 +32,19 @@ class DynamoDueStore:
     def client(self) -> Any:
         return self._client or aws.client("dynamodb")
 
+    def item(self, item: DueItem) -> dict[str, Any]:
+        return {
+            "PK": {"S": f"DUE#{item.id}"},
+            "SK": {"S": "DUE"},
+            "GSI1PK": {"S": _hour_key(item.due_at)},
+            "GSI1SK": {"S": f"{isoformat(item.due_at)}#{item.id}"},
+            "kind": {"S": item.kind},
+            "payload": {"S": json.dumps(item.payload, default=str)},
+            "due_at": {"S": isoformat(item.due_at)},
+        }
+
     def put_due(self, item: DueItem) -> None:
-        self.client.put_item(
-            TableName=self._table,
-            Item={
-                "PK": {"S": f"DUE#{item.id}"},
-                "SK": {"S": "DUE"},
-                "GSI1PK": {"S": _hour_key(item.due_at)},
-                "GSI1SK": {"S": f"{isoformat(item.due_at)}#{item.id}"},
-                "kind": {"S": item.kind},
-                "payload": {"S": json.dumps(item.payload, default=str)},
-                "due_at": {"S": isoformat(item.due_at)},
-            },
-        )
+        self.client.put_item(TableName=self._table, Item=self.item(item))
 
     def due_in_hour(self, hour: datetime, until: datetime) -> list[DueItem]:
         paginator = self.client.get_paginator("query")

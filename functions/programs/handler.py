@@ -1,0 +1,69 @@
+"""Lead activity, stage and score changes drive programs: enrol, wake waits, reach exit goals."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import Json
+
+from kindling import clock
+from kindling.adapters.config_store import ProgramsConfig
+from kindling.adapters.eventbridge import EventBridgePublisher
+from kindling.adapters.program_store import DynamoProgramStore
+from kindling.adapters.queue import SqsQueue
+from kindling.bus import BusEnvelope
+from kindling.observability import logger, metrics
+from kindling.program_service import ProgramService
+from kindling.settings import ProgramsSettings
+
+
+class LeadChangeRecord(SqsRecordModel):
+    body: Json[BusEnvelope]
+
+
+settings = ProgramsSettings()  # type: ignore[call-arg]
+config = ProgramsConfig(settings.table_name)
+service = ProgramService(
+    DynamoProgramStore(settings.table_name, decay=config.decay),
+    config,
+    SqsQueue(settings.send_queue_url),
+    EventBridgePublisher(settings.bus_name),
+)
+processor = BatchProcessor(event_type=EventType.SQS, model=LeadChangeRecord)
+
+
+def record_handler(record: LeadChangeRecord) -> None:
+    envelope = record.body
+    detail: dict[str, Any] = envelope.detail
+    now = clock.current().now()
+    if envelope.detail_type == "lead.activity":
+        event = detail["event"]
+        changes = service.on_lead_event(
+            detail["lead_id"],
+            trigger_id=event["message_id"],
+            now=now,
+            event=event,
+            new_lead=detail.get("new_lead", False),
+        )
+    elif envelope.detail_type == "lead.stage_changed":
+        changes = service.on_lead_event(
+            detail["lead_id"], trigger_id=detail["event_id"], now=now, stage_entered=detail["to"]
+        )
+    else:  # lead.score_changed: conditions on grade and engagement may now hold
+        changes = service.on_lead_event(detail["lead_id"], trigger_id=detail["event_id"], now=now)
+    if changes:
+        metrics.add_metric(name="ProgramChanges", unit=MetricUnit.Count, value=len(changes))
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+def lambda_handler(event: dict, context: LambdaContext) -> PartialItemFailureResponse:
+    config.refresh()
+    return process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )

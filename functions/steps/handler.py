@@ -1,0 +1,55 @@
+"""Runs the program steps that fell due: each message names an enrollment and the token it was due with."""
+
+from __future__ import annotations
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, Json
+
+from kindling import clock
+from kindling.adapters.config_store import ProgramsConfig
+from kindling.adapters.eventbridge import EventBridgePublisher
+from kindling.adapters.program_store import DynamoProgramStore
+from kindling.adapters.queue import SqsQueue
+from kindling.observability import logger, metrics
+from kindling.program_service import ProgramService
+from kindling.settings import ProgramsSettings
+
+
+class StepDue(BaseModel):
+    lead_id: str
+    enrollment_id: str
+    token: str
+
+
+class StepRecord(SqsRecordModel):
+    body: Json[StepDue]
+
+
+settings = ProgramsSettings()  # type: ignore[call-arg]
+config = ProgramsConfig(settings.table_name)
+service = ProgramService(
+    DynamoProgramStore(settings.table_name, decay=config.decay),
+    config,
+    SqsQueue(settings.send_queue_url),
+    EventBridgePublisher(settings.bus_name),
+)
+processor = BatchProcessor(event_type=EventType.SQS, model=StepRecord)
+
+
+def record_handler(record: StepRecord) -> None:
+    due = record.body
+    outcome = service.run_due(due.lead_id, due.enrollment_id, due.token, clock.current().now())
+    metrics.add_metric(name=f"Step_{outcome}", unit=MetricUnit.Count, value=1)
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+def lambda_handler(event: dict, context: LambdaContext) -> PartialItemFailureResponse:
+    config.refresh()
+    return process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )

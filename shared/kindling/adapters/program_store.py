@@ -1,0 +1,232 @@
+"""ProgramStore on the single table.
+
+LEAD#<id>     / ENROLL#<enrollment id>   an enrollment's state, guarded by its token
+PROGRAM#<id>  / STATE                    whether a program is paused
+held enrollments carry GSI1PK = HELD#<program>, so resuming reads only those
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from kindling.adapters import aws
+from kindling.adapters.due_store import DynamoDueStore
+from kindling.adapters.dynamo import DynamoLeadStore, from_item, lead_key
+from kindling.adapters.score_store import DynamoScoreStore
+from kindling.clock import isoformat
+from kindling.due import DueItem
+from kindling.errors import Conflict
+from kindling.leads import read_lead
+from kindling.programs import Enrollment, LeadContext, UpdateLead
+from kindling.scoring_config import Decay
+
+
+def enrollment_key(lead_id: str, enrollment_id: str) -> dict[str, Any]:
+    return {"PK": {"S": f"LEAD#{lead_id}"}, "SK": {"S": f"ENROLL#{enrollment_id}"}}
+
+
+class DynamoProgramStore:
+    def __init__(
+        self, table_name: str, client: Any = None, decay: Callable[[], Decay | None] = lambda: None
+    ) -> None:
+        self._table = table_name
+        self._client = client
+        self._leads = DynamoLeadStore(table_name, client)
+        self._scores = DynamoScoreStore(table_name, client)
+        self._due = DynamoDueStore(table_name, client)
+        self._decay = decay
+
+    @property
+    def client(self) -> Any:
+        return self._client or aws.client("dynamodb")
+
+    def context(self, lead_id: str, now: datetime) -> LeadContext | None:
+        view = read_lead(self._leads, lead_id, timeline_limit=0)
+        if view is None:
+            return None
+        lead = view.lead
+        raw = self.client.get_item(TableName=self._table, Key=lead_key(lead.lead_id), ConsistentRead=True)
+        profile = from_item(raw.get("Item", {}))
+        score = self._scores.score(lead.lead_id)
+        return LeadContext(
+            lead_id=lead.lead_id,
+            email=lead.email,
+            traits=lead.traits,
+            stage=lead.stage,
+            grade=score.grade if score else "D",
+            engagement=score.engagement_at(now, self._decay()) if score else 0.0,
+            segments=set(profile.get("segments") or []),
+            quiet=lead.quiet,
+        )
+
+    def enrollments(self, lead_id: str) -> list[Enrollment]:
+        response = self.client.query(
+            TableName=self._table,
+            KeyConditionExpression="PK = :pk AND begins_with(SK, :prefix)",
+            ExpressionAttributeValues={":pk": {"S": f"LEAD#{lead_id}"}, ":prefix": {"S": "ENROLL#"}},
+            ConsistentRead=True,
+        )
+        return [Enrollment.model_validate_json(i["state"]["S"]) for i in response.get("Items", [])]
+
+    def get(self, lead_id: str, enrollment_id: str) -> Enrollment | None:
+        item = self.client.get_item(
+            TableName=self._table, Key=enrollment_key(lead_id, enrollment_id), ConsistentRead=True
+        ).get("Item")
+        return Enrollment.model_validate_json(item["state"]["S"]) if item else None
+
+    def _item(self, enrollment: Enrollment) -> dict[str, Any]:
+        item: dict[str, Any] = {
+            **enrollment_key(enrollment.lead_id, enrollment.enrollment_id),
+            "state": {"S": enrollment.model_dump_json()},
+            "token": {"S": enrollment.token},
+            "program_id": {"S": enrollment.program_id},
+            "status": {"S": enrollment.status},
+        }
+        if enrollment.status == "held":
+            item["GSI1PK"] = {"S": f"HELD#{enrollment.program_id}"}
+            item["GSI1SK"] = {"S": enrollment.enrollment_id}
+        return item
+
+    def _due_put(self, due: DueItem) -> dict[str, Any]:
+        return {"Put": {"TableName": self._table, "Item": self._due.item(due)}}
+
+    def create(self, enrollment: Enrollment, due: DueItem) -> bool:
+        try:
+            self.client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": self._table,
+                            "Item": self._item(enrollment),
+                            "ConditionExpression": "attribute_not_exists(PK)",
+                        }
+                    },
+                    self._due_put(due),
+                ]
+            )
+        except ClientError as exc:
+            if aws.error_code(exc) == "TransactionCanceledException":
+                reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
+                if reasons and reasons[0] == "ConditionalCheckFailed":
+                    return False  # the same trigger, delivered again
+                raise Conflict(f"enrolling {enrollment.enrollment_id}: {reasons}") from exc
+            raise
+        return True
+
+    def save(self, enrollment: Enrollment, expected_token: str, due: DueItem | None) -> None:
+        actions: list[dict[str, Any]] = [
+            {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": self._item(enrollment),
+                    "ConditionExpression": "#t = :expected",
+                    "ExpressionAttributeNames": {"#t": "token"},
+                    "ExpressionAttributeValues": {":expected": {"S": expected_token}},
+                }
+            }
+        ]
+        if due is not None:
+            actions.append(self._due_put(due))
+        try:
+            self.client.transact_write_items(TransactItems=actions)
+        except ClientError as exc:
+            if aws.error_code(exc) == "TransactionCanceledException":
+                raise Conflict(f"enrollment {enrollment.enrollment_id} moved on meanwhile") from exc
+            raise
+
+    def set_segments(self, lead_id: str, segments: set[str]) -> None:
+        if segments:
+            expression, values = "SET segments = :s", {":s": {"SS": sorted(segments)}}
+        else:
+            expression, values = "REMOVE segments", {}
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "Key": lead_key(lead_id),
+            "UpdateExpression": expression,
+        }
+        if values:
+            kwargs["ExpressionAttributeValues"] = values
+        self.client.update_item(**kwargs)
+
+    def update_lead(self, lead_id: str, update: UpdateLead, enrollment_id: str, now: datetime) -> None:
+        if update.add_tags:
+            self.client.update_item(
+                TableName=self._table,
+                Key=lead_key(lead_id),
+                UpdateExpression="ADD tags :t",
+                ExpressionAttributeValues={":t": {"SS": list(update.add_tags)}},
+            )
+        if update.remove_tags:
+            self.client.update_item(
+                TableName=self._table,
+                Key=lead_key(lead_id),
+                UpdateExpression="DELETE tags :t",
+                ExpressionAttributeValues={":t": {"SS": list(update.remove_tags)}},
+            )
+        if update.stage is not None:
+            lead = self._leads.get(lead_id)
+            if lead is None or lead.stage == update.stage:
+                return
+            move = {
+                "from": lead.stage,
+                "to": update.stage,
+                "why": f"program step {update.step_id}",
+                "by": f"program:{enrollment_id.split('.', 1)[0]}",
+                "at": isoformat(now),
+                "message_id": f"{enrollment_id}.{update.step_id}",
+            }
+            self.client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Update": {
+                            "TableName": self._table,
+                            "Key": lead_key(lead_id),
+                            "UpdateExpression": "SET stage = :to, stage_changed_at = :at",
+                            "ExpressionAttributeValues": {
+                                ":to": {"S": update.stage},
+                                ":at": {"S": isoformat(now)},
+                            },
+                        }
+                    },
+                    {
+                        "Put": {
+                            "TableName": self._table,
+                            "Item": {
+                                "PK": {"S": f"LEAD#{lead_id}"},
+                                "SK": {"S": f"STAGE#{isoformat(now)}#{enrollment_id}.{update.step_id}"},
+                                "move": {"S": json.dumps(move)},
+                            },
+                        }
+                    },
+                ]
+            )
+
+    # --- pausing programs ------------------------------------------------------------
+    def paused(self, program_id: str) -> bool:
+        item = self.client.get_item(
+            TableName=self._table, Key={"PK": {"S": f"PROGRAM#{program_id}"}, "SK": {"S": "STATE"}}
+        ).get("Item")
+        return bool(item and item.get("paused", {}).get("BOOL"))
+
+    def set_paused(self, program_id: str, paused: bool) -> None:
+        self.client.put_item(
+            TableName=self._table,
+            Item={"PK": {"S": f"PROGRAM#{program_id}"}, "SK": {"S": "STATE"}, "paused": {"BOOL": paused}},
+        )
+
+    def held(self, program_id: str) -> list[Enrollment]:
+        paginator = self.client.get_paginator("query")
+        found = []
+        for page in paginator.paginate(
+            TableName=self._table,
+            IndexName="GSI1",
+            KeyConditionExpression="GSI1PK = :held",
+            ExpressionAttributeValues={":held": {"S": f"HELD#{program_id}"}},
+        ):
+            found += [Enrollment.model_validate_json(i["state"]["S"]) for i in page.get("Items", [])]
+        return found

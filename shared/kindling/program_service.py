@@ -1,0 +1,249 @@
+"""Programs at work: enrol leads on triggers, react to what they do, run steps when due.
+
+Effects come before the state write (an email is queued by its send id, a notification
+carries its event id, lead updates are idempotent), and the write is conditional on the
+enrollment's token. A run that lost a race, or a duplicate delivery, therefore repeats
+only effects that are harmless to repeat, and a step's work happens once.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, Protocol
+
+from kindling.bus import BusEvent, EventPublisher
+from kindling.due import DueItem
+from kindling.errors import Conflict, NotFound
+from kindling.programs import (
+    Advance,
+    Enrollment,
+    LeadContext,
+    NotifySales,
+    SendEmail,
+    UpdateLead,
+    may_enter,
+    on_lead_change,
+    run,
+    segments_of,
+    start,
+)
+from kindling.programs_config import Program, Programs, Segments
+from kindling.ses_events import engagement_event
+
+MAX_ATTEMPTS = 8
+
+
+class ProgramStore(Protocol):
+    def context(self, lead_id: str, now: datetime) -> LeadContext | None: ...
+    def enrollments(self, lead_id: str) -> list[Enrollment]: ...
+    def get(self, lead_id: str, enrollment_id: str) -> Enrollment | None: ...
+    def create(self, enrollment: Enrollment, due: DueItem) -> bool: ...
+    def save(self, enrollment: Enrollment, expected_token: str, due: DueItem | None) -> None:
+        """Write the new state unless the token moved (``Conflict``)."""
+
+    def set_segments(self, lead_id: str, segments: set[str]) -> None: ...
+    def update_lead(self, lead_id: str, update: UpdateLead, enrollment_id: str, now: datetime) -> None: ...
+    def paused(self, program_id: str) -> bool: ...
+
+
+class ProgramConfig(Protocol):
+    def programs(self) -> Programs: ...
+    def segments(self) -> Segments: ...
+
+
+class WorkQueue(Protocol):
+    def send_all(self, bodies: Any) -> None: ...
+
+
+def step_due(enrollment: Enrollment) -> DueItem | None:
+    """The scheduler's wake-up for an enrollment's next stop, keyed by its token."""
+    if enrollment.status not in ("active", "waiting") or enrollment.due_at is None:
+        return None
+    return DueItem(
+        id=f"step:{enrollment.enrollment_id}:{enrollment.token}",
+        kind="step",
+        due_at=enrollment.due_at,
+        payload={
+            "lead_id": enrollment.lead_id,
+            "enrollment_id": enrollment.enrollment_id,
+            "token": enrollment.token,
+        },
+    )
+
+
+class ProgramService:
+    def __init__(
+        self,
+        store: ProgramStore,
+        config: ProgramConfig,
+        sends: WorkQueue,
+        publisher: EventPublisher,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._store = store
+        self._config = config
+        self._sends = sends
+        self._publisher = publisher
+        self._sleep = sleep
+
+    # --- events about a lead -------------------------------------------------------
+    def on_lead_event(
+        self,
+        lead_id: str,
+        *,
+        trigger_id: str,
+        now: datetime,
+        event: dict[str, Any] | None = None,
+        new_lead: bool = False,
+        stage_entered: str | None = None,
+    ) -> list[str]:
+        """React to one thing that happened to a lead; what changed, for logs and tests."""
+        for attempt in range(MAX_ATTEMPTS):
+            try:
+                return self._on_lead_event(lead_id, trigger_id, now, event, new_lead, stage_entered)
+            except Conflict:
+                self._sleep(random.uniform(0, min(0.5, 0.01 * 2**attempt)))
+        raise Conflict(f"enrollments of {lead_id} kept changing under us")
+
+    def _on_lead_event(
+        self,
+        lead_id: str,
+        trigger_id: str,
+        now: datetime,
+        event: dict[str, Any] | None,
+        new_lead: bool,
+        stage_entered: str | None,
+    ) -> list[str]:
+        if event is not None and event.get("bot"):
+            return []  # bot traffic is kept, but it enrols no one, wakes no wait and meets no goal
+        lead = self._store.context(lead_id, now)
+        if lead is None:
+            raise Conflict(f"lead {lead_id} is not readable yet")
+        changes: list[str] = []
+        segments = segments_of(self._config.segments().segments, lead)
+        entered = segments - lead.segments
+        if segments != lead.segments:
+            self._store.set_segments(lead.lead_id, segments)
+            changes += [f"entered segment {s}" for s in sorted(entered)]
+            changes += [f"left segment {s}" for s in sorted(lead.segments - segments)]
+            lead.segments = segments
+        programs = self._config.programs().programs
+        enrollments = self._store.enrollments(lead.lead_id)
+        for enrollment in enrollments:
+            program = programs.get(enrollment.program_id)
+            if program is None or not enrollment.live or enrollment.status == "held":
+                continue
+            advance = on_lead_change(program, enrollment, lead, event, now)
+            if advance is not None:
+                self._commit(enrollment, advance, now)
+                changes.append(f"{enrollment.enrollment_id}: {advance.enrollment.history[-1]['what']}")
+        name = (event or {}).get("event") if event else None
+        for program in programs.values():
+            trigger = program.trigger
+            fired = (
+                (trigger.new_lead and new_lead)
+                or (
+                    trigger.event is not None
+                    and isinstance(name, str)
+                    and trigger.event.lower() == name.lower()
+                )
+                or (trigger.stage is not None and trigger.stage == stage_entered)
+                or (trigger.segment is not None and trigger.segment in entered)
+            )
+            if not fired or self._store.paused(program.id):
+                continue
+            if may_enter(program, lead, enrollments, now) is not None:
+                continue
+            enrollment = start(program, lead, trigger_id, now)
+            due = step_due(enrollment)
+            assert due is not None
+            if self._store.create(enrollment, due):
+                changes.append(f"{enrollment.enrollment_id}: entered")
+                self._advance(program, enrollment, lead, now)
+        return changes
+
+    # --- the scheduler -------------------------------------------------------------
+    def run_due(self, lead_id: str, enrollment_id: str, token: str, now: datetime) -> str:
+        enrollment = self._store.get(lead_id, enrollment_id)
+        if enrollment is None or enrollment.token != token or not enrollment.live:
+            return "stale"
+        program = self._config.programs().programs.get(enrollment.program_id)
+        if program is None:
+            return self._finish(enrollment, now, "program removed")
+        lead = self._store.context(lead_id, now)
+        if lead is None:
+            raise NotFound(f"lead {lead_id} is gone")
+        if self._store.paused(program.id) or lead.quiet:
+            return self._hold(enrollment, now, "program paused" if not lead.quiet else "quiet period")
+        advance = self._advance(program, enrollment, lead, now)
+        return "noop" if advance.noop else advance.enrollment.status
+
+    def _advance(self, program: Program, enrollment: Enrollment, lead: LeadContext, now: datetime) -> Advance:
+        advance = run(program, enrollment, lead, now)
+        if not advance.noop:
+            self._commit(enrollment, advance, now)
+        return advance
+
+    def _hold(self, enrollment: Enrollment, now: datetime, reason: str) -> str:
+        held = enrollment.model_copy(deep=True)
+        held.status, held.hold_reason = "held", reason
+        held.note(now, held.step_id, "held", reason=reason)
+        self._store.save(held, enrollment.token, None)
+        return "held"
+
+    def _finish(self, enrollment: Enrollment, now: datetime, reason: str) -> str:
+        done = enrollment.model_copy(deep=True)
+        done.status, done.exit_reason = "exited", reason
+        done.note(now, done.step_id, "exited", reason=reason)
+        self._store.save(done, enrollment.token, None)
+        return "exited"
+
+    def _commit(self, before: Enrollment, advance: Advance, now: datetime) -> None:
+        after = advance.enrollment
+        sends = [a for a in advance.actions if isinstance(a, SendEmail)]
+        if sends:
+            self._sends.send_all(
+                [{"send_id": a.send_id, "lead_id": after.lead_id, "template": a.template} for a in sends]
+            )
+        adjustments = []
+        for action in advance.actions:
+            if isinstance(action, UpdateLead):
+                self._store.update_lead(after.lead_id, action, after.enrollment_id, now)
+                if action.score:
+                    reason = f"program {after.program_id}, step {action.step_id}"
+                    properties = {"points": action.score, "reason": reason}
+                    adjustments.append(
+                        engagement_event(
+                            f"{after.enrollment_id}.{action.step_id}",
+                            "Score Adjusted",
+                            after.lead_id,
+                            properties,
+                            now,
+                            now,
+                        )
+                    )
+        if adjustments:
+            self._publisher.publish(adjustments)
+        notices = [a for a in advance.actions if isinstance(a, NotifySales)]
+        if notices:
+            self._publisher.publish(
+                [
+                    BusEvent(
+                        source="kindling.programs",
+                        detail_type="lead.notify_sales",
+                        time=now,
+                        detail={
+                            "event_id": n.event_id,
+                            "lead_id": after.lead_id,
+                            "program": after.program_id,
+                            "message": n.message,
+                            "trigger": {"at": now.isoformat()},
+                        },
+                    )
+                    for n in notices
+                ]
+            )
+        self._store.save(after, before.token, step_due(after))
