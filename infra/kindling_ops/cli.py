@@ -153,18 +153,60 @@ def _apply_to_aws(documents: dict[str, dict], table: str | None, stack: str | No
     from kindling.adapters.config_store import DynamoConfigStore
     from kindling_ops.config import apply
 
+    table = table or _stack_table(stack)
     if table is None:
-        if stack is None:
-            print("kindling: give --local, --table NAME or --stack NAME", file=sys.stderr)
-            return None
-        outputs = (
-            boto3.client("cloudformation").describe_stacks(StackName=stack)["Stacks"][0].get("Outputs", [])
-        )
-        table = next((o["OutputValue"] for o in outputs if o["OutputKey"] == "TableName"), None)
-        if table is None:
-            print(f"kindling: stack {stack} has no TableName output", file=sys.stderr)
-            return None
+        return None
     return apply(DynamoConfigStore(table, boto3.client("dynamodb")), documents, clock.current().now())
+
+
+def _programs(args: argparse.Namespace) -> int:
+    import json
+    import urllib.error
+    import urllib.request
+
+    if args.local:
+        port = args.port if args.port is not None else int(os.environ.get("PORT", "3000"))
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/_local/programs",
+            data=json.dumps({"program": args.program, "action": args.action}).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                print(json.loads(response.read())["result"])
+        except urllib.error.HTTPError as exc:
+            print(f"kindling: {json.loads(exc.read()).get('problems', [exc.reason])[0]}", file=sys.stderr)
+            return 1
+        except (urllib.error.URLError, OSError) as exc:
+            print(f"kindling: cannot reach the local stack on port {port}: {exc}", file=sys.stderr)
+            return 1
+        return 0
+    import boto3
+
+    from kindling import clock
+    from kindling.adapters.program_store import DynamoProgramStore
+    from kindling_ops.programs import change_program_state
+
+    table = args.table or _stack_table(args.stack)
+    if table is None:
+        return 1
+    store = DynamoProgramStore(table, boto3.client("dynamodb"))
+    print(change_program_state(store, args.program, args.action, clock.current().now()))
+    return 0
+
+
+def _stack_table(stack: str | None) -> str | None:
+    import boto3
+
+    if stack is None:
+        print("kindling: give --local, --table NAME or --stack NAME", file=sys.stderr)
+        return None
+    outputs = boto3.client("cloudformation").describe_stacks(StackName=stack)["Stacks"][0].get("Outputs", [])
+    table = next((o["OutputValue"] for o in outputs if o["OutputKey"] == "TableName"), None)
+    if table is None:
+        print(f"kindling: stack {stack} has no TableName output", file=sys.stderr)
+    return table
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -190,6 +232,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--port", type=int, default=None, help="the local stack's port (default: $PORT or 3000)"
     )
     apply.set_defaults(run=_config_apply)
+
+    programs = commands.add_parser("programs", help="pause or resume a program")
+    programs.add_argument("action", choices=["pause", "resume"])
+    programs.add_argument("program", help="the program's id")
+    where = programs.add_mutually_exclusive_group(required=True)
+    where.add_argument("--local", action="store_true", help="the running local stack")
+    where.add_argument("--table", help="the DynamoDB table of a deployed stack")
+    where.add_argument("--stack", help="a deployed CloudFormation stack (reads its TableName output)")
+    programs.add_argument(
+        "--port", type=int, default=None, help="the local stack's port (default: $PORT or 3000)"
+    )
+    programs.set_defaults(run=_programs)
     return parser
 
 

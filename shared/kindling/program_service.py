@@ -25,6 +25,7 @@ from kindling.programs import (
     SendEmail,
     UpdateLead,
     may_enter,
+    new_token,
     on_lead_change,
     run,
     segments_of,
@@ -247,3 +248,37 @@ class ProgramService:
                 ]
             )
         self._store.save(after, before.token, step_due(after))
+
+
+class HoldStore(Protocol):
+    def get(self, lead_id: str, enrollment_id: str) -> Enrollment | None: ...
+    def enrollments(self, lead_id: str) -> list[Enrollment]: ...
+    def held(self, program_id: str) -> list[Enrollment]: ...
+    def save(self, enrollment: Enrollment, expected_token: str, due: DueItem | None) -> None: ...
+    def set_paused(self, program_id: str, paused: bool) -> None: ...
+
+
+def release_hold(store: HoldStore, enrollment: Enrollment, now: datetime, why: str) -> Enrollment:
+    """Put a held enrollment back where it was: its wait resumes, or its step runs now."""
+    resumed = enrollment.model_copy(deep=True)
+    resumed.status = "waiting" if resumed.waiting is not None else "active"
+    resumed.hold_reason = None
+    if resumed.due_at is None or resumed.due_at < now:
+        resumed.due_at = now
+    resumed.token = new_token()
+    resumed.note(now, resumed.step_id, "resumed", reason=why)
+    store.save(resumed, enrollment.token, step_due(resumed))
+    return resumed
+
+
+def pause_program(store: HoldStore, program_id: str) -> None:
+    """Enrollments stop where they are at their next step; nothing is lost or skipped."""
+    store.set_paused(program_id, True)
+
+
+def resume_program(store: HoldStore, program_id: str, now: datetime) -> int:
+    store.set_paused(program_id, False)
+    held = [e for e in store.held(program_id) if e.hold_reason == "program paused"]
+    for enrollment in held:
+        release_hold(store, enrollment, now, "program resumed")
+    return len(held)

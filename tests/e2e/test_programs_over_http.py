@@ -165,3 +165,55 @@ def test_a_multi_week_program_runs_every_step_once_at_its_time(journey_stack: Ru
     assert len(sent_templates(stack, leads["booker"])) == 1
     waits = {h["step"]: h["at"] for h in enrollment(stack, ids["quiet"])["history"] if h["what"] == "waited"}
     assert waits["wait-2d"].startswith((monday + timedelta(days=2)).date().isoformat())
+
+
+def test_a_paused_program_holds_its_enrollments_and_resume_carries_on(journey_stack: RunningStack) -> None:
+    import subprocess
+    import sys
+
+    from tests.e2e.conftest import ROOT
+
+    stack = journey_stack
+    port = stack.url.rsplit(":", 1)[1]
+
+    def kindling(action: str) -> str:
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "kindling_ops.cli",
+                "programs",
+                action,
+                "e2e-journey",
+                "--local",
+                "--port",
+                port,
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    email = f"paused-{uuid.uuid4().hex[:6]}@acme.io"
+    body = {"userId": email, "traits": {"email": email, "first_name": "Pat"}}
+    assert requests.post(f"{stack.url}/v1/identify", json=body, auth=(WRITE_KEY, ""), timeout=10).ok
+    stack.settle()
+    track(stack, email, "Trial Started")
+    stack.settle(timeout=30)
+    lead_id = stack.lead_by_email(email).json()["lead"]["lead_id"]
+    assert enrollment(stack, lead_id)["current_step"]["id"] == "wait-2d"
+    now = datetime.fromisoformat(
+        requests.get(f"{stack.url}/_local/clock", timeout=10).json()["now"].replace("Z", "+00:00")
+    )
+    assert "paused" in kindling("pause")
+    clock_to(stack, now + timedelta(days=3))
+    held = enrollment(stack, lead_id)
+    assert held["status"] == "held" and held["hold_reason"] == "program paused"
+    assert held["current_step"]["id"] == "wait-2d", "held where it was"
+    assert "1 held enrollment" in kindling("resume")
+    clock_to(stack, now + timedelta(days=3, minutes=2))  # the next tick runs what resumed
+    resumed = enrollment(stack, lead_id)
+    assert resumed["status"] in ("active", "waiting") and ("engaged", "branched") in steps_run(resumed)

@@ -437,6 +437,7 @@ class LocalStack:
             ("POST", "/_local/clock"): self._post_clock,
             ("POST", "/_local/settle"): self._post_settle,
             ("POST", "/_local/config"): self._post_config,
+            ("POST", "/_local/programs"): self._post_program_state,
             ("POST", "/_local/webhooks/sales"): self._receive_webhook,
             ("GET", "/_local/webhooks"): lambda request: _json(200, {"received": self.webhooks}),
             ("GET", "/_local/outbox"): lambda request: _json(200, {"messages": outbox()}),
@@ -457,6 +458,23 @@ class LocalStack:
         except (ValueError, AttributeError) as exc:
             return _json(400, {"error": "invalid_request", "problems": [str(exc)]})
         return _json(200, {"applied": self.apply_config(documents)})
+
+    def _post_program_state(self, request: Request) -> Response:
+        """Pause or resume a program (what `kindling programs pause|resume --local` sends)."""
+        from kindling.adapters.program_store import DynamoProgramStore
+        from kindling_ops.programs import change_program_state
+
+        try:
+            body = json.loads(request.get_data() or b"{}")
+            line = change_program_state(
+                DynamoProgramStore(self.table_name, self.session.client("dynamodb")),
+                str(body.get("program", "")),
+                str(body.get("action", "")),
+                self.clock.now(),
+            )
+        except ValueError as exc:
+            return _json(400, {"error": "invalid_request", "problems": [str(exc)]})
+        return _json(200, {"result": line})
 
     def _receive_webhook(self, request: Request) -> Response:
         """Stands in for the sales team's CRM when no KINDLING_HANDOFF_URL is given."""
