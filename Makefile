@@ -42,7 +42,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/capture.py
 	$(BIN)/python bench/scoring.py
-	$(BIN)/python bench/email.py
+	$(BIN)/python bench/sending.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

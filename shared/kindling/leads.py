@@ -27,7 +27,7 @@ from kindling.errors import Conflict, Duplicate, InvalidInput
 from kindling.scoring_config import Stage
 from kindling.tracking import WebEvent
 
-IdentityKind = Literal["user", "email", "anon"]
+IdentityKind = Literal["user", "email", "anon", "crm"]
 
 #: Traits that are identities or bookkeeping, not free-form person data.
 _RESERVED_TRAITS = frozenset({"email", "userId", "anonymousId"})
@@ -58,6 +58,9 @@ class Lead(BaseModel):
     email_frequency: Literal["normal", "monthly"] = "normal"
     # Set while sales is talking to the lead (CRM stages): marketing email holds.
     quiet: bool = False
+    quiet_since: datetime | None = None
+    last_crm_activity_at: datetime | None = None
+    owner: str | None = None
     merged_into: str | None = None
 
     @property

@@ -166,6 +166,43 @@ class ProgramService:
                 self._advance(program, enrollment, lead, now)
         return changes
 
+    def enrol(self, program_id: str, lead_id: str, trigger_id: str, now: datetime) -> str:
+        """Enrol a lead because kindling itself decided so (reactivation), not a trigger."""
+        program = self._config.programs().programs.get(program_id)
+        lead = self._store.context(lead_id, now)
+        if program is None or lead is None:
+            return f"no program {program_id}" if program is None else f"no lead {lead_id}"
+        reason = may_enter(program, lead, self._store.enrollments(lead.lead_id), now)
+        if reason is not None:
+            return f"not enrolled in {program_id}: {reason}"
+        enrollment = start(program, lead, trigger_id, now)
+        due = step_due(enrollment)
+        assert due is not None
+        if self._store.create(enrollment, due):
+            self._advance(program, enrollment, lead, now)
+        return f"enrolled in {program_id}"
+
+    def hold_all(self, lead_id: str, reason: str, now: datetime) -> int:
+        """Hold every running enrollment of a lead at once (a quiet period began)."""
+        held = 0
+        for enrollment in self._store.enrollments(lead_id):
+            if enrollment.status in ("active", "waiting"):
+                self._hold(enrollment, now, reason)
+                held += 1
+        return held
+
+    def release_all(self, lead_id: str, reason: str, now: datetime, *, exit_instead: bool = False) -> int:
+        """End a quiet period's holds: resume where they were, or exit them (superseded)."""
+        released = 0
+        for enrollment in self._store.enrollments(lead_id):
+            if enrollment.status == "held" and enrollment.hold_reason == "quiet period":
+                if exit_instead:
+                    self._finish(enrollment, now, reason)
+                else:
+                    release_hold(self._store, enrollment, now, reason)
+                released += 1
+        return released
+
     # --- the scheduler -------------------------------------------------------------
     def run_due(self, lead_id: str, enrollment_id: str, token: str, now: datetime) -> str:
         enrollment = self._store.get(lead_id, enrollment_id)
@@ -258,7 +295,11 @@ class HoldStore(Protocol):
     def set_paused(self, program_id: str, paused: bool) -> None: ...
 
 
-def release_hold(store: HoldStore, enrollment: Enrollment, now: datetime, why: str) -> Enrollment:
+class EnrollmentSaver(Protocol):
+    def save(self, enrollment: Enrollment, expected_token: str, due: DueItem | None) -> None: ...
+
+
+def release_hold(store: EnrollmentSaver, enrollment: Enrollment, now: datetime, why: str) -> Enrollment:
     """Put a held enrollment back where it was: its wait resumes, or its step runs now."""
     resumed = enrollment.model_copy(deep=True)
     resumed.status = "waiting" if resumed.waiting is not None else "active"

@@ -396,3 +396,21 @@ def test_the_ses_events_handler_applies_an_eventbridge_envelope_from_its_queue(w
     assert result == {"batchItemFailures": []}
     assert world["store"].suppression("ada@acme.io") == "complaint"
     assert [e for e, _ in timeline_events(world["table"], lead_id)] == ["Email Complained"]
+
+
+def test_list_unsubscribe_goes_out_as_a_plain_url_not_encoded_words(world) -> None:
+    from kindling.adapters.ses import mime
+    from kindling.email_render import RenderedEmail
+    from kindling.email_sender import OutgoingEmail
+
+    url = "https://api.acme.example/v1/unsubscribe?token=" + "T" * 150
+    rendered = RenderedEmail(
+        subject="Hello",
+        html="<p>Hi</p>",
+        text="Hi",
+        tracked_links=[],
+        headers={"List-Unsubscribe": f"<{url}>", "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"},
+    )
+    raw = mime(OutgoingEmail("ada@acme.io", "marketing@acme.example", "Acme", None, rendered, {})).decode()
+    assert f"List-Unsubscribe: <{url}>\r\n" in raw  # one line, as mailbox providers read it
+    assert "=?utf-8?" not in raw

@@ -1,7 +1,7 @@
 """DueStore on the single table.
 
-DUE#<id>  / DUE    an item due at a time; GSI1PK = DUEAT#<hour>, GSI1SK = <due time>#<id>
-TICK#due  / TICK   the earliest hour that may still hold items (the tick's cursor)
+DUE#<id>  / DUE    an item due at a time; GSI1PK = DUEAT#[<lane>#]<hour>, GSI1SK = <due time>#<id>
+TICK#due<lane> / TICK   the earliest hour that may still hold items (the tick's cursor)
 """
 
 from __future__ import annotations
@@ -19,14 +19,21 @@ from kindling.due import DueItem, hour_of
 INDEX = "GSI1"
 
 
-def _hour_key(hour: datetime) -> str:
-    return f"DUEAT#{hour_of(hour).strftime('%Y-%m-%dT%H')}"
+def _hour_key(hour: datetime, lane: str = "") -> str:
+    return f"DUEAT#{lane + '#' if lane else ''}{hour_of(hour).strftime('%Y-%m-%dT%H')}"
 
 
 class DynamoDueStore:
-    def __init__(self, table_name: str, client: Any = None) -> None:
+    """One lane of due work; each lane has its own hour buckets and its own cursor.
+
+    The minute tick reads the default lane; the daily sweep reads the "daily" lane, so
+    neither ever reads the other's items.
+    """
+
+    def __init__(self, table_name: str, client: Any = None, lane: str = "") -> None:
         self._table = table_name
         self._client = client
+        self._lane = lane
 
     @property
     def client(self) -> Any:
@@ -36,7 +43,7 @@ class DynamoDueStore:
         return {
             "PK": {"S": f"DUE#{item.id}"},
             "SK": {"S": "DUE"},
-            "GSI1PK": {"S": _hour_key(item.due_at)},
+            "GSI1PK": {"S": _hour_key(item.due_at, self._lane)},
             "GSI1SK": {"S": f"{isoformat(item.due_at)}#{item.id}"},
             "kind": {"S": item.kind},
             "payload": {"S": json.dumps(item.payload, default=str)},
@@ -53,7 +60,7 @@ class DynamoDueStore:
             IndexName=INDEX,
             KeyConditionExpression="GSI1PK = :hour AND GSI1SK <= :until",
             ExpressionAttributeValues={
-                ":hour": {"S": _hour_key(hour)},
+                ":hour": {"S": _hour_key(hour, self._lane)},
                 ":until": {"S": isoformat(until) + "#~"},
             },
         )
@@ -77,7 +84,9 @@ class DynamoDueStore:
 
     def cursor(self) -> datetime | None:
         item = self.client.get_item(
-            TableName=self._table, Key={"PK": {"S": "TICK#due"}, "SK": {"S": "TICK"}}, ConsistentRead=True
+            TableName=self._table,
+            Key={"PK": {"S": f"TICK#due{self._lane}"}, "SK": {"S": "TICK"}},
+            ConsistentRead=True,
         ).get("Item")
         return datetime.fromisoformat(item["hour"]["S"].replace("Z", "+00:00")) if item else None
 
@@ -86,7 +95,11 @@ class DynamoDueStore:
         try:
             self.client.put_item(
                 TableName=self._table,
-                Item={"PK": {"S": "TICK#due"}, "SK": {"S": "TICK"}, "hour": {"S": isoformat(hour)}},
+                Item={
+                    "PK": {"S": f"TICK#due{self._lane}"},
+                    "SK": {"S": "TICK"},
+                    "hour": {"S": isoformat(hour)},
+                },
                 ConditionExpression="attribute_not_exists(PK) OR #h < :hour",
                 ExpressionAttributeNames={"#h": "hour"},
                 ExpressionAttributeValues={":hour": {"S": isoformat(hour)}},

@@ -196,30 +196,43 @@ class DynamoEmailStore:
                 raise
 
     def defer(self, request: SendRequest, lead_id: str, due: DueItem, reason: str, now: datetime) -> None:
-        self._due.put_due(due)
-        self.client.transact_write_items(
-            TransactItems=[
-                {
-                    "Put": {
-                        "TableName": self._table,
-                        "Item": {
-                            **send_key(request.send_id),
-                            "status": {"S": "deferred"},
-                            "lead_id": {"S": lead_id},
-                            "template": {"S": request.template},
-                            "reason": {"S": reason},
-                            "due_at": {"S": isoformat(due.due_at)},
-                            "attempt": {"N": "0"},
-                        },
-                    }
-                },
-                timeline_put(
-                    self._table,
-                    lead_id,
-                    email_entry(request, "Email Deferred", now, reason=reason, until=isoformat(due.due_at)),
-                ),
-            ]
-        )
+        """One transaction: the send waits, its wake-up is scheduled, the timeline says why.
+
+        Never over a send that went out meanwhile (a duplicate delivery racing the original).
+        """
+        try:
+            self.client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": self._table,
+                            "Item": {
+                                **send_key(request.send_id),
+                                "status": {"S": "deferred"},
+                                "lead_id": {"S": lead_id},
+                                "template": {"S": request.template},
+                                "reason": {"S": reason},
+                                "due_at": {"S": isoformat(due.due_at)},
+                                "attempt": {"N": "0"},
+                            },
+                            "ConditionExpression": "attribute_not_exists(PK) OR #s <> :sent",
+                            "ExpressionAttributeNames": {"#s": "status"},
+                            "ExpressionAttributeValues": {":sent": {"S": "sent"}},
+                        }
+                    },
+                    {"Put": {"TableName": self._table, "Item": self._due.item(due)}},
+                    timeline_put(
+                        self._table,
+                        lead_id,
+                        email_entry(
+                            request, "Email Deferred", now, reason=reason, until=isoformat(due.due_at)
+                        ),
+                    ),
+                ]
+            )
+        except ClientError as exc:
+            if aws.error_code(exc) != "TransactionCanceledException":
+                raise
 
     def recent_sends(self, lead_id: str, since: datetime) -> list[datetime]:
         response = self.client.query(

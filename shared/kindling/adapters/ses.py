@@ -4,6 +4,7 @@ through the stack's configuration set, tagged with the send id that SES echoes i
 from __future__ import annotations
 
 import re
+from email import policy
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
@@ -27,8 +28,13 @@ PERMANENT = frozenset(
 _TAG_VALUE = re.compile(r"[^A-Za-z0-9_.@-]")
 
 
+#: SMTP line endings, and no folding below RFC 5322's hard limit: a folded List-Unsubscribe
+#: would go out as RFC 2047 encoded-words, which mailbox providers do not read as a URL.
+_POLICY = policy.SMTP.clone(max_line_length=998)
+
+
 def mime(email: OutgoingEmail) -> bytes:
-    message = EmailMessage()
+    message = EmailMessage(policy=_POLICY)
     message["From"] = Address(display_name=email.from_name, addr_spec=email.from_address)
     message["To"] = email.to
     if email.reply_to:

@@ -23,45 +23,27 @@ set-up heap (``gc.freeze``), or memory and garbage-collection pauses, not the se
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import gc
+import importlib.util
+import logging
+import math
+import os
+import platform
+import socket
+import statistics
 import sys
+import textwrap
+import time
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
-if __name__ == "email":
-    # This file is called email.py. The other benchmarks, run as scripts, have bench/ as sys.path[0],
-    # so their ``import email`` (the standard library's, which pydantic, botocore and kindling use)
-    # lands here: hand over to the real package. An import returns what sys.modules holds at its end.
-    import importlib
-
-    del sys.modules["email"]
-    _path = sys.path[:]
-    sys.path[:] = [p for p in _path if Path(p or ".").resolve() != HERE]
-    try:
-        sys.modules["email"] = importlib.import_module("email")
-    finally:
-        sys.path[:] = _path
-else:
-    # Run as a script, bench/ is sys.path[0]: without this, ``import email`` would find this file.
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
-
-import contextlib  # noqa: E402
-import dataclasses  # noqa: E402
-import gc  # noqa: E402
-import importlib.util  # noqa: E402
-import logging  # noqa: E402
-import math  # noqa: E402
-import os  # noqa: E402
-import platform  # noqa: E402
-import socket  # noqa: E402
-import statistics  # noqa: E402
-import textwrap  # noqa: E402
-import time  # noqa: E402
-import uuid  # noqa: E402
-from collections import Counter, defaultdict  # noqa: E402
-from collections.abc import Callable, Iterator  # noqa: E402
-from datetime import UTC, datetime, timedelta  # noqa: E402
-from typing import Any  # noqa: E402
-
 ROOT = HERE.parent
 if importlib.util.find_spec("kindling") is None:  # not installed: use the source tree, as the layer does
     sys.path.insert(0, str(ROOT / "shared"))
@@ -693,8 +675,9 @@ def run_scenarios(world: World) -> dict[str, list[list[Call]]]:
 
 def report_calls(seen: dict[str, list[list[Call]]], moto: dict[str, Any]) -> None:
     say()
-    say("2. AWS calls per send, by operation and item (DynamoDB unless named; counted on the clients")
-    say(f"   aws.client('dynamodb') and aws.client('sesv2')); {SAMPLES} sends per scenario, averaged:")
+    say("2. AWS calls per send, by operation and item (DynamoDB unless named), counted on the clients")
+    say(f"   aws.client('dynamodb') and aws.client('sesv2'); {SAMPLES} sends per scenario, averaged, with")
+    say("   the config in hand (as within a batch):")
     for name, text in SCENARIOS:
         say(f"     {name:<10} {text}")
     labels: list[str] = []
