@@ -4,7 +4,9 @@ Each item is indexed by the hour it falls due (GSI1), and the minute tick reads 
 the hours between its cursor and now, and in them only what is already due. So a tick
 costs one query per elapsed hour plus one read per item due: nothing grows with what is
 stored for later. Items are dispatched before they are removed, so a crashed tick
-re-dispatches rather than loses; consumers are idempotent.
+re-dispatches rather than loses; consumers are idempotent. Writing an item lowers the
+cursor to the item's hour if needed, so an item due at once, or a lane's very first item,
+is never behind the cursor.
 """
 
 from __future__ import annotations
@@ -41,12 +43,13 @@ class DueStore(Protocol):
     def due_in_hour(self, hour: datetime, until: datetime) -> list[DueItem]: ...
     def remove_due(self, item: DueItem) -> None: ...
     def cursor(self) -> datetime | None: ...
-    def move_cursor(self, hour: datetime) -> None: ...
+    def move_cursor(self, hour: datetime, expected: datetime | None) -> None: ...
 
 
 def release_due(store: DueStore, dispatch: Callable[[list[DueItem]], None], now: datetime) -> int:
     """Hand every item due by ``now`` to ``dispatch``; a late tick catches up from its cursor."""
-    start = store.cursor() or now
+    cursor = store.cursor()
+    start = min(cursor, now) if cursor else now
     released = 0
     for hour in hours_between(start, now):
         items = store.due_in_hour(hour, until=now)
@@ -55,5 +58,5 @@ def release_due(store: DueStore, dispatch: Callable[[list[DueItem]], None], now:
             for item in items:
                 store.remove_due(item)
             released += len(items)
-    store.move_cursor(hour_of(now))
+    store.move_cursor(hour_of(now), expected=cursor)
     return released

@@ -73,3 +73,9 @@ class ProgramsSettings(_Settings):
     table_name: str
     bus_name: str
     send_queue_url: str
+
+
+class SalesSettings(_Settings):
+    table_name: str
+    bus_name: str
+    send_queue_url: str

@@ -19,9 +19,12 @@ from kindling_ops.config import FILES, ConfigError, documents, load
 
 SHIPPED = Path(__file__).resolve().parents[2] / "config"
 SHIPPED_PROGRAMS = [
+    "customer-onboarding",
     "mql-to-sales-bridge",
     "nurture-marketing-leaders",
     "nurture-technical-buyers",
+    "reactivation",
+    "recycle-nurture",
     "welcome-series",
 ]
 
@@ -113,7 +116,7 @@ def test_config_validate_prints_a_line_for_programs_and_segments(
 ) -> None:
     assert main(["config", "validate", "--dir", str(SHIPPED)]) == 0
     out = capsys.readouterr().out
-    assert f"programs: valid (4 programs: {', '.join(SHIPPED_PROGRAMS)})" in out
+    assert f"programs: valid ({len(SHIPPED_PROGRAMS)} programs: {', '.join(SHIPPED_PROGRAMS)})" in out
     assert "segments.yaml: valid (3 segments: hot-accounts, enterprise, saas-industry)" in out
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 from botocore.exceptions import ClientError
@@ -184,3 +184,38 @@ class ProgramsConfig:
             return self._scoring.current()[1].engagement.decay
         except NotFound:
             return None
+
+
+class CrmPolicy:
+    """The sales policy in ``config/crm.yaml``: quiet stages, silence limits, recycling.
+
+    Read from the applied document itself, so it needs only its policy keys; with no crm
+    config applied there are no quiet stages, and nothing is reactivated or recycled.
+    """
+
+    def __init__(self, table_name: str, client: Any = None) -> None:
+        self._store = DynamoConfigStore(table_name, client)
+        self._document: dict[str, Any] = {}
+        self._version: int | None = None
+
+    def refresh(self) -> None:
+        version = self._store.current_version("crm")
+        if version is None:
+            self._document, self._version = {}, None
+        elif version != self._version:
+            self._document, _ = self._store.load("crm", version)
+            self._version = version
+
+    def is_quiet(self, stage: str | None) -> bool:
+        return stage is not None and stage in (self._document.get("quiet_stages") or [])
+
+    def max_silence(self, stage: str | None) -> timedelta | None:
+        days = ((self._document.get("reactivation") or {}).get("max_silence_days") or {}).get(stage or "")
+        return timedelta(days=int(days)) if days else None
+
+    def reactivation_program(self) -> str | None:
+        return (self._document.get("reactivation") or {}).get("program")
+
+    def cooling_off(self) -> timedelta | None:
+        days = (self._document.get("recycle") or {}).get("cooling_off_days")
+        return timedelta(days=int(days)) if days else None

@@ -52,6 +52,26 @@ class DynamoDueStore:
 
     def put_due(self, item: DueItem) -> None:
         self.client.put_item(TableName=self._table, Item=self.item(item))
+        self.lower_cursor(item.due_at)
+
+    def lower_cursor(self, due_at: datetime) -> None:
+        """Make sure the next tick starts no later than this item's hour (an item may be due already)."""
+        hour = isoformat(hour_of(due_at))
+        try:
+            self.client.update_item(
+                TableName=self._table,
+                Key=self._cursor_key(),
+                UpdateExpression="SET #h = :hour",
+                ConditionExpression="attribute_not_exists(#h) OR #h > :hour",
+                ExpressionAttributeNames={"#h": "hour"},
+                ExpressionAttributeValues={":hour": {"S": hour}},
+            )
+        except ClientError as exc:
+            if aws.error_code(exc) != "ConditionalCheckFailedException":
+                raise
+
+    def _cursor_key(self) -> dict[str, Any]:
+        return {"PK": {"S": f"TICK#due{self._lane}"}, "SK": {"S": "TICK"}}
 
     def due_in_hour(self, hour: datetime, until: datetime) -> list[DueItem]:
         paginator = self.client.get_paginator("query")
@@ -83,26 +103,25 @@ class DynamoDueStore:
         )
 
     def cursor(self) -> datetime | None:
-        item = self.client.get_item(
-            TableName=self._table,
-            Key={"PK": {"S": f"TICK#due{self._lane}"}, "SK": {"S": "TICK"}},
-            ConsistentRead=True,
-        ).get("Item")
+        item = self.client.get_item(TableName=self._table, Key=self._cursor_key(), ConsistentRead=True).get(
+            "Item"
+        )
         return datetime.fromisoformat(item["hour"]["S"].replace("Z", "+00:00")) if item else None
 
-    def move_cursor(self, hour: datetime) -> None:
-        """Only forward: two overlapping ticks must not move it back."""
+    def move_cursor(self, hour: datetime, expected: datetime | None) -> None:
+        """Forward to ``hour``, unless it moved meanwhile (an earlier item came in for the next tick)."""
+        condition = "attribute_not_exists(#h)" if expected is None else "#h = :expected"
+        values = {":hour": {"S": isoformat(hour)}}
+        if expected is not None:
+            values[":expected"] = {"S": isoformat(expected)}
         try:
-            self.client.put_item(
+            self.client.update_item(
                 TableName=self._table,
-                Item={
-                    "PK": {"S": f"TICK#due{self._lane}"},
-                    "SK": {"S": "TICK"},
-                    "hour": {"S": isoformat(hour)},
-                },
-                ConditionExpression="attribute_not_exists(PK) OR #h < :hour",
+                Key=self._cursor_key(),
+                UpdateExpression="SET #h = :hour",
+                ConditionExpression=condition,
                 ExpressionAttributeNames={"#h": "hour"},
-                ExpressionAttributeValues={":hour": {"S": isoformat(hour)}},
+                ExpressionAttributeValues=values,
             )
         except ClientError as exc:
             if aws.error_code(exc) != "ConditionalCheckFailedException":

@@ -233,6 +233,8 @@ class DynamoEmailStore:
         except ClientError as exc:
             if aws.error_code(exc) != "TransactionCanceledException":
                 raise
+            return
+        self._due.lower_cursor(due.due_at)
 
     def recent_sends(self, lead_id: str, since: datetime) -> list[datetime]:
         response = self.client.query(

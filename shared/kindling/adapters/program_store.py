@@ -116,6 +116,7 @@ class DynamoProgramStore:
                     return False  # the same trigger, delivered again
                 raise Conflict(f"enrolling {enrollment.enrollment_id}: {reasons}") from exc
             raise
+        self._due.lower_cursor(due.due_at)
         return True
 
     def save(self, enrollment: Enrollment, expected_token: str, due: DueItem | None) -> None:
@@ -138,6 +139,8 @@ class DynamoProgramStore:
             if aws.error_code(exc) == "TransactionCanceledException":
                 raise Conflict(f"enrollment {enrollment.enrollment_id} moved on meanwhile") from exc
             raise
+        if due is not None:
+            self._due.lower_cursor(due.due_at)
 
     def set_segments(self, lead_id: str, segments: set[str]) -> None:
         if segments:

@@ -1,0 +1,67 @@
+"""CRM events from the bus (crm.*): stage moves, owners, activity, and the quiet periods they cause."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import Json
+
+from kindling import clock
+from kindling.adapters.config_store import CrmPolicy, ProgramsConfig
+from kindling.adapters.due_store import DynamoDueStore
+from kindling.adapters.eventbridge import EventBridgePublisher
+from kindling.adapters.program_store import DynamoProgramStore
+from kindling.adapters.queue import SqsQueue
+from kindling.adapters.sales_store import DynamoSalesStore
+from kindling.bus import BusEnvelope
+from kindling.observability import logger, metrics
+from kindling.program_service import ProgramService
+from kindling.sales import SalesService
+from kindling.settings import SalesSettings
+
+
+class CrmRecord(SqsRecordModel):
+    body: Json[BusEnvelope]
+
+
+settings = SalesSettings()  # type: ignore[call-arg]
+policy = CrmPolicy(settings.table_name)
+programs_config = ProgramsConfig(settings.table_name)
+publisher = EventBridgePublisher(settings.bus_name)
+programs = ProgramService(
+    DynamoProgramStore(settings.table_name, decay=programs_config.decay),
+    programs_config,
+    SqsQueue(settings.send_queue_url),
+    publisher,
+)
+service = SalesService(
+    DynamoSalesStore(settings.table_name),
+    policy,
+    programs,
+    DynamoDueStore(settings.table_name, lane="daily"),
+    publisher,
+)
+processor = BatchProcessor(event_type=EventType.SQS, model=CrmRecord)
+
+
+def record_handler(record: CrmRecord) -> None:
+    detail: dict[str, Any] = record.body.detail
+    done = service.on_crm_event(record.body.detail_type, detail, clock.current().now())
+    if done and done[0].startswith("unmatched"):
+        logger.warning("CRM event for no known lead", extra={"event_id": detail.get("event_id")})
+        metrics.add_metric(name="CrmEventsUnmatched", unit=MetricUnit.Count, value=1)
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+def lambda_handler(event: dict, context: LambdaContext) -> PartialItemFailureResponse:
+    policy.refresh()
+    programs_config.refresh()
+    return process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )

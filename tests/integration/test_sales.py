@@ -1,0 +1,197 @@
+"""CRM stages drive marketing silence; silence that lasts too long wakes the lead up (moto)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kindling.adapters.config_store import CrmPolicy, DynamoConfigStore, ProgramsConfig
+from kindling.adapters.due_store import DynamoDueStore
+from kindling.adapters.dynamo import DynamoLeadStore
+from kindling.adapters.program_store import DynamoProgramStore
+from kindling.adapters.sales_store import DynamoSalesStore
+from kindling.leads import ProfileService
+from kindling.program_service import ProgramService
+from kindling.sales import SalesService
+from kindling.tracking import WebEvent
+from kindling_ops.config import documents, load
+
+CONFIG = documents(load(Path(__file__).resolve().parents[2] / "config"))
+POLICY = {
+    "quiet_stages": ["sql", "opportunity"],
+    "reactivation": {"max_silence_days": {"sql": 21, "opportunity": 30}, "program": "reactivation"},
+    "recycle": {"cooling_off_days": 30, "program": "recycle-nurture"},
+}
+T0 = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)  # a Monday
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.items: list[Any] = []
+
+    def publish(self, events: Any) -> None:
+        self.items.extend(events)
+
+    def send_all(self, bodies: Any) -> None:
+        self.items.extend(bodies)
+
+    def of(self, detail_type: str) -> list[dict[str, Any]]:
+        return [e.detail for e in self.items if getattr(e, "detail_type", None) == detail_type]
+
+
+@pytest.fixture
+def world(table: str) -> dict[str, Any]:
+    store = DynamoConfigStore(table)
+    for name in ("scoring.yaml", "email.yaml", "templates", "segments.yaml", "programs"):
+        store.apply(name.removesuffix(".yaml"), CONFIG[name], T0)
+    store.apply("crm", POLICY, T0)
+    programs_config, policy = ProgramsConfig(table), CrmPolicy(table)
+    policy.refresh()
+    bus, sends = Recorder(), Recorder()
+    programs = ProgramService(
+        DynamoProgramStore(table, decay=programs_config.decay),
+        programs_config,
+        sends,
+        bus,
+        sleep=lambda s: None,
+    )
+    sales = SalesService(DynamoSalesStore(table), policy, programs, DynamoDueStore(table, lane="daily"), bus)
+    return {
+        "table": table,
+        "programs": programs,
+        "sales": sales,
+        "bus": bus,
+        "sends": sends,
+        "store": DynamoProgramStore(table),
+    }
+
+
+def new_lead(world: dict[str, Any]) -> tuple[str, str]:
+    email = f"buyer-{uuid.uuid4().hex[:6]}@acme.io"
+    event = WebEvent(
+        message_id=f"m-{uuid.uuid4().hex}",
+        type="identify",
+        user_id=email,
+        timestamp=T0,
+        received_at=T0,
+        traits={"email": email, "first_name": "Bo"},
+    )
+    outcome = ProfileService(DynamoLeadStore(world["table"])).record(event, T0)
+    world["programs"].on_lead_event(
+        outcome.lead_id,
+        trigger_id=event.message_id,
+        now=T0,
+        event=event.model_dump(mode="json"),
+        new_lead=True,
+    )
+    return outcome.lead_id, email
+
+
+def deal(
+    email: str, lifecycle: str | None, crm_stage: str, at: datetime, known: bool = True
+) -> dict[str, Any]:
+    return {
+        "event_id": f"hubspot:{uuid.uuid4().hex}",
+        "provider": "hubspot",
+        "occurred_at": at.isoformat(),
+        "lead": {"email": email, "crm_id": None},
+        "deal_id": "9001",
+        "crm_stage": crm_stage,
+        "lifecycle_stage": lifecycle,
+        "stage_known": known,
+        "amount": 24000,
+        "owner": None,
+    }
+
+
+def timeline(world: dict[str, Any], lead_id: str) -> list[str]:
+    return [e.event or e.type for e in DynamoLeadStore(world["table"]).timeline(lead_id, 100)]
+
+
+def statuses(world: dict[str, Any], lead_id: str) -> dict[str, str]:
+    return {e.program_id: e.status for e in world["store"].enrollments(lead_id)}
+
+
+def test_a_sales_stage_starts_a_quiet_period_that_holds_programs(world) -> None:
+    lead_id, email = new_lead(world)
+    assert statuses(world, lead_id) == {"welcome-series": "active"}
+    done = world["sales"].on_crm_event(
+        "crm.deal_stage_changed", deal(email, "sql", "appointmentscheduled", T0), T0
+    )
+    assert "stage None -> sql" in done and any("quiet period started" in d for d in done)
+    lead = DynamoLeadStore(world["table"]).get(lead_id)
+    assert lead is not None and lead.quiet and lead.stage == "sql"
+    assert statuses(world, lead_id)["welcome-series"] in ("held", "exited")
+    assert "Quiet Period Started" in timeline(world, lead_id)
+    assert [d["to"] for d in world["bus"].of("lead.stage_changed")] == ["sql"]
+
+
+def test_leaving_sales_stages_ends_the_quiet_period_and_resumes_programs(world) -> None:
+    lead_id, email = new_lead(world)
+    world["sales"].on_crm_event("crm.deal_stage_changed", deal(email, "opportunity", "contractsent", T0), T0)
+    held = statuses(world, lead_id)
+    world["sales"].on_crm_event(
+        "crm.deal_stage_changed",
+        deal(email, "recycled", "nurture", T0 + timedelta(days=2)),
+        T0 + timedelta(days=2),
+    )
+    lead = DynamoLeadStore(world["table"]).get(lead_id)
+    assert lead is not None and not lead.quiet
+    assert "Quiet Period Ended" in timeline(world, lead_id)
+    if held.get("welcome-series") == "held":
+        assert statuses(world, lead_id)["welcome-series"] in ("active", "waiting")
+
+
+def test_silence_beyond_the_policy_reactivates_the_lead_and_tells_the_owner(world) -> None:
+    lead_id, email = new_lead(world)
+    world["sales"].on_crm_event("crm.deal_stage_changed", deal(email, "sql", "qualifiedtobuy", T0), T0)
+    activity = {
+        "event_id": "hubspot:call-1",
+        "provider": "hubspot",
+        "occurred_at": (T0 + timedelta(days=10)).isoformat(),
+        "lead": {"email": email},
+        "activity": {"type": "call", "subject": "Discovery call"},
+    }
+    world["sales"].on_crm_event("crm.activity_logged", activity, T0 + timedelta(days=10))
+    assert world["sales"].sweep(T0 + timedelta(days=22)) >= 1  # 21 days after the stage move: but a call came
+    lead = DynamoLeadStore(world["table"]).get(lead_id)
+    assert lead is not None and lead.quiet, "the call on day 10 restarted the clock"
+    world["sales"].sweep(T0 + timedelta(days=32))  # 21 days after the call
+    lead = DynamoLeadStore(world["table"]).get(lead_id)
+    assert lead is not None and not lead.quiet
+    assert statuses(world, lead_id).get("reactivation") in ("active", "waiting")
+    [notice] = world["bus"].of("lead.notify_sales")
+    assert "no sales activity or engagement for 21 days in stage sql" in notice["message"]
+    assert "Reactivated" in timeline(world, lead_id)
+
+
+def test_closed_lost_recycles_the_lead_after_cooling_off(world) -> None:
+    lead_id, email = new_lead(world)
+    world["sales"].on_crm_event("crm.deal_stage_changed", deal(email, "closed_lost", "closedlost", T0), T0)
+    world["sales"].sweep(T0 + timedelta(days=29))
+    lead = DynamoLeadStore(world["table"]).get(lead_id)
+    assert lead is not None and lead.stage == "closed_lost"
+    world["sales"].sweep(T0 + timedelta(days=30, hours=1))
+    lead = DynamoLeadStore(world["table"]).get(lead_id)
+    assert lead is not None and lead.stage == "recycled"
+    assert [d["to"] for d in world["bus"].of("lead.stage_changed")] == ["closed_lost", "recycled"]
+
+
+def test_an_unknown_crm_stage_is_kept_and_reported_not_guessed(world) -> None:
+    lead_id, email = new_lead(world)
+    done = world["sales"].on_crm_event(
+        "crm.deal_stage_changed", deal(email, None, "custom-stage-7", T0, known=False), T0
+    )
+    assert "unknown hubspot stage 'custom-stage-7'" in done[0]
+    lead = DynamoLeadStore(world["table"]).get(lead_id)
+    assert lead is not None and lead.stage != "sql" and not lead.quiet
+    assert "CRM Stage Unknown" in timeline(world, lead_id)
+
+
+def test_a_crm_event_for_nobody_we_know_changes_nothing(world) -> None:
+    done = world["sales"].on_crm_event("crm.deal_stage_changed", deal("stranger@else.io", "sql", "x", T0), T0)
+    assert done == ["unmatched: no lead with that email or CRM id"]
