@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/capture.py
 	$(BIN)/python bench/scoring.py
 	$(BIN)/python bench/sending.py
+	$(BIN)/python bench/programs.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -64,6 +64,7 @@ def _config_validate(args: argparse.Namespace) -> int:
 
 
 def _summary(model: object) -> str:
+    from kindling.crm import CrmConfig
     from kindling.email_config import EmailSettings, EmailTemplates
     from kindling.programs_config import Programs, Segments
     from kindling.scoring_config import ScoringConfig
@@ -83,6 +84,10 @@ def _summary(model: object) -> str:
         return _named(sorted(model.programs), "program")
     if isinstance(model, Segments):
         return _named([s.id for s in model.segments], "segment")
+    if isinstance(model, CrmConfig):
+        mapped = ", ".join(f"{provider} {len(names)}" for provider, names in model.stages.items())
+        quiet = ", ".join(model.quiet_stages) or "none"
+        return f"stages mapped: {mapped or 'none'}; quiet stages: {quiet}"
     return type(model).__name__
 
 

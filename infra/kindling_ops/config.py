@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from kindling.adapters.config_store import DynamoConfigStore
+from kindling.crm import CrmConfig
 from kindling.email_config import EmailSettings, EmailTemplates, TemplateProblem, load_templates
 from kindling.programs_config import Program, Programs, Segments, check_references
 from kindling.scoring_config import ScoringConfig
@@ -28,9 +29,10 @@ FILES: dict[str, type[BaseModel]] = {
     "templates": EmailTemplates,
     "segments.yaml": Segments,
     "programs": Programs,
+    "crm.yaml": CrmConfig,
 }
 #: Entries a config directory may leave out; the version applied before stays in force.
-OPTIONAL = frozenset({"email.yaml", "templates", "segments.yaml", "programs"})
+OPTIONAL = frozenset({"email.yaml", "templates", "segments.yaml", "programs", "crm.yaml"})
 
 
 def _load_templates(folder: Path) -> BaseModel:
@@ -204,6 +206,8 @@ def load(directory: Path) -> dict[str, BaseModel]:
             failed.add(name)
     if not failed & {"templates", "segments.yaml"}:
         problems.extend(_reference_problems(directory, {**partial, **loaded}))
+    if "programs" not in failed:
+        problems.extend(_crm_program_problems(directory, loaded))
     if problems:
         raise ConfigError(problems)
     return loaded
@@ -223,6 +227,23 @@ def _reference_problems(directory: Path, loaded: dict[str, BaseModel]) -> list[s
         found = check_references(Programs(programs={program_id: program}), template_names, segment_ids)
         problems.extend(f"{path}: {problem}" for problem in found)
     return problems
+
+
+def _crm_program_problems(directory: Path, loaded: dict[str, BaseModel]) -> list[str]:
+    """Programs crm.yaml names that the programs folder does not have (checked when both are here)."""
+    crm, programs = loaded.get("crm.yaml"), loaded.get("programs")
+    if not isinstance(crm, CrmConfig) or not isinstance(programs, Programs):
+        return []
+    named = {
+        "reactivation.program": crm.reactivation.program if crm.reactivation else None,
+        "recycle.program": crm.recycle.program if crm.recycle else None,
+        "onboarding_program": crm.onboarding_program,
+    }
+    return [
+        f"{directory / 'crm.yaml'}: {where}: no program {program!r} in {directory / 'programs'}"
+        for where, program in named.items()
+        if program is not None and program not in programs.programs
+    ]
 
 
 def documents(loaded: dict[str, BaseModel]) -> dict[str, dict[str, Any]]:

@@ -23,6 +23,13 @@ class DueItem(BaseModel):
     kind: str
     due_at: datetime
     payload: dict[str, Any]
+    #: When it was scheduled. Only an item due in that same hour (or earlier) can fall
+    #: behind a tick that is running: only those need to pull the tick's cursor back.
+    scheduled_at: datetime | None = None
+
+    @property
+    def may_be_behind_the_tick(self) -> bool:
+        return self.scheduled_at is None or hour_of(self.due_at) <= hour_of(self.scheduled_at)
 
 
 def hour_of(moment: datetime) -> datetime:

@@ -160,6 +160,7 @@ class EmailSender:
         if deferral is not None:
             due_at, why = deferral
             due = DueItem(
+                scheduled_at=now,
                 id=f"send:{request.send_id}",
                 kind="send",
                 due_at=due_at,

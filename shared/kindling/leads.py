@@ -56,6 +56,8 @@ class Lead(BaseModel):
     email_status: Literal["hard_bounced", "complained"] | None = None
     soft_bounces: int = 0
     email_frequency: Literal["normal", "monthly"] = "normal"
+    tags: list[str] = Field(default_factory=list)
+    segments: list[str] = Field(default_factory=list)
     # Set while sales is talking to the lead (CRM stages): marketing email holds.
     quiet: bool = False
     quiet_since: datetime | None = None

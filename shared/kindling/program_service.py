@@ -59,7 +59,7 @@ class WorkQueue(Protocol):
     def send_all(self, bodies: Any) -> None: ...
 
 
-def step_due(enrollment: Enrollment) -> DueItem | None:
+def step_due(enrollment: Enrollment, now: datetime) -> DueItem | None:
     """The scheduler's wake-up for an enrollment's next stop, keyed by its token."""
     if enrollment.status not in ("active", "waiting") or enrollment.due_at is None:
         return None
@@ -72,6 +72,7 @@ def step_due(enrollment: Enrollment) -> DueItem | None:
             "enrollment_id": enrollment.enrollment_id,
             "token": enrollment.token,
         },
+        scheduled_at=now,
     )
 
 
@@ -159,7 +160,7 @@ class ProgramService:
             if may_enter(program, lead, enrollments, now) is not None:
                 continue
             enrollment = start(program, lead, trigger_id, now)
-            due = step_due(enrollment)
+            due = step_due(enrollment, now)
             assert due is not None
             if self._store.create(enrollment, due):
                 changes.append(f"{enrollment.enrollment_id}: entered")
@@ -176,7 +177,7 @@ class ProgramService:
         if reason is not None:
             return f"not enrolled in {program_id}: {reason}"
         enrollment = start(program, lead, trigger_id, now)
-        due = step_due(enrollment)
+        due = step_due(enrollment, now)
         assert due is not None
         if self._store.create(enrollment, due):
             self._advance(program, enrollment, lead, now)
@@ -284,7 +285,7 @@ class ProgramService:
                     for n in notices
                 ]
             )
-        self._store.save(after, before.token, step_due(after))
+        self._store.save(after, before.token, step_due(after, now))
 
 
 class HoldStore(Protocol):
@@ -308,7 +309,7 @@ def release_hold(store: EnrollmentSaver, enrollment: Enrollment, now: datetime, 
         resumed.due_at = now
     resumed.token = new_token()
     resumed.note(now, resumed.step_id, "resumed", reason=why)
-    store.save(resumed, enrollment.token, step_due(resumed))
+    store.save(resumed, enrollment.token, step_due(resumed, now))
     return resumed
 
 

@@ -73,7 +73,8 @@ class SalesService:
         provider = str(detail.get("provider") or "crm")
         person = detail.get("lead") or {}
         crm_id = person.get("crm_id")
-        identity = f"{provider}:{crm_id}" if crm_id else None
+        # A deal id and a contact id may be equal numbers: the object type keeps them apart.
+        identity = f"{provider}:{person.get('crm_object') or 'object'}:{crm_id}" if crm_id else None
         lead = self._store.find_lead(person.get("email"), identity)
         if lead is None:
             return ["unmatched: no lead with that email or CRM id"]
@@ -83,7 +84,9 @@ class SalesService:
         at = _time(detail.get("occurred_at")) or now
         self._store.touch_crm(lead.lead_id, at)
         done: list[str] = []
-        if kind == "crm.deal_stage_changed":
+        if kind == "crm.deal_stage_changed" or (
+            kind == "crm.contact_updated" and detail.get("lifecycle_stage")
+        ):
             done += self._stage_changed(lead, detail, provider, event_id, at, now)
         elif kind == "crm.owner_assigned" and detail.get("owner"):
             self._store.set_owner(lead.lead_id, str(detail["owner"]))

@@ -79,3 +79,17 @@ class SalesSettings(_Settings):
     table_name: str
     bus_name: str
     send_queue_url: str
+
+
+class CrmWebhooksSettings(_Settings):
+    """Credentials left empty turn that provider's endpoint off (it answers 503, not configured)."""
+
+    table_name: str
+    bus_name: str
+    public_api_url: str
+    hubspot_client_secret: SecretStr
+    pipedrive_user: str
+    pipedrive_password: SecretStr
+    salesforce_org_id: str
+    salesforce_secret: SecretStr
+    webhook_secret: SecretStr

@@ -99,7 +99,7 @@ def test_the_shipped_templates_link_where_they_say() -> None:
 def test_stored_documents_are_json_and_validate_back_into_the_same_models() -> None:
     loaded = load(SHIPPED)
     stored = json.loads(json.dumps(documents(loaded)))
-    assert set(stored) == {"scoring.yaml", "email.yaml", "templates", "segments.yaml", "programs"}
+    assert set(stored) == {"scoring.yaml", "email.yaml", "templates", "segments.yaml", "programs", "crm.yaml"}
     assert sorted(stored["templates"]["templates"]) == [
         "nurture-case-study",
         "nurture-roi-guide",

@@ -51,6 +51,15 @@ PARAMETER_ENVIRONMENT = {
         "KINDLING_HANDOFF_SECRET",
         "whsec_" + base64.b64encode(b"kindling-local-handoff-key").decode(),
     ),
+    "HubspotClientSecret": ("KINDLING_HUBSPOT_CLIENT_SECRET", "dev-hubspot-client-secret-change-me"),
+    "PipedriveUser": ("KINDLING_PIPEDRIVE_USER", "kindling"),
+    "PipedrivePassword": ("KINDLING_PIPEDRIVE_PASSWORD", "dev-pipedrive-password-change-me"),
+    "SalesforceOrgId": ("KINDLING_SALESFORCE_ORG_ID", "00Dxx0000000001AAA"),
+    "SalesforceSecret": ("KINDLING_SALESFORCE_SECRET", "dev-salesforce-secret-change-me"),
+    "CrmWebhookSecret": (
+        "KINDLING_WEBHOOK_SECRET",
+        "whsec_" + base64.b64encode(b"kindling-local-crm-webhook-key").decode(),
+    ),
 }
 
 

@@ -234,7 +234,7 @@ class DynamoEmailStore:
             if aws.error_code(exc) != "TransactionCanceledException":
                 raise
             return
-        self._due.lower_cursor(due.due_at)
+        self._due.lower_cursor(due)
 
     def recent_sends(self, lead_id: str, since: datetime) -> list[datetime]:
         response = self.client.query(

@@ -16,7 +16,7 @@ from botocore.exceptions import ClientError
 
 from kindling.adapters import aws
 from kindling.adapters.due_store import DynamoDueStore
-from kindling.adapters.dynamo import DynamoLeadStore, from_item, lead_key
+from kindling.adapters.dynamo import DynamoLeadStore, lead_key
 from kindling.adapters.score_store import DynamoScoreStore
 from kindling.clock import isoformat
 from kindling.due import DueItem
@@ -50,8 +50,6 @@ class DynamoProgramStore:
         if view is None:
             return None
         lead = view.lead
-        raw = self.client.get_item(TableName=self._table, Key=lead_key(lead.lead_id), ConsistentRead=True)
-        profile = from_item(raw.get("Item", {}))
         score = self._scores.score(lead.lead_id)
         return LeadContext(
             lead_id=lead.lead_id,
@@ -60,7 +58,7 @@ class DynamoProgramStore:
             stage=lead.stage,
             grade=score.grade if score else "D",
             engagement=score.engagement_at(now, self._decay()) if score else 0.0,
-            segments=set(profile.get("segments") or []),
+            segments=set(lead.segments),
             quiet=lead.quiet,
         )
 
@@ -116,7 +114,7 @@ class DynamoProgramStore:
                     return False  # the same trigger, delivered again
                 raise Conflict(f"enrolling {enrollment.enrollment_id}: {reasons}") from exc
             raise
-        self._due.lower_cursor(due.due_at)
+        self._due.lower_cursor(due)
         return True
 
     def save(self, enrollment: Enrollment, expected_token: str, due: DueItem | None) -> None:
@@ -140,7 +138,7 @@ class DynamoProgramStore:
                 raise Conflict(f"enrollment {enrollment.enrollment_id} moved on meanwhile") from exc
             raise
         if due is not None:
-            self._due.lower_cursor(due.due_at)
+            self._due.lower_cursor(due)
 
     def set_segments(self, lead_id: str, segments: set[str]) -> None:
         if segments:

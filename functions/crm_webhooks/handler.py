@@ -1,0 +1,156 @@
+"""Inbound CRM webhooks: authenticate each provider its own way, normalise, publish once per delivery."""
+
+from __future__ import annotations
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import SecretStr
+
+from kindling import clock, crm
+from kindling.adapters.config_store import ConfigCache, DynamoConfigStore
+from kindling.adapters.eventbridge import EventBridgePublisher
+from kindling.adapters.webhook_ledger import DynamoWebhookLedger
+from kindling.errors import InvalidInput, NotFound
+from kindling.http import json_response, raw_body, register_errors
+from kindling.observability import logger, metrics
+from kindling.settings import CrmWebhooksSettings
+from kindling.webhooks import WebhookSecret, verify
+
+settings = CrmWebhooksSettings()  # type: ignore[call-arg]
+publisher = EventBridgePublisher(settings.bus_name)
+ledger = DynamoWebhookLedger(settings.table_name)
+crm_config = ConfigCache(DynamoConfigStore(settings.table_name), "crm", crm.CrmConfig)
+NO_CONFIG = crm.CrmConfig()
+app = APIGatewayHttpResolver()
+register_errors(app, auth_scheme='Basic realm="kindling"')
+
+
+def _generic_secret(value: SecretStr) -> WebhookSecret | None:
+    if not value.get_secret_value():
+        return None
+    try:
+        return WebhookSecret(value.get_secret_value())
+    except InvalidInput as exc:
+        logger.error(
+            "WEBHOOK_SECRET is not a whsec_ secret: generic webhooks are off", extra={"why": str(exc)}
+        )
+        return None
+
+
+generic_secret = _generic_secret(settings.webhook_secret)
+
+
+@app.exception_handler(crm.NotConfigured)
+def _not_configured(exc: crm.NotConfigured) -> Response:
+    logger.warning("webhook for a provider that is not configured", extra={"reason": str(exc)})
+    return json_response(503, {"error": "not_configured", "message": str(exc)})
+
+
+def _required(value: str, provider: str, parameters: str) -> str:
+    if not value:
+        raise crm.NotConfigured(f"{provider} webhooks are not configured on this stack: set {parameters}")
+    return value
+
+
+def _config() -> crm.CrmConfig:
+    try:
+        return crm_config.current()[1]
+    except NotFound:
+        logger.warning("no crm config applied: every CRM stage is reported unknown (kindling config apply)")
+        return NO_CONFIG
+
+
+def _body() -> bytes:
+    body = raw_body(app.current_event)
+    crm.check_size(body)
+    return body
+
+
+def _receive(provider: str, deliveries: list[crm.Delivery]) -> crm.Receipt:
+    receipt = crm.receive(deliveries, ledger, publisher, clock.current().now())
+    for event in receipt.unknown_stages:
+        # Kept and passed on as given; a person adds it to config/crm.yaml, nobody guesses it.
+        logger.warning(
+            "unknown CRM stage",
+            extra={"provider": event.provider, "crm_stage": event.crm_stage, "event_id": event.event_id},
+        )
+    if receipt.unknown_stages:
+        metrics.add_metric(name="CrmUnknownStages", unit=MetricUnit.Count, value=len(receipt.unknown_stages))
+    duplicates, ignored = receipt.duplicates, receipt.ignored
+    if duplicates:
+        logger.info("repeated deliveries acknowledged", extra={"provider": provider, "ids": duplicates})
+        metrics.add_metric(name="CrmDuplicateDeliveries", unit=MetricUnit.Count, value=len(duplicates))
+    if ignored:
+        logger.info("deliveries with nothing to apply", extra={"provider": provider, "why": ignored})
+    metrics.add_metric(name="CrmEventsPublished", unit=MetricUnit.Count, value=len(receipt.published))
+    return receipt
+
+
+@app.post("/v1/webhooks/hubspot")
+def hubspot() -> Response:
+    secret = _required(
+        settings.hubspot_client_secret.get_secret_value(), "hubspot", "the HubspotClientSecret parameter"
+    )
+    event = app.current_event
+    body = _body()
+    crm.verify_hubspot(
+        secret,
+        method=event.request_context.http.method,
+        uri=crm.hubspot_request_uri(
+            crm.public_base_url(settings.public_api_url, event.request_context.api_id),
+            event.raw_path,
+            event.raw_query_string,
+        ),
+        body=body,
+        headers=event.headers,
+        now=clock.current().now(),
+    )
+    receipt = _receive("hubspot", crm.hubspot_deliveries(body, _config()))
+    return json_response(200, receipt.summary())
+
+
+@app.post("/v1/webhooks/pipedrive")
+def pipedrive() -> Response:
+    user = _required(settings.pipedrive_user, "pipedrive", "PipedriveUser and PipedrivePassword")
+    password = _required(
+        settings.pipedrive_password.get_secret_value(), "pipedrive", "PipedriveUser and PipedrivePassword"
+    )
+    crm.verify_pipedrive(user, password, app.current_event.headers.get("authorization"))
+    deliveries = crm.pipedrive_deliveries(_body(), _config(), clock.current().now())
+    return json_response(200, _receive("pipedrive", deliveries).summary())
+
+
+@app.post("/v1/webhooks/salesforce")
+def salesforce() -> Response:
+    needs = "SalesforceOrgId and SalesforceSecret"
+    org_id = _required(settings.salesforce_org_id, "salesforce", needs)
+    secret = _required(settings.salesforce_secret.get_secret_value(), "salesforce", needs)
+    event = app.current_event
+    # Checked before the XML is read: nothing from an unauthenticated caller gets parsed.
+    crm.verify_salesforce_secret(
+        secret, event.headers.get(crm.SALESFORCE_SECRET_HEADER), event.get_query_string_value("secret")
+    )
+    message = crm.parse_salesforce(_body())
+    crm.verify_salesforce_org(org_id, message)
+    _receive("salesforce", crm.salesforce_deliveries(message, _config(), clock.current().now()))
+    return Response(status_code=200, content_type="text/xml; charset=utf-8", body=crm.SALESFORCE_ACK)
+
+
+@app.post("/v1/webhooks/generic")
+def generic() -> Response:
+    if generic_secret is None:
+        raise crm.NotConfigured("generic webhooks are not configured on this stack: set CrmWebhookSecret")
+    event = app.current_event
+    body = _body()
+    verify(generic_secret, event.headers, body, clock.current().now(), crm.SIGNATURE_TOLERANCE)
+    receipt = _receive("generic", crm.generic_deliveries(body, event.headers, _config()))
+    return json_response(200, receipt.summary())
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@metrics.log_metrics
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    crm_config.refresh()
+    return app.resolve(event, context)
