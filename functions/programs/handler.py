@@ -12,13 +12,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import Json
 
 from kindling import clock
-from kindling.adapters.config_store import ProgramsConfig
-from kindling.adapters.eventbridge import EventBridgePublisher
-from kindling.adapters.program_store import DynamoProgramStore
-from kindling.adapters.queue import SqsQueue
+from kindling.adapters.wiring import program_service
 from kindling.bus import BusEnvelope
 from kindling.observability import logger, metrics
-from kindling.program_service import ProgramService
 from kindling.settings import ProgramsSettings
 
 
@@ -27,13 +23,7 @@ class LeadChangeRecord(SqsRecordModel):
 
 
 settings = ProgramsSettings()  # type: ignore[call-arg]
-config = ProgramsConfig(settings.table_name)
-service = ProgramService(
-    DynamoProgramStore(settings.table_name, decay=config.decay),
-    config,
-    SqsQueue(settings.send_queue_url),
-    EventBridgePublisher(settings.bus_name),
-)
+service, config, _ = program_service(settings.table_name, settings.bus_name, settings.send_queue_url)
 processor = BatchProcessor(event_type=EventType.SQS, model=LeadChangeRecord)
 
 

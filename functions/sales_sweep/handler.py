@@ -6,32 +6,13 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from kindling import clock
-from kindling.adapters.config_store import CrmPolicy, ProgramsConfig
-from kindling.adapters.due_store import DynamoDueStore
-from kindling.adapters.eventbridge import EventBridgePublisher
-from kindling.adapters.program_store import DynamoProgramStore
-from kindling.adapters.queue import SqsQueue
-from kindling.adapters.sales_store import DynamoSalesStore
+from kindling.adapters.wiring import sales_service
 from kindling.observability import logger, metrics
-from kindling.program_service import ProgramService
-from kindling.sales import SalesService
 from kindling.settings import SalesSettings
 
 settings = SalesSettings()  # type: ignore[call-arg]
-policy = CrmPolicy(settings.table_name)
-programs_config = ProgramsConfig(settings.table_name)
-publisher = EventBridgePublisher(settings.bus_name)
-service = SalesService(
-    DynamoSalesStore(settings.table_name),
-    policy,
-    ProgramService(
-        DynamoProgramStore(settings.table_name, decay=programs_config.decay),
-        programs_config,
-        SqsQueue(settings.send_queue_url),
-        publisher,
-    ),
-    DynamoDueStore(settings.table_name, lane="daily"),
-    publisher,
+service, policy, programs_config = sales_service(
+    settings.table_name, settings.bus_name, settings.send_queue_url
 )
 
 

@@ -49,14 +49,45 @@ def _local(args: argparse.Namespace) -> int:
     return 0
 
 
-def _config_validate(args: argparse.Namespace) -> int:
+def _load_config(directory: Path) -> dict | None:
+    """The validated config, or None after printing every problem."""
     from kindling_ops.config import ConfigError, load
 
     try:
-        loaded = load(args.dir)
+        return load(directory)
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
+        return None
+
+
+def _post_local(port: int | None, path: str, body: object) -> dict | None:
+    """POST to the running local stack; its JSON answer, or None after saying what went wrong."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    port = port if port is not None else int(os.environ.get("PORT", "3000"))
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return dict(json.loads(response.read()))
+    except urllib.error.HTTPError as exc:
+        problems = json.loads(exc.read() or b"{}").get("problems") or [exc.reason]
+        print(f"kindling: {problems[0]}", file=sys.stderr)
+    except (urllib.error.URLError, OSError) as exc:
+        print(f"kindling: cannot reach the local stack on port {port}: {exc}", file=sys.stderr)
+    return None
+
+
+def _config_validate(args: argparse.Namespace) -> int:
+    loaded = _load_config(args.dir)
+    if loaded is None:
         return 1
     for name, model in loaded.items():
         print(f"{args.dir / name}: valid ({_summary(model)})")
@@ -115,37 +146,19 @@ def _days(days: Iterable[str]) -> str:
 
 
 def _config_apply(args: argparse.Namespace) -> int:
-    from kindling_ops.config import ConfigError, documents, load
+    from kindling_ops.config import documents
 
-    try:
-        loaded = load(args.dir)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
+    loaded = _load_config(args.dir)
+    if loaded is None:
         return 1
     docs = documents(loaded)
     if args.local:
-        import json
-        import urllib.error
-        import urllib.request
-
-        port = args.port if args.port is not None else int(os.environ.get("PORT", "3000"))
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{port}/_local/config",
-            data=json.dumps(docs).encode(),
-            headers={"Content-Type": "application/json"},
-            method="POST",
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                lines = json.loads(response.read())["applied"]
-        except (urllib.error.URLError, OSError) as exc:
-            print(f"kindling: cannot reach the local stack on port {port}: {exc}", file=sys.stderr)
-            return 1
+        answer = _post_local(args.port, "/_local/config", docs)
+        lines = answer["applied"] if answer else None
     else:
         lines = _apply_to_aws(docs, args.table, args.stack)
-        if lines is None:
-            return 1
+    if lines is None:
+        return 1
     for line in lines:
         print(line)
     return 0
@@ -165,27 +178,11 @@ def _apply_to_aws(documents: dict[str, dict], table: str | None, stack: str | No
 
 
 def _programs(args: argparse.Namespace) -> int:
-    import json
-    import urllib.error
-    import urllib.request
-
     if args.local:
-        port = args.port if args.port is not None else int(os.environ.get("PORT", "3000"))
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{port}/_local/programs",
-            data=json.dumps({"program": args.program, "action": args.action}).encode(),
-            headers={"Content-Type": "application/json"},
-            method="POST",
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                print(json.loads(response.read())["result"])
-        except urllib.error.HTTPError as exc:
-            print(f"kindling: {json.loads(exc.read()).get('problems', [exc.reason])[0]}", file=sys.stderr)
+        answer = _post_local(args.port, "/_local/programs", {"program": args.program, "action": args.action})
+        if answer is None:
             return 1
-        except (urllib.error.URLError, OSError) as exc:
-            print(f"kindling: cannot reach the local stack on port {port}: {exc}", file=sys.stderr)
-            return 1
+        print(answer["result"])
         return 0
     import boto3
 
