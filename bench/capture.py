@@ -20,11 +20,7 @@ import base64
 import contextlib
 import importlib.util
 import json
-import logging
-import math
 import os
-import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,18 +33,27 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from common import (
+    AWS_ENV,
+    QUIET_POWERTOOLS,
+    REGION,
+    ROOT,
+    create_table,
+    embedded_aws,
+    header,
+    item_size,
+    key_of,
+    say,
+    write_units,
+)
+
 CAPTURE_HANDLER = ROOT / "functions" / "capture" / "handler.py"
 PROFILES_HANDLER = ROOT / "functions" / "profiles" / "handler.py"
-if importlib.util.find_spec("kindling") is None:  # not installed: use the source tree, as the layer does
-    sys.path.insert(0, str(ROOT / "shared"))
 
-REGION = "us-east-1"
 BUS_NAME = "bench-bus"
 TABLE_NAME = "bench-table"
 QUEUE_NAME = "bench-profiles"
 WRITE_KEY = "bench-write-key"
-KEY_ATTRIBUTES = ("PK", "SK")  # the table's key schema in template.yaml
 
 THROUGHPUT_SECONDS = 2.0  # per scenario, after a short warm-up
 BATCH_SIZE = 20
@@ -60,23 +65,12 @@ HANDLER_ENV = {
     "WRITE_KEY": WRITE_KEY,
     "ALLOWED_ORIGINS": "https://www.acme.example",
     "TABLE_NAME": TABLE_NAME,
-    "POWERTOOLS_METRICS_DISABLED": "true",
-    "POWERTOOLS_LOG_LEVEL": "WARNING",
+    **QUIET_POWERTOOLS,
     "POWERTOOLS_SERVICE_NAME": "kindling",
-    "AWS_ACCESS_KEY_ID": "bench",
-    "AWS_SECRET_ACCESS_KEY": "bench",
-    "AWS_DEFAULT_REGION": REGION,
-    "AWS_REGION": REGION,
-    "AWS_EC2_METADATA_DISABLED": "true",
+    **AWS_ENV,
 }
-
-
-#: Where figures go. Handlers print to sys.stdout (Powertools metrics), which is sent to /dev/null.
-OUT = sys.stdout
-
-
-def say(text: str = "") -> None:
-    print(text, file=OUT, flush=True)
+# Figures go to common.OUT, the real stdout: handlers print to sys.stdout (Powertools metrics), which
+# is sent to /dev/null.
 
 
 # --- realistic requests ------------------------------------------------------------------
@@ -236,43 +230,6 @@ def load_module(name: str, path: Path) -> Any:
 
 
 # --- counting API calls and DynamoDB write units --------------------------------------------
-def _number_size(text: str) -> int:
-    digits = text.lstrip("-").lower().split("e")[0].replace(".", "").strip("0") or "0"
-    return (len(digits) + 1) // 2 + 1
-
-
-def attribute_size(value: dict[str, Any]) -> int:
-    """DynamoDB's documented sizing: UTF-8 bytes, numbers ~1 byte per 2 digits + 1, 3 bytes per map/list."""
-    ((kind, v),) = value.items()
-    if kind == "S":
-        return len(v.encode())
-    if kind == "N":
-        return _number_size(v)
-    if kind == "B":
-        return len(v)
-    if kind in ("BOOL", "NULL"):
-        return 1
-    if kind == "SS":
-        return sum(len(s.encode()) for s in v)
-    if kind == "NS":
-        return sum(_number_size(n) for n in v)
-    if kind == "BS":
-        return sum(len(b) for b in v)
-    if kind == "M":
-        return 3 + sum(len(k.encode()) + attribute_size(x) + 1 for k, x in v.items())
-    if kind == "L":
-        return 3 + sum(attribute_size(x) + 1 for x in v)
-    raise ValueError(f"unknown attribute type {kind}")
-
-
-def item_size(item: dict[str, Any] | None) -> int:
-    return sum(len(k.encode()) + attribute_size(v) for k, v in (item or {}).items())
-
-
-def _units(size: int) -> int:
-    return max(1, math.ceil(size / 1024))
-
-
 class Write:
     """One item a DynamoDB write request touches."""
 
@@ -282,9 +239,6 @@ class Write:
 
 
 def _writes(operation: str, params: dict[str, Any]) -> list[Write]:
-    def key_of(item: dict[str, Any]) -> dict[str, Any]:
-        return {k: item[k] for k in KEY_ATTRIBUTES}
-
     if operation == "PutItem":
         return [Write("Put", params["TableName"], key_of(params["Item"]), params["Item"], False)]
     if operation in ("UpdateItem", "DeleteItem"):
@@ -357,9 +311,9 @@ class Meter:
                     after = self._size_now(write)
                 else:  # Delete, ConditionCheck: the larger image is the one before
                     after = 0
-                units += _units(max(write.before, after)) * (2 if write.txn else 1)
+                units += write_units(max(write.before, after)) * (2 if write.txn else 1)
             elif not write.txn:
-                units += _units(write.before)  # a failed conditional write is billed too
+                units += write_units(write.before)  # a failed conditional write is billed too
             # A cancelled transaction reports no consumed capacity: counted as 0.
         if units:
             self.wcu[name] += units
@@ -725,18 +679,10 @@ def bench_imports() -> None:
 
 
 # --- main ----------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def in_process(endpoint: str) -> None:
-    """Sections 1 and 2: both handlers in this process, AWS on the moto server at ``endpoint``."""
+def in_process() -> None:
+    """Sections 1 and 2: both handlers in this process, AWS on the moto server ``AWS_ENDPOINT_URL`` names."""
     import boto3
-    import moto
 
-    os.environ.update({**HANDLER_ENV, "AWS_ENDPOINT_URL": endpoint})
     # Powertools warns on every invocation that adds no metric (most profiles records).
     warnings.filterwarnings("ignore", message="No application metrics to publish")
     from kindling.adapters import aws
@@ -745,12 +691,7 @@ def in_process(endpoint: str) -> None:
     setup = {name: boto3.session.Session().client(name) for name in ("events", "sqs", "dynamodb")}
     setup["probe"] = setup["dynamodb"]  # not metered: only the handlers' cached clients are
     setup["events"].create_event_bus(Name=BUS_NAME)
-    setup["dynamodb"].create_table(
-        TableName=TABLE_NAME,
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[{"AttributeName": k, "AttributeType": "S"} for k in KEY_ATTRIBUTES],
-        KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"}, {"AttributeName": "SK", "KeyType": "RANGE"}],
-    )
+    create_table(setup["dynamodb"], TABLE_NAME)
 
     capture = load_module("bench_capture_handler", CAPTURE_HANDLER)
     profiles = load_module("bench_profiles_handler", PROFILES_HANDLER)
@@ -758,29 +699,16 @@ def in_process(endpoint: str) -> None:
     for service in ("events", "dynamodb"):  # the cached clients both handlers use
         meter.attach(aws.client(service))
 
-    say(
-        f"kindling capture benchmark: Python {platform.python_version()}, boto3 {boto3.__version__},"
-        f" moto {moto.__version__}, {os.cpu_count()} CPU(s)"
-    )
-    say()
+    header("capture")
     calls = bench_throughput(capture, meter)
     bench_pipeline(capture, profiles, meter, setup, calls["/v1/batch EventBridge on moto (HTTP)"])
 
 
 def main() -> None:
-    from moto.server import ThreadedMotoServer
-
     started = time.perf_counter()
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        # Powertools prints metrics to stdout (even when disabled, every 100 values): discard them.
-        with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
-            in_process(f"http://127.0.0.1:{port}")
-    finally:
-        server.stop()
+    # Powertools prints metrics to stdout (even when disabled, every 100 values): discard them.
+    with embedded_aws(HANDLER_ENV), open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+        in_process()
     bench_imports()
     say()
     say(f"done in {time.perf_counter() - started:.0f} s")

@@ -27,33 +27,40 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import gc
-import importlib.util
-import logging
 import math
-import os
-import platform
 import random
 import statistics
-import sys
-import textwrap
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-if importlib.util.find_spec("kindling") is None:  # not installed: use the source tree, as the layer does
-    sys.path.insert(0, str(ROOT / "shared"))
-    sys.path.insert(0, str(ROOT / "infra"))
+from common import (
+    AWS_ENV,
+    QUIET_POWERTOOLS,
+    ROOT,
+    appended,
+    create_table,
+    embedded_aws,
+    header,
+    item_size,
+    key_of,
+    kind_of,
+    read_units,
+    reset_model_data,
+    say,
+    settle,
+    wrapped,
+    write_units,
+)
 
-from kindling.adapters.due_store import DynamoDueStore  # noqa: E402
-from kindling.adapters.program_store import DynamoProgramStore  # noqa: E402
-from kindling.due import DueItem, hour_of, release_due  # noqa: E402
-from kindling.leads import new_lead_id  # noqa: E402
-from kindling.program_service import step_due  # noqa: E402
-from kindling.programs import (  # noqa: E402
+from kindling.adapters.due_store import DynamoDueStore
+from kindling.adapters.program_store import DynamoProgramStore
+from kindling.due import DueItem, hour_of, release_due
+from kindling.leads import new_lead_id
+from kindling.program_service import step_due
+from kindling.programs import (
     Enrollment,
     LeadContext,
     enrollment_id,
@@ -62,11 +69,10 @@ from kindling.programs import (  # noqa: E402
     run,
     start,
 )
-from kindling.programs_config import Program, Programs  # noqa: E402
-from kindling.scoring_config import ScoringConfig  # noqa: E402
-from kindling_ops.config import documents, load  # noqa: E402
+from kindling.programs_config import Program, Programs
+from kindling.scoring_config import ScoringConfig
+from kindling_ops.config import documents, load
 
-REGION = "us-east-1"
 TICK_TABLE = "bench-due"
 STEPS_TABLE = "bench-steps"
 NOW = datetime(2026, 11, 25, 10, 30, tzinfo=UTC)  # the tick; the previous one left its cursor at 10:00
@@ -85,80 +91,9 @@ WAVES = (
     timedelta(days=11),
 )  # section 2: after NOW, when each step falls due
 REPEATS = 3  # section 2b: best of this many passes
-KEY_ATTRIBUTES = ("PK", "SK")  # the table's key schema in template.yaml
-
-AWS_ENV = {
-    "AWS_ACCESS_KEY_ID": "bench",
-    "AWS_SECRET_ACCESS_KEY": "bench",
-    "AWS_DEFAULT_REGION": REGION,
-    "AWS_REGION": REGION,
-    "AWS_EC2_METADATA_DISABLED": "true",
-    "POWERTOOLS_METRICS_DISABLED": "true",
-    "POWERTOOLS_LOG_LEVEL": "WARNING",
-}
 
 
-def say(text: str = "") -> None:
-    print(text, flush=True)
-
-
-def wrapped(text: str, indent: str) -> None:
-    for line in textwrap.wrap(text, width=108, initial_indent=indent, subsequent_indent=indent):
-        say(line)
-
-
-# --- DynamoDB item sizes and capacity units (DynamoDB's documented rules, as the other benches) ------
-def _number_size(text: str) -> int:
-    digits = text.lstrip("-").lower().split("e")[0].replace(".", "").strip("0") or "0"
-    return (len(digits) + 1) // 2 + 1
-
-
-def attribute_size(value: dict[str, Any]) -> int:
-    """UTF-8 bytes, numbers ~1 byte per 2 digits + 1, 3 bytes per map/list plus 1 per element."""
-    ((kind, v),) = value.items()
-    if kind == "S":
-        return len(v.encode())
-    if kind == "N":
-        return _number_size(v)
-    if kind == "B":
-        return len(v)
-    if kind in ("BOOL", "NULL"):
-        return 1
-    if kind == "SS":
-        return sum(len(s.encode()) for s in v)
-    if kind == "NS":
-        return sum(_number_size(x) for x in v)
-    if kind == "BS":
-        return sum(len(b) for b in v)
-    if kind == "M":
-        return 3 + sum(len(k.encode()) + attribute_size(x) + 1 for k, x in v.items())
-    if kind == "L":
-        return 3 + sum(attribute_size(x) + 1 for x in v)
-    raise ValueError(f"unknown attribute type {kind}")
-
-
-def item_size(item: dict[str, Any] | None) -> int:
-    return sum(len(k.encode()) + attribute_size(v) for k, v in (item or {}).items())
-
-
-def _rcu(size: int, consistent: bool) -> float:
-    return max(1, math.ceil(size / 4096)) * (1.0 if consistent else 0.5)
-
-
-def _wcu(size: int) -> int:
-    return max(1, math.ceil(size / 1024))
-
-
-def _key(item: dict[str, Any]) -> dict[str, Any]:
-    return {k: item[k] for k in KEY_ATTRIBUTES}
-
-
-def kind_of(key: dict[str, Any]) -> str:
-    """``LEAD#ld_1 / ENROLL#...`` -> ``LEAD/ENROLL``; ``DUE#x / DUE`` -> ``DUE``."""
-    pk, sk = (key[k]["S"].split("#")[0] for k in KEY_ATTRIBUTES)
-    return pk if pk == sk else f"{pk}/{sk}"
-
-
+# --- GSI1 write units ---------------------------------------------------------------------------------
 def _index_key(item: dict[str, Any] | None) -> tuple[str, str] | None:
     if not item or "GSI1PK" not in item:
         return None
@@ -171,8 +106,8 @@ def _index_units(before: dict[str, Any] | None, after: dict[str, Any] | None) ->
     if old is None and new is None:
         return 0
     if old == new:
-        return _wcu(max(item_size(before), item_size(after)))
-    return (_wcu(item_size(before)) if old else 0) + (_wcu(item_size(after)) if new else 0)
+        return write_units(max(item_size(before), item_size(after)))
+    return (write_units(item_size(before)) if old else 0) + (write_units(item_size(after)) if new else 0)
 
 
 # --- counting calls, items and units ----------------------------------------------------------
@@ -204,14 +139,14 @@ class _Write:
 
 def _writes(operation: str, params: dict[str, Any]) -> list[_Write]:
     if operation == "PutItem":
-        return [_Write(_key(params["Item"]), "Put", params["Item"], False)]
+        return [_Write(key_of(params["Item"]), "Put", params["Item"], False)]
     if operation in ("UpdateItem", "DeleteItem"):
         return [_Write(params["Key"], operation.removesuffix("Item"), None, False)]
     if operation == "TransactWriteItems":
         found = []
         for action in params["TransactItems"]:
             ((kind, body),) = action.items()
-            found.append(_Write(body.get("Key") or _key(body["Item"]), kind, body.get("Item"), True))
+            found.append(_Write(body.get("Key") or key_of(body["Item"]), kind, body.get("Item"), True))
         return found
     return []
 
@@ -228,13 +163,6 @@ def _what(operation: str, params: dict[str, Any], writes: list[_Write]) -> str:
         first = next(iter(values.values()), {}).get("S", "?")
         return f"{params.get('IndexName', '')} {first.split('#')[0]}".strip()
     return ""
-
-
-def reset_model_data() -> None:
-    """Drop moto's dashboard references to every model object it made (the tables are untouched)."""
-    from moto.core.model_instances import reset_model_data as reset
-
-    reset()
 
 
 class Meter:
@@ -281,16 +209,16 @@ class Meter:
         consistent = bool(params.get("ConsistentRead"))
         if operation == "GetItem":
             found = parsed.get("Item")
-            call.rcu, call.count = _rcu(item_size(found), consistent), int(found is not None)
+            call.rcu, call.count = read_units(item_size(found), consistent), int(found is not None)
         elif operation == "Query":
             items = parsed.get("Items", [])
-            call.rcu = _rcu(sum(item_size(i) for i in items), consistent)
+            call.rcu = read_units(sum(item_size(i) for i in items), consistent)
             call.count, call.scanned = len(items), int(parsed.get("ScannedCount", len(items)))
         for write in writes if self.probing else []:
             if not call.ok:
                 # A failed condition is billed like a write of the item as it is; a cancelled
                 # transaction is counted as 0 (none is cancelled here).
-                call.wcu += 0 if write.txn else _wcu(item_size(write.before))
+                call.wcu += 0 if write.txn else write_units(item_size(write.before))
                 continue
             after = write.item if write.action == "Put" else None
             if write.action == "Update":
@@ -298,19 +226,13 @@ class Meter:
             elif write.action == "ConditionCheck":
                 after = write.before
             factor = 2 if write.txn else 1
-            call.wcu += _wcu(max(item_size(write.before), item_size(after))) * factor
+            call.wcu += write_units(max(item_size(write.before), item_size(after))) * factor
             call.index_wcu += _index_units(write.before, after) * factor
         self.calls.append(call)
 
-    @contextlib.contextmanager
-    def measuring(self) -> Iterator[list[Call]]:
+    def measuring(self) -> contextlib.AbstractContextManager[list[Call]]:
         """The calls made inside the block."""
-        found: list[Call] = []
-        mark = len(self.calls)
-        try:
-            yield found
-        finally:
-            found.extend(self.calls[mark:])
+        return appended(self.calls)
 
 
 def counted(calls: list[Call], label: str) -> int:
@@ -318,31 +240,6 @@ def counted(calls: list[Call], label: str) -> int:
 
 
 # --- the world: moto, tables, config ------------------------------------------------------------
-def table_definition() -> dict[str, Any]:
-    """The single table's keys and indexes, from template.yaml (as tests/conftest.py reads them)."""
-    from kindling_ops.local.provision import _TABLE_KEYS
-    from kindling_ops.local.template import Template
-
-    template = Template.from_file(
-        ROOT / "template.yaml",
-        {
-            "WriteKey": "x" * 16,
-            "AdminToken": "x" * 16,
-            "HandoffUrl": "http://x",
-            "HandoffSigningSecret": "x",
-            "LinkSigningSecret": "x" * 32,
-        },
-    )
-    properties = template.resolve(template.properties("Table"))
-    return {key: properties[key] for key in _TABLE_KEYS if key in properties}
-
-
-def settle() -> None:
-    """Collect, then freeze what is alive (clients, moto, tables): full collections skip it from now on."""
-    gc.collect()
-    gc.freeze()
-
-
 def write_items(loader: Any, table: str, items: Sequence[dict[str, Any]]) -> int:
     """Put ``items`` with BatchWriteItem, 25 a call, retrying what is left unprocessed: the calls made."""
     calls = 0
@@ -405,7 +302,7 @@ def clone(program: Program, template: Enrollment, due_at: datetime) -> Enrollmen
 
 
 def bench_tick(loader: Any, meter: Meter, programs: Programs) -> list[dict[str, Any]]:
-    loader.create_table(TableName=TICK_TABLE, **table_definition())
+    create_table(loader, TICK_TABLE)
     program_store = DynamoProgramStore(TICK_TABLE, loader)
     due_store = DynamoDueStore(TICK_TABLE, loader)
     made = stops(programs)
@@ -653,7 +550,7 @@ def bench_steps(
     from kindling.leads import Lead
     from kindling.program_service import ProgramService
 
-    loader.create_table(TableName=STEPS_TABLE, **table_definition())
+    create_table(loader, STEPS_TABLE)
     config_store = DynamoConfigStore(STEPS_TABLE, loader)
     for name in ("programs", "segments.yaml", "scoring.yaml"):
         config_store.apply(name.removesuffix(".yaml"), docs[name], NOW - timedelta(days=30))
@@ -888,46 +785,31 @@ def report_steps(result: dict[str, Any]) -> None:
 
 # --- main ---------------------------------------------------------------------------------------------
 def main() -> None:
+    import boto3
+    from botocore.config import Config
+
+    from kindling.adapters import aws
+
     started = time.perf_counter()
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    from kindling_ops.local.aws import EmbeddedAws
-
-    server = EmbeddedAws().start()
-    loader: Any = None
-    try:
-        os.environ.update({**AWS_ENV, "AWS_ENDPOINT_URL": server.endpoint})
-        import boto3
-        import moto
-        import pydantic
-        from botocore.config import Config
-
-        from kindling.adapters import aws
-
-        say(
-            f"kindling programs benchmark: Python {platform.python_version()}, pydantic {pydantic.VERSION},"
-            f" boto3 {boto3.__version__}, moto {moto.__version__}, {os.cpu_count()} CPU(s)"
-        )
-        say()
+    with embedded_aws({**AWS_ENV, **QUIET_POWERTOOLS}):
+        header("programs", with_pydantic=True)
         aws.reset()
         # Set-up, population and probes: not metered. Its requests are built by the stores' own code, so
         # botocore's parameter validation (a third of the client's time per BatchWriteItem) is skipped.
         loader = boto3.session.Session().client("dynamodb", config=Config(parameter_validation=False))
-        meter = Meter(loader)
-        meter.attach(aws.client("dynamodb"))  # the client the stores use
-        programs, scoring, docs = shipped()
-        settle()
-        report_tick(bench_tick(loader, meter, programs))
-        gc.unfreeze()
-        settle()
-        report_steps(bench_steps(loader, meter, programs, scoring, docs))
-    finally:
-        from kindling.adapters import aws
-
-        for client in (loader, aws.client("dynamodb")):
-            if client is not None:
+        try:
+            meter = Meter(loader)
+            meter.attach(aws.client("dynamodb"))  # the client the stores use
+            programs, scoring, docs = shipped()
+            settle()
+            report_tick(bench_tick(loader, meter, programs))
+            gc.unfreeze()
+            settle()
+            report_steps(bench_steps(loader, meter, programs, scoring, docs))
+        finally:
+            for client in (loader, aws.client("dynamodb")):
                 client.close()
-        aws.reset()
-        server.stop()
+            aws.reset()
     say()
     say(f"done in {time.perf_counter() - started:.0f} s")
 

@@ -18,39 +18,37 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-import importlib.util
-import logging
 import math
-import os
-import platform
 import random
-import socket
 import statistics
-import sys
-import textwrap
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-if importlib.util.find_spec("kindling") is None:  # not installed: use the source tree, as the layer does
-    sys.path.insert(0, str(ROOT / "shared"))
-    sys.path.insert(0, str(ROOT / "infra"))
+from common import (
+    AWS_ENV,
+    ROOT,
+    create_table,
+    embedded_aws,
+    header,
+    item_size,
+    read_units,
+    say,
+    wrapped,
+    write_units,
+)
 
-from kindling.bus import BusEvent  # noqa: E402
-from kindling.errors import Conflict, Duplicate  # noqa: E402
-from kindling.scoring import LeadScore, RuleTally, explain, fit_of, target_stage  # noqa: E402
-from kindling.scoring_config import ScoringConfig, Stage  # noqa: E402
-from kindling.scoring_service import LeadActivity, LeadFacts, ScoreWrite, ScoringService  # noqa: E402
-from kindling.tracking import WebEvent  # noqa: E402
-from kindling_ops.config import documents, load  # noqa: E402
+from kindling.bus import BusEvent
+from kindling.errors import Conflict, Duplicate
+from kindling.scoring import LeadScore, RuleTally, explain, fit_of, target_stage
+from kindling.scoring_config import ScoringConfig, Stage
+from kindling.scoring_service import LeadActivity, LeadFacts, ScoreWrite, ScoringService
+from kindling.tracking import WebEvent
+from kindling_ops.config import documents, load
 
-REGION = "us-east-1"
 TABLE_NAME = "bench-table"
-KEY_ATTRIBUTES = ("PK", "SK")  # the table's key schema in template.yaml
 
 MEMORY_LEADS = 300  # section 1a: leads per pass (about 9 events each)
 MEMORY_SECONDS = 2.0  # section 1a: passes over fresh stores until this much time is spent
@@ -61,18 +59,6 @@ SCORE_SAMPLE = 1_000  # section 3: events scored per run, on distinct leads
 DECAY_SAMPLE = 50_000  # section 3: decayed-engagement reads per size
 EXPLAIN_SAMPLE = 5_000  # section 3: explain() calls per size
 REPEATS = 3  # section 3: each timing is the best of this many runs
-
-AWS_ENV = {
-    "AWS_ACCESS_KEY_ID": "bench",
-    "AWS_SECRET_ACCESS_KEY": "bench",
-    "AWS_DEFAULT_REGION": REGION,
-    "AWS_REGION": REGION,
-    "AWS_EC2_METADATA_DISABLED": "true",
-}
-
-
-def say(text: str = "") -> None:
-    print(text, flush=True)
 
 
 # --- the shipped config ------------------------------------------------------------------
@@ -255,11 +241,6 @@ def mix_summary(activities: Sequence[LeadActivity]) -> str:
     return ", ".join(f"{k} {n / len(activities):.0%}" for k, n in kinds.most_common())
 
 
-def wrapped(text: str, indent: str) -> None:
-    for line in textwrap.wrap(text, width=108, initial_indent=indent, subsequent_indent=indent + "     "):
-        say(line)
-
-
 # --- an in-memory ScoreStore -------------------------------------------------------------
 class MemoryScoreStore:
     """ScoreStore over dicts with DynamoScoreStore's semantics, counting its operations.
@@ -374,7 +355,7 @@ def bench_memory(config: ScoringConfig, start: datetime, now: datetime) -> None:
     rules, fit_rules = len(config.engagement.rules), len(config.fit.rules)
     say(f"1. Scoring throughput: ScoringService.score, shipped config/scoring.yaml ({rules} engagement")
     say(f"   rules, {fit_rules} fit rules), {n} events for {len(specs)} leads (80% known)")
-    wrapped(f"mix: {mix_summary(activities)}", "   ")
+    wrapped(f"mix: {mix_summary(activities)}", "   ", hanging="     ")
     say(
         f"   a. in-memory ScoreStore, no-op publisher:   {rate:>7,.0f} events/s  ({1e6 / rate:.0f} us/event,"
         f" {passes} passes over fresh stores)"
@@ -386,39 +367,6 @@ def bench_memory(config: ScoringConfig, start: datetime, now: datetime) -> None:
 
 
 # --- counting DynamoDB capacity ------------------------------------------------------------
-def _number_size(text: str) -> int:
-    digits = text.lstrip("-").lower().split("e")[0].replace(".", "").strip("0") or "0"
-    return (len(digits) + 1) // 2 + 1
-
-
-def attribute_size(value: dict[str, Any]) -> int:
-    """DynamoDB's documented sizing: UTF-8 bytes, numbers ~1 byte per 2 digits + 1, 3 bytes per map/list."""
-    ((kind, v),) = value.items()
-    if kind == "S":
-        return len(v.encode())
-    if kind == "N":
-        return _number_size(v)
-    if kind == "B":
-        return len(v)
-    if kind in ("BOOL", "NULL"):
-        return 1
-    if kind == "SS":
-        return sum(len(s.encode()) for s in v)
-    if kind == "NS":
-        return sum(_number_size(x) for x in v)
-    if kind == "BS":
-        return sum(len(b) for b in v)
-    if kind == "M":
-        return 3 + sum(len(k.encode()) + attribute_size(x) + 1 for k, x in v.items())
-    if kind == "L":
-        return 3 + sum(attribute_size(x) + 1 for x in v)
-    raise ValueError(f"unknown attribute type {kind}")
-
-
-def item_size(item: dict[str, Any] | None) -> int:
-    return sum(len(k.encode()) + attribute_size(v) for k, v in (item or {}).items())
-
-
 def key_of(item: dict[str, Any]) -> tuple[str, str]:
     return item["PK"]["S"], item["SK"]["S"]
 
@@ -493,7 +441,7 @@ class DynamoMeter:
             size = item_size(item)
             if item is not None:
                 self.seen[key] = item
-            rcu = max(1, math.ceil(size / 4096)) * (1.0 if params.get("ConsistentRead") else 0.5)
+            rcu = read_units(size, bool(params.get("ConsistentRead")))
             units.append(Unit("GetItem", kind_of(key), rcu, size))
         elif model.name == "TransactWriteItems":
             after_images: list[tuple[tuple[str, str], dict[str, Any] | None]] = []
@@ -512,7 +460,7 @@ class DynamoMeter:
                     after = before
                 size = max(item_size(before), item_size(after))
                 # A cancelled transaction is counted as 0 (this sequential run has none).
-                wcu = max(1, math.ceil(size / 1024)) * 2 if ok else 0
+                wcu = write_units(size) * 2 if ok else 0
                 units.append(Unit(kind, kind_of(key), wcu, size))
                 after_images.append((key, after))
             if ok:
@@ -534,12 +482,6 @@ class DynamoMeter:
 
 
 # --- 1b and 2. DynamoScoreStore on moto ----------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class Tally:
     def __init__(self) -> None:
         self.events = 0
@@ -570,14 +512,8 @@ class Tally:
 
 def bench_moto(config: ScoringConfig, document: dict[str, Any], start: datetime, now: datetime) -> None:
     import boto3
-    from moto.server import ThreadedMotoServer
 
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        os.environ.update({**AWS_ENV, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"})
+    with embedded_aws(AWS_ENV):
         from kindling.adapters import aws
         from kindling.adapters.config_store import ConfigCache, DynamoConfigStore
         from kindling.adapters.dynamo import DynamoLeadStore
@@ -586,15 +522,7 @@ def bench_moto(config: ScoringConfig, document: dict[str, Any], start: datetime,
 
         aws.reset()
         probe = boto3.session.Session().client("dynamodb")  # set-up and checks: not metered
-        probe.create_table(
-            TableName=TABLE_NAME,
-            BillingMode="PAY_PER_REQUEST",
-            AttributeDefinitions=[{"AttributeName": k, "AttributeType": "S"} for k in KEY_ATTRIBUTES],
-            KeySchema=[
-                {"AttributeName": "PK", "KeyType": "HASH"},
-                {"AttributeName": "SK", "KeyType": "RANGE"},
-            ],
-        )
+        create_table(probe, TABLE_NAME)
         config_store = DynamoConfigStore(TABLE_NAME)
         config_store.apply("scoring", document, now)
         specs, activities = event_mix(seed=2, leads=MOTO_LEADS, start=start)
@@ -654,8 +582,6 @@ def bench_moto(config: ScoringConfig, document: dict[str, Any], start: datetime,
             if category != "duplicate":
                 all_first.add(calls)
         checked, wrong = meter.verify(probe, 80, random.Random(4))
-    finally:
-        server.stop()
 
     n = len(activities)
     calls_per_event = sum(len(c) for c in per_event[:n]) / n
@@ -904,19 +830,11 @@ def bench_decay(config: ScoringConfig, now: datetime) -> None:
 
 # --- main ----------------------------------------------------------------------------------
 def main() -> None:
-    import boto3
-    import moto
-    import pydantic
-
     started = time.perf_counter()
     config, document = shipped_config()
     now = datetime.now(UTC).replace(microsecond=0)
     start = now - timedelta(days=30)
-    say(
-        f"kindling scoring benchmark: Python {platform.python_version()}, pydantic {pydantic.VERSION},"
-        f" boto3 {boto3.__version__}, moto {moto.__version__}, {os.cpu_count()} CPU(s)"
-    )
-    say()
+    header("scoring", with_pydantic=True)
     bench_memory(config, start, now)
     bench_moto(config, document, start, now)
     bench_decay(config, now)

@@ -1,6 +1,6 @@
 """Email benchmark: sends per second through the sender, AWS calls and DynamoDB units per send.
 
-Run on demand (``make bench`` or ``.venv/bin/python bench/email.py``); it is not a test.
+Run on demand (``make bench`` or ``.venv/bin/python bench/sending.py``); it is not a test.
 
 1. Sends per second through ``EmailSender.handle`` called in-process, wired as
    ``functions/sender/handler.py`` wires it, with the shipped config and templates: (a) against
@@ -25,31 +25,35 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import gc
-import importlib.util
-import logging
+import importlib
 import math
-import os
-import platform
-import socket
 import statistics
-import sys
-import textwrap
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-if importlib.util.find_spec("kindling") is None:  # not installed: use the source tree, as the layer does
-    sys.path.insert(0, str(ROOT / "shared"))
-    sys.path.insert(0, str(ROOT / "infra"))
+from common import (
+    AWS_ENV,
+    QUIET_POWERTOOLS,
+    ROOT,
+    appended,
+    create_table,
+    embedded_aws,
+    header,
+    item_size,
+    key_of,
+    kind_of,
+    read_units,
+    reset_model_data,
+    say,
+    settle,
+    wrapped,
+    write_units,
+)
 
-REGION = "us-east-1"
 TABLE_NAME = "bench-table"
 CONFIGURATION_SET = "bench-email"
 API_BASE_URL = "https://api.acme.example"
@@ -62,72 +66,6 @@ WARM_UP = 10  # section 1a: sends before the timed ones (clients, connections, c
 BATCH_SIZE = 10  # the sender's SQS BatchSize in template.yaml: config.refresh() once per batch
 REPEATS = 3  # section 1b: best of this many passes
 SAMPLES = 3  # section 2: sends per scenario (the counts are the same every time)
-KEY_ATTRIBUTES = ("PK", "SK")  # the table's key schema in template.yaml
-
-AWS_ENV = {
-    "AWS_ACCESS_KEY_ID": "bench",
-    "AWS_SECRET_ACCESS_KEY": "bench",
-    "AWS_DEFAULT_REGION": REGION,
-    "AWS_REGION": REGION,
-    "AWS_EC2_METADATA_DISABLED": "true",
-    "POWERTOOLS_METRICS_DISABLED": "true",
-    "POWERTOOLS_LOG_LEVEL": "WARNING",
-}
-
-OUT = sys.stdout
-
-
-def say(text: str = "") -> None:
-    print(text, file=OUT, flush=True)
-
-
-def wrapped(text: str, indent: str) -> None:
-    for line in textwrap.wrap(text, width=108, initial_indent=indent, subsequent_indent=indent):
-        say(line)
-
-
-# --- DynamoDB item sizes (DynamoDB's documented rules, as in bench/capture.py) --------------
-def _number_size(text: str) -> int:
-    digits = text.lstrip("-").lower().split("e")[0].replace(".", "").strip("0") or "0"
-    return (len(digits) + 1) // 2 + 1
-
-
-def attribute_size(value: dict[str, Any]) -> int:
-    """UTF-8 bytes, numbers ~1 byte per 2 digits + 1, 3 bytes per map/list plus 1 per element."""
-    ((kind, v),) = value.items()
-    if kind == "S":
-        return len(v.encode())
-    if kind == "N":
-        return _number_size(v)
-    if kind == "B":
-        return len(v)
-    if kind in ("BOOL", "NULL"):
-        return 1
-    if kind == "SS":
-        return sum(len(s.encode()) for s in v)
-    if kind == "NS":
-        return sum(_number_size(x) for x in v)
-    if kind == "BS":
-        return sum(len(b) for b in v)
-    if kind == "M":
-        return 3 + sum(len(k.encode()) + attribute_size(x) + 1 for k, x in v.items())
-    if kind == "L":
-        return 3 + sum(attribute_size(x) + 1 for x in v)
-    raise ValueError(f"unknown attribute type {kind}")
-
-
-def item_size(item: dict[str, Any] | None) -> int:
-    return sum(len(k.encode()) + attribute_size(v) for k, v in (item or {}).items())
-
-
-def kind_of(key: dict[str, Any]) -> str:
-    """``LEAD#ld_1 / SENT#2026...`` -> ``LEAD/SENT``; ``SEND#x / SEND`` -> ``SEND``."""
-    pk, sk = (key[k]["S"].split("#")[0] for k in KEY_ATTRIBUTES)
-    return pk if pk == sk else f"{pk}/{sk}"
-
-
-def _key(item: dict[str, Any]) -> dict[str, Any]:
-    return {k: item[k] for k in KEY_ATTRIBUTES}
 
 
 # --- counting calls, read and write units ---------------------------------------------------
@@ -168,26 +106,6 @@ class _Pending:
     before: dict[str, Any] | None = None
 
 
-def reset_model_data() -> None:
-    from moto.core.model_instances import reset_model_data as reset
-
-    reset()
-
-
-def settle() -> None:
-    """Collect, then freeze what is alive (clients, moto, the table): full collections skip it from now on."""
-    gc.collect()
-    gc.freeze()
-
-
-def _rcu(size: int, consistent: bool) -> float:
-    return max(1, math.ceil(size / 4096)) * (1.0 if consistent else 0.5)
-
-
-def _wcu(size: int) -> int:
-    return max(1, math.ceil(size / 1024))
-
-
 def _reads(operation: str, params: dict[str, Any]) -> str:
     if operation == "GetItem":
         return kind_of(params["Key"])
@@ -204,14 +122,14 @@ def _reads(operation: str, params: dict[str, Any]) -> str:
 
 def _pending(operation: str, params: dict[str, Any]) -> list[_Pending]:
     if operation == "PutItem":
-        return [_Pending(_key(params["Item"]), "PutItem", kind_of(params["Item"]), params["Item"], False)]
+        return [_Pending(key_of(params["Item"]), "PutItem", kind_of(params["Item"]), params["Item"], False)]
     if operation in ("UpdateItem", "DeleteItem"):
         return [_Pending(params["Key"], operation, kind_of(params["Key"]), None, False)]
     if operation == "TransactWriteItems":
         found = []
         for action in params["TransactItems"]:
             ((kind, body),) = action.items()
-            key = body.get("Key") or _key(body["Item"])
+            key = body.get("Key") or key_of(body["Item"])
             found.append(_Pending(key, kind, kind_of(key), body.get("Item"), True))
         return found
     if operation == "BatchWriteItem":
@@ -220,7 +138,7 @@ def _pending(operation: str, params: dict[str, Any]) -> list[_Pending]:
             for request in requests:
                 if "PutRequest" in request:
                     item = request["PutRequest"]["Item"]
-                    found.append(_Pending(_key(item), "Put", kind_of(item), item, False))
+                    found.append(_Pending(key_of(item), "Put", kind_of(item), item, False))
                 else:
                     key = request["DeleteRequest"]["Key"]
                     found.append(_Pending(key, "Delete", kind_of(key), None, False))
@@ -292,19 +210,19 @@ class Meter:
         call.body = self._body
         consistent = context.pop("bench_consistent", False)
         if model.name == "GetItem":
-            call.rcu = _rcu(item_size(parsed.get("Item")), consistent)
+            call.rcu = read_units(item_size(parsed.get("Item")), consistent)
         elif model.name == "Query":
-            call.rcu = _rcu(sum(item_size(i) for i in parsed.get("Items", [])), consistent)
+            call.rcu = read_units(sum(item_size(i) for i in parsed.get("Items", [])), consistent)
         elif model.name == "BatchGetItem":
             got = [i for items in parsed.get("Responses", {}).values() for i in items]
-            call.rcu = sum(_rcu(item_size(i), consistent) for i in got)
+            call.rcu = sum(read_units(item_size(i), consistent) for i in got)
         for write in context.pop("bench_pending", []):
             if not self.probing:
                 continue
             if not call.ok:
                 # A failed conditional write is billed like a write of the item as it was; a
                 # cancelled transaction reports no consumed capacity: counted as 0.
-                units = 0 if write.txn else _wcu(item_size(write.before))
+                units = 0 if write.txn else write_units(item_size(write.before))
                 call.writes.append(Written(write.action, write.kind, item_size(write.before), units, 0))
                 continue
             after = write.item if write.action in ("Put", "PutItem") else None
@@ -314,50 +232,19 @@ class Meter:
                 after = write.before
             size = max(item_size(write.before), item_size(after))
             indexed = [i for i in (write.before, after) if i and "GSI1PK" in i]
-            index_units = sum(_wcu(item_size(i)) for i in indexed)  # a moved index entry: delete + put
+            index_units = sum(write_units(item_size(i)) for i in indexed)  # a moved index entry: delete + put
             factor = 2 if write.txn else 1
             call.writes.append(
-                Written(write.action, write.kind, size, _wcu(size) * factor, index_units * factor)
+                Written(write.action, write.kind, size, write_units(size) * factor, index_units * factor)
             )
         self.calls.append(call)
 
-    @contextlib.contextmanager
-    def measuring(self) -> Iterator[list[Call]]:
+    def measuring(self) -> contextlib.AbstractContextManager[list[Call]]:
         """The calls made inside the block."""
-        found: list[Call] = []
-        mark = len(self.calls)
-        try:
-            yield found
-        finally:
-            found.extend(self.calls[mark:])
+        return appended(self.calls)
 
 
 # --- the world: moto, the table, config, SES, leads ------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def table_definition() -> dict[str, Any]:
-    """The single table's keys and indexes, from template.yaml (as tests/conftest.py reads them)."""
-    from kindling_ops.local.provision import _TABLE_KEYS
-    from kindling_ops.local.template import Template
-
-    template = Template.from_file(
-        ROOT / "template.yaml",
-        {
-            "WriteKey": "x" * 16,
-            "AdminToken": "x" * 16,
-            "HandoffUrl": "http://x",
-            "HandoffSigningSecret": "x",
-            "LinkSigningSecret": "x" * 32,
-        },
-    )
-    properties = template.resolve(template.properties("Table"))
-    return {key: properties[key] for key in _TABLE_KEYS if key in properties}
-
-
 FIRST_NAMES = ["Dana", "Sam", "Priya", "Jonas", "Mei", "Carlos", "Aisha", "Tom"]
 LAST_NAMES = ["Whitfield", "Okafor", "Lindqvist", "Moreau", "Tanaka", "Alvarez"]
 TITLES = ["VP Marketing", "Head of Growth", "Marketing Operations Manager", "Director of Demand Gen"]
@@ -424,7 +311,7 @@ class World:
         aws.reset()
         session = boto3.session.Session()
         self.probe = session.client("dynamodb")  # set-up and size probes: not metered
-        self.probe.create_table(TableName=TABLE_NAME, **table_definition())
+        create_table(self.probe, TABLE_NAME)
         loaded = load(ROOT / "config")
         docs = documents(loaded)
         config_store = DynamoConfigStore(TABLE_NAME, self.probe)
@@ -781,35 +668,19 @@ def report_mime(moto: dict[str, Any]) -> None:
 
 # --- main ----------------------------------------------------------------------------------
 def main() -> None:
-    from moto.server import ThreadedMotoServer
-
     started = time.perf_counter()
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    world: World | None = None
-    try:
-        os.environ.update({**AWS_ENV, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"})
-        import boto3
-        import moto
-
-        say(
-            f"kindling email benchmark: Python {platform.python_version()}, boto3 {boto3.__version__},"
-            f" moto {moto.__version__}, {os.cpu_count()} CPU(s)"
-        )
-        say()
+    with embedded_aws({**AWS_ENV, **QUIET_POWERTOOLS}):
+        header("email")
         world = World()
-        settle()
-        moto_figures = bench_moto(world)
-        domain = bench_domain(world, moto_figures["leads"])
-        report_throughput(moto_figures, domain)
-        report_calls(run_scenarios(world), moto_figures)
-        report_mime(moto_figures)
-    finally:
-        if world is not None:
+        try:
+            settle()
+            moto_figures = bench_moto(world)
+            domain = bench_domain(world, moto_figures["leads"])
+            report_throughput(moto_figures, domain)
+            report_calls(run_scenarios(world), moto_figures)
+            report_mime(moto_figures)
+        finally:
             world.close()
-        server.stop()
     say()
     say(f"done in {time.perf_counter() - started:.0f} s")
 

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any, Literal, Protocol
 
 from kindling.bus import EventPublisher
+from kindling.clock import isoformat
 from kindling.email_render import LinkSigner
 from kindling.errors import NotFound
 from kindling.leads import Lead, TimelineEntry
@@ -89,7 +90,7 @@ def unsubscribe(
         store.update_lead(
             lead.lead_id,
             "SET unsubscribed = :yes, unsubscribed_at = if_not_exists(unsubscribed_at, :now)",
-            {":yes": {"BOOL": True}, ":now": {"S": now.isoformat()}},
+            {":yes": {"BOOL": True}, ":now": {"S": isoformat(now)}},
         )
         event = "Unsubscribed"
     else:

@@ -262,9 +262,11 @@ class ProfileService:
         lookup, claim = identities_of(event)
         entry = TimelineEntry.from_web_event(event)
         change = profile_change(event)
+        merged_here: list[str] = []  # across attempts: a merge done before a lost race still counts
         for attempt in range(MAX_RESOLVE_ATTEMPTS):
             try:
-                lead_id, created, merged, owned = self._resolve(event, lookup, claim, now)
+                lead_id, created, _, owned = self._resolve(event, lookup, claim, now, merged_here)
+                merged = tuple(dict.fromkeys(m for m in merged_here if m != lead_id))
                 duplicate = False
                 try:
                     self._store.append(lead_id, entry, change.limited_to(owned))
@@ -281,18 +283,24 @@ class ProfileService:
         raise Conflict(f"could not settle the lead for message {event.message_id}")
 
     def _resolve(
-        self, event: WebEvent, lookup: list[Identity], claim: list[Identity], now: datetime
+        self,
+        event: WebEvent,
+        lookup: list[Identity],
+        claim: list[Identity],
+        now: datetime,
+        merged_here: list[str] | None = None,
     ) -> tuple[str, bool, tuple[str, ...], set[Identity]]:
         """The lead this event belongs to, and the identities it now owns of those the event names."""
+        merged_here = merged_here if merged_here is not None else []
         if event.lead_id:
-            known = self._live(event.lead_id)
+            known = self._live(event.lead_id, merged_here)
             if known is not None:
                 return known.lead_id, False, (), set()
         owners = self._store.owners(lookup)
         live_owner: dict[str, str] = {}
         leads: dict[str, Lead] = {}
         for owner_id in set(owners.values()):
-            lead = self._live(owner_id)
+            lead = self._live(owner_id, merged_here)
             if lead is not None:
                 live_owner[owner_id] = lead.lead_id
                 leads[lead.lead_id] = lead
@@ -312,6 +320,7 @@ class ProfileService:
         for other in leads.values():
             if other.lead_id != primary.lead_id and can_merge(other, primary):
                 self.merge(other, primary.lead_id)
+                merged_here.append(other.lead_id)
                 live_owner = {k: primary.lead_id if v == other.lead_id else v for k, v in live_owner.items()}
                 merged.append(other.lead_id)
         owned = set()
@@ -325,13 +334,15 @@ class ProfileService:
             owned.add(identity)
         return primary.lead_id, False, tuple(merged), owned
 
-    def _live(self, lead_id: str) -> Lead | None:
-        """Follow merge pointers, finishing any merge a crash left half-done."""
+    def _live(self, lead_id: str, merged_here: list[str] | None = None) -> Lead | None:
+        """Follow merge pointers, finishing any merge a crash left half-done (and reporting it)."""
         lead = self._store.get(lead_id)
         hops = 0
         while lead is not None and lead.merged_into and hops < 5:
             target = lead.merged_into
             self._finish_merge(lead, target)
+            if merged_here is not None:
+                merged_here.append(lead.lead_id)
             lead = self._store.get(target)
             hops += 1
         return lead

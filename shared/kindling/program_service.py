@@ -24,6 +24,7 @@ from kindling.programs import (
     NotifySales,
     SendEmail,
     UpdateLead,
+    goal_met,
     may_enter,
     new_token,
     on_lead_change,
@@ -136,7 +137,14 @@ class ProgramService:
         enrollments = self._store.enrollments(lead.lead_id)
         for enrollment in enrollments:
             program = programs.get(enrollment.program_id)
-            if program is None or not enrollment.live or enrollment.status == "held":
+            if program is None or not enrollment.live:
+                continue
+            if enrollment.status == "held" or lead.quiet or self._store.paused(program.id):
+                # Held where it is: only a goal reached may still end it; nothing else moves it.
+                reason = goal_met(program, lead, (event or {}).get("event"))
+                if reason:
+                    self._finish(enrollment, now, f"goal: {reason}")
+                    changes.append(f"{enrollment.enrollment_id}: exited")
                 continue
             advance = on_lead_change(program, enrollment, lead, event, now)
             if advance is not None:
@@ -164,7 +172,10 @@ class ProgramService:
             assert due is not None
             if self._store.create(enrollment, due):
                 changes.append(f"{enrollment.enrollment_id}: entered")
-                self._advance(program, enrollment, lead, now)
+                if lead.quiet:
+                    self._hold(enrollment, now, "quiet period")  # starts when sales is done talking
+                else:
+                    self._advance(program, enrollment, lead, now)
         return changes
 
     def enrol(self, program_id: str, lead_id: str, trigger_id: str, now: datetime) -> str:

@@ -213,7 +213,7 @@ def run(program: Program, enrollment: Enrollment, lead: LeadContext, now: dateti
         step = program.step(step_id)
         following = program.next_of(step)
         if step.send_email is not None:
-            advance.actions.append(SendEmail(f"{state.enrollment_id}.{step.id}", step.send_email))
+            advance.actions.append(SendEmail(_action_id(state, step.id, "email queued"), step.send_email))
             state.note(now, step.id, "email queued", template=step.send_email)
             state.step_id = following
         elif step.wait is not None:
@@ -267,13 +267,22 @@ def run(program: Program, enrollment: Enrollment, lead: LeadContext, now: dateti
             state.note(now, step.id, "lead updated")
             state.step_id = following
         elif step.notify_sales is not None:
-            advance.actions.append(NotifySales(f"{state.enrollment_id}.{step.id}", step.notify_sales))
+            advance.actions.append(
+                NotifySales(_action_id(state, step.id, "sales notified"), step.notify_sales)
+            )
             state.note(now, step.id, "sales notified")
             state.step_id = following
         elif step.exit:
             return _exit(advance, now, f"exit step {step.id}")
         state.due_at = now
     raise RuntimeError(f"program {program.id} ran {MAX_INSTANT_STEPS} steps without stopping")
+
+
+def _action_id(state: Enrollment, step_id: str, what: str) -> str:
+    """``<enrollment>.<step>``, and ``.<n>`` on the n-th pass through a loop: once per visit."""
+    visits = sum(1 for h in state.history if h.get("step") == step_id and h.get("what") == what)
+    base = f"{state.enrollment_id}.{step_id}"
+    return base if visits == 0 else f"{base}.{visits + 1}"
 
 
 def _stop(advance: Advance, status: Literal["active", "waiting"], step_id: str | None) -> Advance:

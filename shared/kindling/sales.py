@@ -141,17 +141,24 @@ class SalesService:
                 ]
             )
         quiet = self._policy.is_quiet(to)
-        if quiet and not lead.quiet:
-            self._store.set_quiet(lead.lead_id, True, at)
+        # Holding and releasing are idempotent and done every time, so a redelivery after a
+        # crash between the flag and the enrollments still finishes the job.
+        if quiet:
+            if not lead.quiet:
+                self._store.set_quiet(lead.lead_id, True, at)
+                self._store.add_timeline(
+                    lead.lead_id,
+                    _note(event_id, "Quiet Period Started", at, now, why=f"sales stage {to} ({crm_stage})"),
+                )
+                done.append("quiet period started")
             held = self._programs.hold_all(lead.lead_id, "quiet period", now)
-            self._store.add_timeline(
-                lead.lead_id,
-                _note(event_id, "Quiet Period Started", at, now, why=f"sales stage {to} ({crm_stage})"),
-            )
-            done.append(f"quiet period started, {held} enrollment(s) held")
-        elif not quiet and lead.quiet:
+            if held:
+                done.append(f"{held} enrollment(s) held")
+        elif lead.quiet:
             self._end_quiet(lead.lead_id, event_id, f"left sales stages: now {to}", at, now)
             done.append("quiet period ended")
+        else:
+            self._programs.release_all(lead.lead_id, f"not in a sales stage: {to}", now)
         if to == "closed_lost":
             cooling = self._policy.cooling_off()
             if cooling is not None:

@@ -116,10 +116,6 @@ class ScoringResult:
     def changed(self) -> bool:
         return bool(self.hits) or self.grade_before != self.score.grade or self.stage_move is not None
 
-    @property
-    def fit_changed(self) -> bool:
-        return self.grade_before != self.score.grade
-
 
 def fit_of(config: ScoringConfig, traits: dict[str, Any], email: str | None) -> dict[str, int]:
     """Fit points per rule that holds for these traits (``email`` is a trait too)."""

@@ -155,8 +155,7 @@ class DynamoLeadStore:
     # --- writes ----------------------------------------------------------------
     def create(self, lead: Lead) -> None:
         profile = lead.model_dump(exclude_none=True)
-        if not profile.get("anonymous_ids"):
-            profile.pop("anonymous_ids", None)
+        sets = {key: profile.pop(key, None) for key in ("anonymous_ids", "tags", "segments")}
         actions: list[dict[str, Any]] = [
             {
                 "Put": {
@@ -166,8 +165,9 @@ class DynamoLeadStore:
                 }
             }
         ]
-        if lead.anonymous_ids:
-            actions[0]["Put"]["Item"]["anonymous_ids"] = {"SS": list(lead.anonymous_ids)}
+        for key, values in sets.items():
+            if values:  # string sets (ADD and DELETE work on them); DynamoDB has no empty set
+                actions[0]["Put"]["Item"][key] = {"SS": list(values)}
         for identity in lead.identities:
             actions.append(
                 {

@@ -20,7 +20,7 @@ from kindling.adapters.dynamo import DynamoLeadStore, lead_key, timeline_sk, to_
 from kindling.clock import isoformat
 from kindling.due import DueItem
 from kindling.email_sender import SendRequest, SendState
-from kindling.errors import Conflict
+from kindling.errors import Conflict, Retryable
 from kindling.leads import Lead, TimelineEntry, read_lead
 
 
@@ -192,8 +192,7 @@ class DynamoEmailStore:
                 ]
             )
         except ClientError as exc:
-            if aws.error_code(exc) != "TransactionCanceledException":
-                raise
+            _refused_by_condition(exc)
 
     def defer(self, request: SendRequest, lead_id: str, due: DueItem, reason: str, now: datetime) -> None:
         """One transaction: the send waits, its wake-up is scheduled, the timeline says why.
@@ -231,8 +230,7 @@ class DynamoEmailStore:
                 ]
             )
         except ClientError as exc:
-            if aws.error_code(exc) != "TransactionCanceledException":
-                raise
+            _refused_by_condition(exc)  # the send went out meanwhile: nothing to defer
             return
         self._due.lower_cursor(due)
 
@@ -265,13 +263,14 @@ class DynamoEmailStore:
             Key=send_key(send_id),
             UpdateExpression=(
                 "SET last_error = :reason, #s = if_not_exists(#s, :released),"
-                " lead_id = if_not_exists(lead_id, :lead)"
+                " lead_id = if_not_exists(lead_id, :lead), attempt = if_not_exists(attempt, :zero)"
             ),
             ExpressionAttributeNames={"#s": "status"},
             ExpressionAttributeValues={
                 ":reason": {"S": reason[:500]},
                 ":released": {"S": "released"},
                 ":lead": {"S": lead_id},
+                ":zero": {"N": "0"},
             },
         )
 
@@ -335,5 +334,18 @@ class DynamoEmailStore:
                 ]
             )
         except ClientError as exc:
-            if aws.error_code(exc) != "TransactionCanceledException":
-                raise
+            _refused_by_condition(exc)
+
+
+def _refused_by_condition(exc: ClientError) -> None:
+    """Swallow a transaction that our own condition refused (its first item); raise anything else.
+
+    A cancellation for a conflicting write or throttling is not "already done": the
+    message must be retried, or the work would be lost.
+    """
+    if aws.error_code(exc) == "TransactionCanceledException":
+        reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
+        if reasons and reasons[0] == "ConditionalCheckFailed":
+            return
+        raise Retryable(f"DynamoDB cancelled the write: {reasons}") from exc
+    raise exc

@@ -90,7 +90,9 @@ class DynamoSalesStore:
             )
         except ClientError as exc:
             if aws.error_code(exc) == "TransactionCanceledException":
-                return False  # the stage moved meanwhile: the redelivery re-reads it
+                # The stage moved meanwhile (scoring, another CRM event): fail this message so
+                # its redelivery reads the new stage, rather than drop the CRM's move.
+                raise Conflict(f"stage of {lead.lead_id} moved meanwhile") from exc
             raise
         return True
 

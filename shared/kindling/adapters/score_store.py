@@ -9,20 +9,17 @@ SCORED#<message> / SCORED                    a message already scored, with the 
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from kindling.adapters import aws
-from kindling.adapters.dynamo import from_item, lead_key
+from kindling.adapters.dynamo import DEDUP_RETENTION, from_item, lead_key
 from kindling.bus import BusEvent
 from kindling.clock import isoformat
 from kindling.errors import Conflict, Duplicate, Retryable
 from kindling.scoring import LeadScore
 from kindling.scoring_service import LeadFacts, ScoreWrite
-
-DEDUP_RETENTION = timedelta(days=400)
 
 
 def score_key(lead_id: str) -> dict[str, Any]:

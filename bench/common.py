@@ -1,0 +1,192 @@
+"""What the benches share: printing, the embedded AWS, the table, and DynamoDB's sizing and billing rules.
+
+Imported as ``common`` by the benches, which run as scripts (``.venv/bin/python bench/<name>.py``) and so
+have bench/ first on sys.path. Importing it also puts the source tree on sys.path when kindling is not
+installed, as the Lambda layer does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import importlib.util
+import logging
+import math
+import os
+import platform
+import sys
+import textwrap
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+ROOT = Path(__file__).resolve().parent.parent
+if importlib.util.find_spec("kindling") is None:  # not installed: use the source tree, as the layer does
+    sys.path.insert(0, str(ROOT / "shared"))
+    sys.path.insert(0, str(ROOT / "infra"))
+
+REGION = "us-east-1"
+KEY_ATTRIBUTES = ("PK", "SK")  # the table's key schema in template.yaml
+
+#: Local credentials and region, and no instance metadata look-ups.
+AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "bench",
+    "AWS_SECRET_ACCESS_KEY": "bench",
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_REGION": REGION,
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+#: Powertools with no metrics and only warnings logged.
+QUIET_POWERTOOLS = {
+    "POWERTOOLS_METRICS_DISABLED": "true",
+    "POWERTOOLS_LOG_LEVEL": "WARNING",
+}
+
+#: Where figures go: the real stdout, even while a bench sends sys.stdout elsewhere (Powertools metrics).
+OUT = sys.stdout
+
+
+# --- printing --------------------------------------------------------------------------------
+def say(text: str = "") -> None:
+    print(text, file=OUT, flush=True)
+
+
+def wrapped(text: str, indent: str, hanging: str = "") -> None:
+    """``text`` wrapped at 108 columns, each line indented, lines after the first by ``hanging`` more."""
+    for line in textwrap.wrap(text, width=108, initial_indent=indent, subsequent_indent=indent + hanging):
+        say(line)
+
+
+def header(name: str, with_pydantic: bool = False) -> None:
+    """The first line of a bench's report, the versions it ran with, then a blank line."""
+    import boto3
+    import moto
+
+    versions = [f"Python {platform.python_version()}"]
+    if with_pydantic:
+        import pydantic
+
+        versions.append(f"pydantic {pydantic.VERSION}")
+    versions += [f"boto3 {boto3.__version__}", f"moto {moto.__version__}", f"{os.cpu_count()} CPU(s)"]
+    say(f"kindling {name} benchmark: {', '.join(versions)}")
+    say()
+
+
+# --- the embedded AWS and the table --------------------------------------------------------------
+@contextlib.contextmanager
+def embedded_aws(env: Mapping[str, str]) -> Iterator[str]:
+    """moto's server in this process (``kindling_ops.local.aws.EmbeddedAws``, one request at a time),
+    with ``env`` and ``AWS_ENDPOINT_URL`` set so every boto3 client goes there: its endpoint.
+    """
+    from kindling_ops.local.aws import EmbeddedAws
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = EmbeddedAws().start()
+    try:
+        os.environ.update({**env, "AWS_ENDPOINT_URL": server.endpoint})
+        yield server.endpoint
+    finally:
+        server.stop()
+
+
+def table_definition() -> dict[str, Any]:
+    """The single table's keys and indexes, from template.yaml (as tests/conftest.py reads them)."""
+    from kindling_ops.local.provision import _TABLE_KEYS
+    from kindling_ops.local.template import Template, load
+
+    path = ROOT / "template.yaml"
+    # The Table refers to no parameter: any value does for those the template gives no default.
+    placeholders = {
+        name: "x" * 32 for name, spec in load(path).get("Parameters", {}).items() if "Default" not in spec
+    }
+    template = Template.from_file(path, placeholders)
+    properties = template.resolve(template.properties("Table"))
+    return {key: properties[key] for key in _TABLE_KEYS if key in properties}
+
+
+def create_table(client: Any, name: str) -> None:
+    """A table named ``name`` shaped like template.yaml's."""
+    client.create_table(TableName=name, **table_definition())
+
+
+T = TypeVar("T")
+
+
+@contextlib.contextmanager
+def appended(log: list[T]) -> Iterator[list[T]]:
+    """What is appended to ``log`` inside the block (filled in when the block ends)."""
+    found: list[T] = []
+    mark = len(log)
+    try:
+        yield found
+    finally:
+        found.extend(log[mark:])
+
+
+def reset_model_data() -> None:
+    """Drop moto's dashboard references to every model object it made (the tables are untouched)."""
+    from moto.core.model_instances import reset_model_data as reset
+
+    reset()
+
+
+def settle() -> None:
+    """Collect, then freeze what is alive (clients, moto, tables): full collections skip it from now on."""
+    gc.collect()
+    gc.freeze()
+
+
+# --- DynamoDB item sizes and capacity units (DynamoDB's documented rules) --------------------------
+def _number_size(text: str) -> int:
+    digits = text.lstrip("-").lower().split("e")[0].replace(".", "").strip("0") or "0"
+    return (len(digits) + 1) // 2 + 1
+
+
+def attribute_size(value: dict[str, Any]) -> int:
+    """UTF-8 bytes, numbers ~1 byte per 2 digits + 1, 3 bytes per map/list plus 1 per element."""
+    ((kind, v),) = value.items()
+    if kind == "S":
+        return len(v.encode())
+    if kind == "N":
+        return _number_size(v)
+    if kind == "B":
+        return len(v)
+    if kind in ("BOOL", "NULL"):
+        return 1
+    if kind == "SS":
+        return sum(len(s.encode()) for s in v)
+    if kind == "NS":
+        return sum(_number_size(x) for x in v)
+    if kind == "BS":
+        return sum(len(b) for b in v)
+    if kind == "M":
+        return 3 + sum(len(k.encode()) + attribute_size(x) + 1 for k, x in v.items())
+    if kind == "L":
+        return 3 + sum(attribute_size(x) + 1 for x in v)
+    raise ValueError(f"unknown attribute type {kind}")
+
+
+def item_size(item: dict[str, Any] | None) -> int:
+    """An item's size: its attribute names' UTF-8 bytes plus its values' sizes (0 for no item)."""
+    return sum(len(k.encode()) + attribute_size(v) for k, v in (item or {}).items())
+
+
+def read_units(size: int, consistent: bool) -> float:
+    """RCU for reading ``size`` bytes: ceil(size / 4 KB), min 1, halved when eventually consistent."""
+    return max(1, math.ceil(size / 4096)) * (1.0 if consistent else 0.5)
+
+
+def write_units(size: int) -> int:
+    """WCU for writing an item of ``size`` bytes: ceil(size / 1 KB), min 1."""
+    return max(1, math.ceil(size / 1024))
+
+
+def key_of(item: dict[str, Any]) -> dict[str, Any]:
+    """An item's primary key."""
+    return {k: item[k] for k in KEY_ATTRIBUTES}
+
+
+def kind_of(key: dict[str, Any]) -> str:
+    """``LEAD#ld_1 / SENT#2026...`` -> ``LEAD/SENT``; ``SEND#x / SEND`` -> ``SEND``."""
+    pk, sk = (key[k]["S"].split("#")[0] for k in KEY_ATTRIBUTES)
+    return pk if pk == sk else f"{pk}/{sk}"
