@@ -195,3 +195,12 @@ def test_an_unknown_crm_stage_is_kept_and_reported_not_guessed(world) -> None:
 def test_a_crm_event_for_nobody_we_know_changes_nothing(world) -> None:
     done = world["sales"].on_crm_event("crm.deal_stage_changed", deal("stranger@else.io", "sql", "x", T0), T0)
     assert done == ["unmatched: no lead with that email or CRM id"]
+
+
+def test_a_program_update_step_tags_a_new_lead(world) -> None:
+    from kindling.programs import UpdateLead
+
+    lead_id, _ = new_lead(world)
+    world["store"].update_lead(lead_id, UpdateLead("tag", None, ("stalled-mql",), (), None), "p.x.1", T0)
+    lead = DynamoLeadStore(world["table"]).get(lead_id)
+    assert lead is not None and lead.tags == ["stalled-mql"]
