@@ -12,9 +12,19 @@ import fnmatch
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
+
+
+def _not_zero(points: int) -> int:
+    if points == 0:
+        raise ValueError("0 points changes nothing: remove the rule or give it points")
+    return points
+
+
+#: A rule's points: positive or negative, never 0 (a rule that changes nothing is a mistake).
+Points = Annotated[int, AfterValidator(_not_zero)]
 Grade = Literal["A", "B", "C", "D"]
 Stage = Literal["subscriber", "lead", "mql", "sql", "opportunity", "customer", "closed_lost", "recycled"]
 
@@ -170,15 +180,8 @@ class EngagementRule(_Strict):
     id: Slug
     description: str = Field(min_length=1)
     match: EventMatcher
-    points: int
+    points: Points
     cap: Cap | None = None
-
-    @field_validator("points")
-    @classmethod
-    def _not_zero(cls, points: int) -> int:
-        if points == 0:
-            raise ValueError("0 points changes nothing: remove the rule or give it points")
-        return points
 
 
 class Decay(_Strict):
@@ -223,14 +226,7 @@ class FitRule(_Strict):
     description: str = Field(min_length=1)
     trait: str = Field(min_length=1, description="a trait, e.g. title, industry, company.employees, email")
     when: ValueCondition
-    points: int
-
-    @field_validator("points")
-    @classmethod
-    def _not_zero(cls, points: int) -> int:
-        if points == 0:
-            raise ValueError("0 points changes nothing: remove the rule or give it points")
-        return points
+    points: Points
 
 
 class Grades(_Strict):

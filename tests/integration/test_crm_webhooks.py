@@ -5,20 +5,18 @@ from __future__ import annotations
 import base64
 import json
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import boto3
 import pytest
 from standardwebhooks import Webhook
 
 from kindling import crm
 from kindling.adapters.config_store import DynamoConfigStore
 from kindling_ops.config import documents, load_file
-from tests.integration.events import Context, http_event
+from tests.integration.events import Context, bus_routed_to_queue, http_event
 from tests.integration.test_handlers import drain
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,16 +31,7 @@ WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"crm-integration-webhook-key!").de
 @pytest.fixture
 def crm_bus(moto_endpoint: str) -> tuple[str, str]:
     """A bus whose CRM events are routed to a queue, as the template routes them to their consumer."""
-    events, sqs = boto3.client("events"), boto3.client("sqs")
-    name = f"bus-{uuid.uuid4().hex[:8]}"
-    events.create_event_bus(Name=name)
-    url = sqs.create_queue(QueueName=f"q-{name}")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    events.put_rule(
-        Name=f"r-{name}", EventBusName=name, EventPattern=json.dumps({"source": ["kindling.crm"]})
-    )
-    events.put_targets(Rule=f"r-{name}", EventBusName=name, Targets=[{"Id": "q", "Arn": arn}])
-    return name, url
+    return bus_routed_to_queue("kindling.crm")
 
 
 @pytest.fixture

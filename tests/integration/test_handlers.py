@@ -13,7 +13,7 @@ import pytest
 
 from kindling import clock
 from kindling.adapters.dynamo import DynamoLeadStore
-from tests.integration.events import Context, basic, http_event
+from tests.integration.events import Context, basic, bus_routed_to_queue, http_event
 
 WRITE_KEY = "wk-integration-1"
 ADMIN = "admin-token-integration-1"
@@ -22,16 +22,7 @@ ADMIN = "admin-token-integration-1"
 @pytest.fixture
 def bus_with_queue(moto_endpoint: str) -> tuple[str, str]:
     """A bus whose web events are routed to a queue, as the template wires the profiles queue."""
-    events, sqs = boto3.client("events"), boto3.client("sqs")
-    name = f"bus-{uuid.uuid4().hex[:8]}"
-    events.create_event_bus(Name=name)
-    url = sqs.create_queue(QueueName=f"q-{name}")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    events.put_rule(
-        Name=f"r-{name}", EventBusName=name, EventPattern=json.dumps({"source": ["kindling.capture"]})
-    )
-    events.put_targets(Rule=f"r-{name}", EventBusName=name, Targets=[{"Id": "q", "Arn": arn}])
-    return name, url
+    return bus_routed_to_queue("kindling.capture")
 
 
 def drain(url: str) -> list[dict[str, Any]]:
