@@ -198,6 +198,56 @@ def _programs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dlq(args: argparse.Namespace) -> int:
+    import json
+
+    if args.local:
+        if args.dlq_command == "list":
+            import urllib.request
+
+            port = args.port if args.port is not None else int(os.environ.get("PORT", "3000"))
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_local/dlq", timeout=30) as response:
+                    queues = json.loads(response.read())["queues"]
+            except OSError as exc:
+                print(f"kindling: cannot reach the local stack on port {port}: {exc}", file=sys.stderr)
+                return 1
+        else:
+            answer = _post_local(args.port, "/_local/dlq/redrive", {"queue": args.queue})
+            if answer is None:
+                return 1
+            print(answer["result"])
+            return 0
+    else:
+        import boto3
+
+        from kindling_ops.dlq import DeadLetters, inspect, redrive
+
+        stack = boto3.client("cloudformation").describe_stacks(StackName=args.stack)["Stacks"][0]
+        sqs = boto3.client("sqs")
+        known = {}
+        for output in stack.get("Outputs", []):
+            if output["OutputKey"].endswith("DeadLetterQueueUrl"):
+                url = output["OutputValue"]
+                sources = sqs.list_dead_letter_source_queues(QueueUrl=url).get("queueUrls", [])
+                if sources:
+                    name = output["OutputKey"].removesuffix("Url")
+                    known[name] = DeadLetters(name, url, sources[0])
+        if args.dlq_command == "redrive":
+            if args.queue not in known:
+                print(f"kindling: queue must be one of {sorted(known)}", file=sys.stderr)
+                return 2
+            print(f"{args.queue}: {redrive(sqs, known[args.queue])} message(s) redriven")
+            return 0
+        queues = [inspect(sqs, q) for q in known.values()]
+    for queue in queues:
+        print(f"{queue['queue']}: {queue['messages']} message(s)")
+        for message in queue["sample"]:
+            what = f"{message['receive_count']}x {message['what']}"
+            print(f"  {message['message_id']} received {what}: {message['body']}")
+    return 0
+
+
 def _stack_table(stack: str | None) -> str | None:
     import boto3
 
@@ -246,6 +296,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--port", type=int, default=None, help="the local stack's port (default: $PORT or 3000)"
     )
     programs.set_defaults(run=_programs)
+
+    dlq = commands.add_parser("dlq", help="inspect dead-letter queues and redrive them")
+    dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True)
+    for name, text in (("list", "messages waiting in each dead-letter queue"), ("redrive", "send them back")):
+        command = dlq_commands.add_parser(name, help=text)
+        if name == "redrive":
+            command.add_argument("queue", help="the dead-letter queue, e.g. SendDeadLetterQueue")
+        place = command.add_mutually_exclusive_group(required=True)
+        place.add_argument("--local", action="store_true", help="the running local stack")
+        place.add_argument("--stack", help="a deployed CloudFormation stack")
+        command.add_argument("--port", type=int, default=None, help="the local stack's port")
+        command.set_defaults(run=_dlq)
     return parser
 
 

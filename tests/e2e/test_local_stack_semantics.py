@@ -104,3 +104,32 @@ def test_moving_the_clock_fires_each_due_schedule_once(fixture_stack: RunningSta
     assert after["minute"] == before.get("minute", 0) + 1
     assert after["nightly"] == before.get("nightly", 0) + 1
     assert fixture_stack.advance(10)["schedules_run"] in ([], ["TickerFunction.EveryMinute"])
+
+
+def test_the_operator_sees_dead_letters_and_redrives_them(fixture_stack: RunningStack) -> None:
+    import subprocess
+    import sys
+
+    port = fixture_stack.url.rsplit(":", 1)[1]
+
+    def kindling(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "kindling_ops.cli", "dlq", *args, "--local", "--port", port],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    sqs = aws(fixture_stack, "sqs")
+    dlq = sqs.get_queue_url(QueueName="kindling-WorkDeadLetterQueue")["QueueUrl"]
+    sqs.send_message(QueueUrl=dlq, MessageBody=json.dumps({"n": 99, "note": "fixed since"}))
+    listed = kindling("list")
+    assert listed.returncode == 0, listed.stderr
+    assert "WorkDeadLetterQueue: " in listed.stdout and "fixed since" in listed.stdout
+    moved = kindling("redrive", "WorkDeadLetterQueue")
+    assert moved.returncode == 0 and "message(s) redriven" in moved.stdout, moved.stderr
+    fixture_stack.settle()
+    assert any(json.loads(r["body"]["S"]).get("n") == 99 for r in records(fixture_stack, "sqs")), "processed"
+    refused = kindling("redrive", "NoSuchQueue")
+    assert refused.returncode == 1 and "queue: one of" in refused.stderr

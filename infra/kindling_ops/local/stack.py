@@ -447,6 +447,8 @@ class LocalStack:
             ("POST", "/_local/settle"): self._post_settle,
             ("POST", "/_local/config"): self._post_config,
             ("POST", "/_local/programs"): self._post_program_state,
+            ("GET", "/_local/dlq"): self._get_dead_letters,
+            ("POST", "/_local/dlq/redrive"): self._post_redrive,
             ("POST", "/_local/webhooks/sales"): self._receive_webhook,
             ("GET", "/_local/webhooks"): lambda request: _json(200, {"received": self.webhooks}),
             ("GET", "/_local/outbox"): lambda request: _json(200, {"messages": outbox()}),
@@ -484,6 +486,25 @@ class LocalStack:
         except ValueError as exc:
             return _json(400, {"error": "invalid_request", "problems": [str(exc)]})
         return _json(200, {"result": line})
+
+    def _get_dead_letters(self, request: Request) -> Response:
+        from kindling_ops.dlq import from_template, inspect
+
+        sqs = self.session.client("sqs")
+        return _json(200, {"queues": [inspect(sqs, q) for q in from_template(self.template)]})
+
+    def _post_redrive(self, request: Request) -> Response:
+        from kindling_ops.dlq import from_template, redrive
+
+        body = json.loads(request.get_data() or b"{}")
+        queues = {q.name: q for q in from_template(self.template)}
+        name = body.get("queue") if isinstance(body, dict) else None
+        if name not in queues:
+            return _json(400, {"error": "invalid_request", "problems": [f"queue: one of {sorted(queues)}"]})
+        return _json(
+            200,
+            {"result": f"{name}: {redrive(self.session.client('sqs'), queues[name])} message(s) redriven"},
+        )
 
     def _receive_webhook(self, request: Request) -> Response:
         """Stands in for the sales team's CRM when no KINDLING_HANDOFF_URL is given."""
