@@ -12,6 +12,7 @@ from pydantic import Json
 from kindling import clock
 from kindling.adapters.config_store import EmailConfig
 from kindling.adapters.email_store import DynamoEmailStore
+from kindling.adapters.eventbridge import EventBridgePublisher
 from kindling.adapters.ses import SesMailer
 from kindling.email_render import LinkSigner
 from kindling.email_sender import EmailSender, SendRequest
@@ -32,6 +33,7 @@ sender = EmailSender(
     config,
     LinkSigner(settings.link_secret.get_secret_value().encode()),
     settings.public_api_url,
+    EventBridgePublisher(settings.bus_name),
 )
 processor = BatchProcessor(event_type=EventType.SQS, model=SendRecord)
 

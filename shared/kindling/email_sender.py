@@ -16,12 +16,14 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from kindling.bus import BusEvent, EventPublisher
 from kindling.due import DueItem
 from kindling.email_config import EmailSettings, EmailTemplate, FrequencyCap
 from kindling.email_render import LinkSigner, RenderedEmail, frequency_cap_release, next_send_time, render
 from kindling.emails import normalize_email
 from kindling.errors import Conflict, InvalidInput, NotFound, Retryable
 from kindling.leads import Lead
+from kindling.metrics import send_origin
 
 #: How long an unconfirmed claim waits for SES's Send event before the email is sent again.
 CONFIRMATION_WINDOW = timedelta(minutes=10)
@@ -124,15 +126,29 @@ def gate(lead: Lead, template: EmailTemplate, suppression: str | None) -> SkipRe
 
 class EmailSender:
     def __init__(
-        self, store: EmailStore, mailer: Mailer, config: ConfigSource, links: LinkSigner, api_base_url: str
+        self,
+        store: EmailStore,
+        mailer: Mailer,
+        config: ConfigSource,
+        links: LinkSigner,
+        api_base_url: str,
+        publisher: EventPublisher | None = None,
     ) -> None:
         self._store = store
+        self._publisher = publisher
         self._mailer = mailer
         self._config = config
         self._links = links
         self._api = api_base_url.rstrip("/")
 
     def handle(self, request: SendRequest, now: datetime) -> SendOutcome:
+        """Send, skip or defer the email; the outcome is announced on the bus after it is recorded."""
+        outcome = self._handle(request, now)
+        if outcome.status in ("sent", "skipped", "deferred", "confirmed") and self._publisher is not None:
+            self._publisher.publish([send_event(request, outcome, now)])
+        return outcome
+
+    def _handle(self, request: SendRequest, now: datetime) -> SendOutcome:
         state = self._store.send_state(request.send_id)
         if state is not None and state.status in ("sent", "skipped"):
             return SendOutcome("duplicate")
@@ -233,6 +249,27 @@ class EmailSender:
         if opening > now:
             return opening, "outside_send_window"
         return None
+
+
+def send_event(request: SendRequest, outcome: SendOutcome, now: datetime) -> BusEvent:
+    """``email.sent`` / ``email.skipped`` / ``email.deferred`` for a recorded outcome."""
+    status = "sent" if outcome.status == "confirmed" else outcome.status
+    program, step = send_origin(request.send_id, request.lead_id)
+    return BusEvent(
+        source="kindling.email",
+        detail_type=f"email.{status}",
+        time=now,
+        detail={
+            "event_id": f"{request.send_id}:{status}",
+            "send_id": request.send_id,
+            "lead_id": request.lead_id,
+            "template": request.template,
+            "program": program,
+            "step": step,
+            "reason": outcome.reason,
+            "at": now.isoformat(),
+        },
+    )
 
 
 class SendEmailCommand(BaseModel):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from kindling.bus import BusEvent, EventPublisher
@@ -36,6 +36,7 @@ from kindling.programs_config import Program, Programs, Segments
 from kindling.ses_events import engagement_event
 
 MAX_ATTEMPTS = 8
+HOLD_RECHECK = timedelta(days=1)
 
 
 class ProgramStore(Protocol):
@@ -62,12 +63,13 @@ class WorkQueue(Protocol):
 
 def step_due(enrollment: Enrollment, now: datetime) -> DueItem | None:
     """The scheduler's wake-up for an enrollment's next stop, keyed by its token."""
-    if enrollment.status not in ("active", "waiting") or enrollment.due_at is None:
+    due_at = enrollment.recheck_at if enrollment.status == "held" else enrollment.due_at
+    if enrollment.status not in ("active", "waiting", "held") or due_at is None:
         return None
     return DueItem(
         id=f"step:{enrollment.enrollment_id}:{enrollment.token}",
         kind="step",
-        due_at=enrollment.due_at,
+        due_at=due_at,
         payload={
             "lead_id": enrollment.lead_id,
             "enrollment_id": enrollment.enrollment_id,
@@ -228,6 +230,9 @@ class ProgramService:
             raise NotFound(f"lead {lead_id} is gone")
         if self._store.paused(program.id) or lead.quiet:
             return self._hold(enrollment, now, "program paused" if not lead.quiet else "quiet period")
+        if enrollment.status == "held":  # the daily look found the hold over
+            release_hold(self._store, enrollment, now, "hold over")
+            return "resumed"
         advance = self._advance(program, enrollment, lead, now)
         return "noop" if advance.noop else advance.enrollment.status
 
@@ -238,10 +243,13 @@ class ProgramService:
         return advance
 
     def _hold(self, enrollment: Enrollment, now: datetime, reason: str) -> str:
+        """Hold where it is, and look again daily, so no hold outlives its reason unnoticed."""
         held = enrollment.model_copy(deep=True)
+        if held.status != "held":
+            held.note(now, held.step_id, "held", reason=reason)
         held.status, held.hold_reason = "held", reason
-        held.note(now, held.step_id, "held", reason=reason)
-        self._store.save(held, enrollment.token, None)
+        held.recheck_at, held.token = now + HOLD_RECHECK, new_token()
+        self._store.save(held, enrollment.token, step_due(held, now))
         return "held"
 
     def _finish(self, enrollment: Enrollment, now: datetime, reason: str) -> str:
@@ -315,7 +323,7 @@ def release_hold(store: EnrollmentSaver, enrollment: Enrollment, now: datetime, 
     """Put a held enrollment back where it was: its wait resumes, or its step runs now."""
     resumed = enrollment.model_copy(deep=True)
     resumed.status = "waiting" if resumed.waiting is not None else "active"
-    resumed.hold_reason = None
+    resumed.hold_reason, resumed.recheck_at = None, None
     if resumed.due_at is None or resumed.due_at < now:
         resumed.due_at = now
     resumed.token = new_token()

@@ -55,6 +55,7 @@ class Enrollment(BaseModel):
     token: str = ""
     waiting: Waiting | None = None
     sleeping_at: str | None = None  # the wait step whose time is running
+    recheck_at: datetime | None = None  # while held: when to look again whether the hold is over
     entered_at: datetime
     updated_at: datetime
     exit_reason: str | None = None

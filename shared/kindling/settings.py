@@ -47,6 +47,7 @@ class HandoffSettings(_Settings):
 
 class SenderSettings(_Settings):
     table_name: str
+    bus_name: str
     configuration_set: str
     link_secret: SecretStr
     public_api_url: str
@@ -93,3 +94,8 @@ class CrmWebhooksSettings(_Settings):
     salesforce_org_id: str
     salesforce_secret: SecretStr
     webhook_secret: SecretStr
+
+
+class MetricsSettings(_Settings):
+    table_name: str
+    attribution_window_days: int = 14
