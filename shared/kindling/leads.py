@@ -349,7 +349,8 @@ class ProfileService:
 
     def merge(self, other: Lead, into: str) -> None:
         self._store.mark_merged(other.lead_id, into)
-        self._finish_merge(other, into)
+        # Read it again: anything written to it before it was marked is folded in too.
+        self._finish_merge(self._store.get(other.lead_id) or other, into)
 
     def _finish_merge(self, other: Lead, into: str) -> None:
         for identity in other.identities:
