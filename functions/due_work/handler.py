@@ -15,7 +15,11 @@ from kindling.settings import DueWorkSettings
 
 settings = DueWorkSettings()  # type: ignore[call-arg]
 store = DynamoDueStore(settings.table_name)
-queues = {"send": SqsQueue(settings.send_queue_url), "step": SqsQueue(settings.step_queue_url)}
+queues = {
+    "send": SqsQueue(settings.send_queue_url),
+    "step": SqsQueue(settings.step_queue_url),
+    "segments": SqsQueue(settings.programs_queue_url),
+}
 
 
 def dispatch(items: list[DueItem]) -> None:

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from kindling import clock
 from kindling.adapters.config_store import ConfigCache, DynamoConfigStore, EmailConfig, ProgramsConfig
 from kindling.adapters.dynamo import DynamoLeadStore
+from kindling.adapters.metrics_store import DynamoMetricsStore
 from kindling.adapters.program_store import DynamoProgramStore
 from kindling.adapters.queue import SqsQueue
 from kindling.adapters.score_store import DynamoScoreStore
@@ -17,6 +18,7 @@ from kindling.email_sender import SendEmailCommand, queue_email
 from kindling.errors import InvalidInput, NotFound
 from kindling.http import json_response, raw_body, register_errors, require_bearer
 from kindling.leads import Lead, find_lead_by_email, read_lead
+from kindling.metrics import email_report, parse_range
 from kindling.observability import logger
 from kindling.programs import describe_enrollments
 from kindling.scoring_config import ScoringConfig
@@ -30,6 +32,7 @@ scores = DynamoScoreStore(settings.table_name)
 email_config = EmailConfig(settings.table_name)
 programs_config = ProgramsConfig(settings.table_name)
 programs = DynamoProgramStore(settings.table_name)
+email_metrics = DynamoMetricsStore(settings.table_name)
 send_queue = SqsQueue(settings.send_queue_url)
 scoring_config = ConfigCache(DynamoConfigStore(settings.table_name), "scoring", ScoringConfig)
 app = APIGatewayHttpResolver()
@@ -103,6 +106,18 @@ def find_lead() -> Response:
     if view is None:
         raise NotFound("no lead with that email")
     return json_response(200, view.model_dump(mode="json"))
+
+
+@app.get("/v1/reports/emails")
+def email_metrics_report() -> Response:
+    require_bearer(app.current_event, settings.admin_token.get_secret_value())
+    query = app.current_event
+    first, last = parse_range(query.get_query_string_value("from"), query.get_query_string_value("to"))
+    program = query.get_query_string_value("program") or None
+    rows = email_report(email_metrics.keys(program), lambda key: email_metrics.days(key, first, last))
+    return json_response(
+        200, {"from": first.isoformat(), "to": last.isoformat(), "program": program, "rows": rows}
+    )
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

@@ -44,6 +44,8 @@ def record_handler(record: LeadChangeRecord) -> None:
         changes = service.on_lead_event(
             detail["lead_id"], trigger_id=detail["event_id"], now=now, stage_entered=detail["to"]
         )
+    elif envelope.detail_type == "lead.recheck":  # time alone may have changed a segment
+        changes = service.on_lead_event(detail["lead_id"], trigger_id=detail["event_id"], now=now)
     else:  # lead.score_changed: conditions on grade and engagement may now hold
         changes = service.on_lead_event(detail["lead_id"], trigger_id=detail["event_id"], now=now)
     if changes:

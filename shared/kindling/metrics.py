@@ -199,7 +199,7 @@ def is_advance(from_stage: str | None, to_stage: str | None) -> bool:
         return True
     if from_stage not in FUNNEL:
         return False  # out of closed_lost or recycled: not a step along the funnel
-    return FUNNEL.index(to_stage) > FUNNEL.index(from_stage)  # type: ignore[arg-type]
+    return FUNNEL.index(to_stage) > FUNNEL.index(from_stage)
 
 
 def _utc_day(at: datetime) -> str:
@@ -270,7 +270,7 @@ class MetricsStore(Protocol):
     def send_template(self, send_id: str) -> str | None:
         """The template a send used, for events that do not carry it (unsubscribes)."""
 
-    def commit(self, event_id: str, change: Change, recent_version: int) -> str:
+    def commit(self, lead_id: str, event_id: str, change: Change, recent_version: int) -> str:
         """Apply ``change`` once: ``"applied"``, ``"duplicate"`` or ``"seen"`` (its unique marker was).
 
         Raises ``Retryable`` when the lead's recent list moved since ``recent_version``.
@@ -294,7 +294,7 @@ class MetricsRecorder:
         change = changes_for(event, recent, self._window)
         if not change.increments and change.recent is None:
             return "nothing"
-        return self._store.commit(event.event_id, change, version)
+        return self._store.commit(event.lead_id, event.event_id, change, version)
 
 
 @dataclass

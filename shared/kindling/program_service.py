@@ -26,6 +26,7 @@ from kindling.programs import (
     UpdateLead,
     goal_met,
     may_enter,
+    membership_expires,
     new_token,
     on_lead_change,
     run,
@@ -48,6 +49,7 @@ class ProgramStore(Protocol):
         """Write the new state unless the token moved (``Conflict``)."""
 
     def set_segments(self, lead_id: str, segments: set[str]) -> None: ...
+    def schedule(self, item: DueItem) -> None: ...
     def update_lead(self, lead_id: str, update: UpdateLead, enrollment_id: str, now: datetime) -> None: ...
     def paused(self, program_id: str) -> bool: ...
 
@@ -135,6 +137,24 @@ class ProgramService:
             changes += [f"entered segment {s}" for s in sorted(entered)]
             changes += [f"left segment {s}" for s in sorted(lead.segments - segments)]
             lead.segments = segments
+        expires = membership_expires(self._config.segments().segments, lead)
+        if expires is not None:
+            # "Did X in the last N days" stops holding with time alone: look again then.
+            self._store.schedule(
+                DueItem(
+                    id=f"segments:{lead.lead_id}:{expires.isoformat()}",
+                    kind="segments",
+                    due_at=expires,
+                    scheduled_at=now,
+                    payload={
+                        "id": f"segments:{lead.lead_id}:{expires.isoformat()}",
+                        "detail-type": "lead.recheck",
+                        "source": "kindling.programs",
+                        "time": expires.isoformat(),
+                        "detail": {"lead_id": lead.lead_id, "event_id": f"recheck:{expires.isoformat()}"},
+                    },
+                )
+            )
         programs = self._config.programs().programs
         enrollments = self._store.enrollments(lead.lead_id)
         for enrollment in enrollments:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -35,6 +35,17 @@ class LeadContext(BaseModel):
     engagement: float = 0.0
     segments: set[str] = Field(default_factory=set)
     quiet: bool = False
+    as_of: datetime | None = None
+    #: (event name, when) of the lead's own recent events, as far back as conditions look.
+    recent_events: list[tuple[str, datetime]] = Field(default_factory=list)
+
+    def did(self, event: str, within_days: int) -> list[datetime]:
+        """When the lead did ``event`` in the last ``within_days`` days, newest first."""
+        if self.as_of is None:
+            return []
+        since = self.as_of - timedelta(days=within_days)
+        name = event.strip().lower()
+        return sorted((at for n, at in self.recent_events if n.lower() == name and at >= since), reverse=True)
 
 
 class Waiting(BaseModel):
@@ -128,9 +139,26 @@ def holds(condition: Condition, lead: LeadContext, enrollment: Enrollment | None
         enrollment is None or enrollment.clicked != condition.clicked_email_of_program
     ):
         return False
+    if condition.did is not None and len(lead.did(condition.did.event, condition.did.within_days)) < (
+        condition.did.at_least
+    ):
+        return False
     return condition.opened_email_of_program is None or (
         enrollment is not None and enrollment.opened == condition.opened_email_of_program
     )
+
+
+def membership_expires(segments: list[Segment], lead: LeadContext) -> datetime | None:
+    """When the soonest "did X in the last N days" of a segment the lead is in stops holding."""
+    expiries = []
+    for segment in segments:
+        did = segment.when.did
+        if did is None or segment.id not in lead.segments:
+            continue
+        times = lead.did(did.event, did.within_days)
+        if len(times) >= did.at_least:
+            expiries.append(times[did.at_least - 1] + timedelta(days=did.within_days))
+    return min(expiries, default=None)
 
 
 def segments_of(segments: list[Segment], lead: LeadContext) -> set[str]:

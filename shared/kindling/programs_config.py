@@ -39,6 +39,14 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+class RecentEvents(_Strict):
+    """The lead did ``event`` at least ``at_least`` times in the last ``within_days`` days."""
+
+    event: str = Field(min_length=1)
+    within_days: int = Field(ge=1, le=365)
+    at_least: int = Field(default=1, ge=1)
+
+
 class Condition(_Strict):
     """About a lead; every part given must hold."""
 
@@ -51,6 +59,7 @@ class Condition(_Strict):
     not_in_segment: Slug | None = None
     clicked_email_of_program: bool | None = None
     opened_email_of_program: bool | None = None
+    did: RecentEvents | None = None
 
     @model_validator(mode="after")
     def _something(self) -> Condition:
@@ -320,3 +329,16 @@ def _condition_segments(where: str, condition: Condition | None) -> list[tuple[s
     if condition is None:
         return []
     return [(where, condition.in_segment), (where, condition.not_in_segment)]
+
+
+def event_window_days(programs: Programs, segments: Segments) -> int:
+    """The longest look-back any condition needs: how much of a lead's history to read."""
+    conditions: list[Condition] = [s.when for s in segments.segments]
+    for program in programs.programs.values():
+        if program.entry_filter is not None:
+            conditions.append(program.entry_filter)
+        for step in program.steps:
+            conditions += [case.when for case in step.branch or []]
+            if step.wait_until is not None and step.wait_until.condition is not None:
+                conditions.append(step.wait_until.condition)
+    return max((c.did.within_days for c in conditions if c.did is not None), default=0)

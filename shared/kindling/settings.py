@@ -68,6 +68,7 @@ class DueWorkSettings(_Settings):
     table_name: str
     send_queue_url: str
     step_queue_url: str
+    programs_queue_url: str
 
 
 class ProgramsSettings(_Settings):

@@ -110,6 +110,36 @@ def test_the_same_send_delivered_many_times_sends_one_email(world) -> None:
     assert event == "Email Sent" and properties["template"] == "welcome-1"
 
 
+def test_each_recorded_outcome_is_announced_on_the_bus_once(world) -> None:
+    publisher = RecordingPublisher()
+    sender = EmailSender(
+        world["store"], world["mailer"], EmailConfig(world["table"]), LinkSigner(b"s" * 32), API, publisher
+    )
+    lead_id = new_lead(world["table"])
+    program_send = SendRequest(send_id=f"welcome.{lead_id}.1.intro", lead_id=lead_id, template="welcome-1")
+    for _ in range(2):
+        sender.handle(program_send, WEDNESDAY_10AM_NEW_YORK)
+    sender.handle(request("ld_nobody"), WEDNESDAY_10AM_NEW_YORK)
+    saturday = datetime(2026, 11, 28, 15, 0, tzinfo=UTC)
+    sender.handle(request(lead_id), saturday)
+    sent, skipped, deferred = publisher.events
+    assert [e.detail_type for e in publisher.events] == ["email.sent", "email.skipped", "email.deferred"]
+    assert {e.source for e in publisher.events} == {"kindling.email"}
+    assert sent.detail == {
+        "event_id": f"welcome.{lead_id}.1.intro:sent",
+        "send_id": f"welcome.{lead_id}.1.intro",
+        "lead_id": lead_id,
+        "template": "welcome-1",
+        "program": "welcome",
+        "step": "intro",
+        "reason": None,
+        "at": WEDNESDAY_10AM_NEW_YORK.isoformat(),
+    }
+    assert skipped.detail["reason"] == "unknown_lead" and skipped.detail["program"] is None
+    assert deferred.detail["reason"] == "outside_send_window"
+    assert deferred.detail["event_id"].endswith(":deferred")
+
+
 def test_a_failed_ses_call_releases_the_claim_so_the_retry_sends_at_once(world) -> None:
     world["mailer"].fail_first = Retryable("ThrottlingException")
     send = request(new_lead(world["table"]))
@@ -343,9 +373,15 @@ def test_the_sender_handler_keeps_the_reason_of_a_failing_send_for_the_dead_lett
 
     lead_id = new_lead(world["table"])
     sender = load_handler(
-        "sender", TABLE_NAME=world["table"], CONFIGURATION_SET="cs", LINK_SECRET="s" * 32, PUBLIC_API_URL=API
+        "sender",
+        TABLE_NAME=world["table"],
+        BUS_NAME="unused",
+        CONFIGURATION_SET="cs",
+        LINK_SECRET="s" * 32,
+        PUBLIC_API_URL=API,
     )
     sender.sender._mailer = ThrottledSes()
+    sender.sender._publisher = RecordingPublisher()
     body = json.dumps({"send_id": "fails-1", "lead_id": lead_id, "template": "welcome-1"})
     clock.install(clock.FixedClock(WEDNESDAY_10AM_NEW_YORK))
     try:

@@ -185,6 +185,11 @@ class ProgramsConfig:
         except NotFound:
             return None
 
+    def event_window_days(self) -> int:
+        from kindling.programs_config import event_window_days
+
+        return event_window_days(self.programs(), self.segments())
+
 
 class CrmPolicy:
     """The sales policy in ``config/crm.yaml``: quiet stages, silence limits, recycling.

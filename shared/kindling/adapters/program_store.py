@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -32,7 +32,11 @@ def enrollment_key(lead_id: str, enrollment_id: str) -> dict[str, Any]:
 
 class DynamoProgramStore:
     def __init__(
-        self, table_name: str, client: Any = None, decay: Callable[[], Decay | None] = lambda: None
+        self,
+        table_name: str,
+        client: Any = None,
+        decay: Callable[[], Decay | None] = lambda: None,
+        event_window_days: Callable[[], int] = lambda: 0,
     ) -> None:
         self._table = table_name
         self._client = client
@@ -40,6 +44,7 @@ class DynamoProgramStore:
         self._scores = DynamoScoreStore(table_name, client)
         self._due = DynamoDueStore(table_name, client)
         self._decay = decay
+        self._event_window_days = event_window_days
 
     @property
     def client(self) -> Any:
@@ -59,8 +64,36 @@ class DynamoProgramStore:
             grade=score.grade if score else "D",
             engagement=score.engagement_at(now, self._decay()) if score else 0.0,
             segments=set(lead.segments),
+            as_of=now,
+            recent_events=self._recent_events(lead.lead_id, now),
             quiet=lead.quiet,
         )
+
+    def _recent_events(self, lead_id: str, now: datetime) -> list[tuple[str, datetime]]:
+        """The lead's events as far back as any condition looks (nothing when none does)."""
+        days = self._event_window_days()
+        if days <= 0:
+            return []
+        paginator = self.client.get_paginator("query")
+        found = []
+        for page in paginator.paginate(
+            TableName=self._table,
+            KeyConditionExpression="PK = :pk AND SK BETWEEN :since AND :end",
+            ExpressionAttributeValues={
+                ":pk": {"S": f"LEAD#{lead_id}"},
+                ":since": {"S": f"EVT#{isoformat(now - timedelta(days=days))}"},
+                ":end": {"S": "EVT#~"},
+            },
+            ProjectionExpression="#e, #ty, #ts",
+            ExpressionAttributeNames={"#e": "event", "#ty": "type", "#ts": "timestamp"},
+        ):
+            for item in page.get("Items", []):
+                name = item.get("event", {}).get("S") or item["type"]["S"]
+                found.append((name, datetime.fromisoformat(item["timestamp"]["S"].replace("Z", "+00:00"))))
+        return found
+
+    def schedule(self, item: DueItem) -> None:
+        self._due.put_due(item)
 
     def enrollments(self, lead_id: str) -> list[Enrollment]:
         response = self.client.query(
@@ -141,17 +174,17 @@ class DynamoProgramStore:
             self._due.lower_cursor(due)
 
     def set_segments(self, lead_id: str, segments: set[str]) -> None:
-        if segments:
-            expression, values = "SET segments = :s", {":s": {"SS": sorted(segments)}}
-        else:
-            expression, values = "REMOVE segments", {}
+        # "segments" is a DynamoDB reserved word: always through a name placeholder.
         kwargs: dict[str, Any] = {
             "TableName": self._table,
             "Key": lead_key(lead_id),
-            "UpdateExpression": expression,
+            "ExpressionAttributeNames": {"#seg": "segments"},
         }
-        if values:
-            kwargs["ExpressionAttributeValues"] = values
+        if segments:
+            kwargs["UpdateExpression"] = "SET #seg = :s"
+            kwargs["ExpressionAttributeValues"] = {":s": {"SS": sorted(segments)}}
+        else:
+            kwargs["UpdateExpression"] = "REMOVE #seg"
         self.client.update_item(**kwargs)
 
     def update_lead(self, lead_id: str, update: UpdateLead, enrollment_id: str, now: datetime) -> None:

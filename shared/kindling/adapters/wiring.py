@@ -22,7 +22,10 @@ def program_service(
     config = ProgramsConfig(table_name)
     publisher = EventBridgePublisher(bus_name)
     service = ProgramService(
-        DynamoProgramStore(table_name, decay=config.decay), config, SqsQueue(send_queue_url), publisher
+        DynamoProgramStore(table_name, decay=config.decay, event_window_days=config.event_window_days),
+        config,
+        SqsQueue(send_queue_url),
+        publisher,
     )
     return service, config, publisher
 

@@ -1,0 +1,47 @@
+"""Email sends, opens, clicks, unsubscribes and stage moves become email metric counters, once each."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import Json
+
+from kindling.adapters.metrics_store import DynamoMetricsStore
+from kindling.bus import BusEnvelope
+from kindling.metrics import MetricsRecorder, parse_event
+from kindling.observability import logger, metrics
+from kindling.settings import MetricsSettings
+
+
+class MetricRecord(SqsRecordModel):
+    body: Json[BusEnvelope]
+
+
+settings = MetricsSettings()  # type: ignore[call-arg]
+recorder = MetricsRecorder(
+    DynamoMetricsStore(settings.table_name), timedelta(days=settings.attribution_window_days)
+)
+processor = BatchProcessor(event_type=EventType.SQS, model=MetricRecord)
+
+
+def record_handler(record: MetricRecord) -> None:
+    envelope = record.body
+    event = parse_event(envelope.source, envelope.detail_type, envelope.detail, envelope.time)
+    if event is None:
+        return
+    outcome = recorder.record(event)
+    if outcome == "duplicate":
+        metrics.add_metric(name="MetricEventDuplicates", unit=MetricUnit.Count, value=1)
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+def lambda_handler(event: dict, context: LambdaContext) -> PartialItemFailureResponse:
+    return process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )

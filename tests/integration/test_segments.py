@@ -1,0 +1,87 @@
+"""Segments kept current as leads change, and as time passes (moto)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from kindling.adapters.config_store import DynamoConfigStore, ProgramsConfig
+from kindling.adapters.due_store import DynamoDueStore
+from kindling.adapters.dynamo import DynamoLeadStore
+from kindling.adapters.program_store import DynamoProgramStore
+from kindling.due import release_due
+from kindling.leads import ProfileService
+from kindling.program_service import ProgramService
+from kindling.tracking import WebEvent
+
+T0 = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)
+SEGMENTS = {
+    "segments": [
+        {
+            "id": "webinar-fans",
+            "name": "Registered for 2 webinars in 30 days",
+            "when": {"did": {"event": "Webinar Registered", "within_days": 30, "at_least": 2}},
+        },
+    ]
+}
+PROGRAMS = {
+    "programs": {
+        "fan-club": {
+            "id": "fan-club",
+            "name": "Fan club",
+            "trigger": {"segment": "webinar-fans"},
+            "steps": [{"id": "tag", "update": {"add_tags": ["webinar-fan"]}}],
+        }
+    }
+}
+
+
+class Nothing:
+    def publish(self, events: Any) -> None: ...
+    def send_all(self, bodies: Any) -> None: ...
+
+
+def test_a_did_in_the_last_n_days_segment_is_entered_then_left_as_time_passes(table: str) -> None:
+    config = DynamoConfigStore(table)
+    config.apply("segments", SEGMENTS, T0)
+    config.apply("programs", PROGRAMS, T0)
+    programs_config = ProgramsConfig(table)
+    store = DynamoProgramStore(table, event_window_days=programs_config.event_window_days)
+    service = ProgramService(store, programs_config, Nothing(), Nothing(), sleep=lambda s: None)
+    profiles = ProfileService(DynamoLeadStore(table))
+    user = f"u-{uuid.uuid4().hex[:6]}"
+
+    def track(at: datetime) -> list[str]:
+        event = WebEvent(
+            message_id=uuid.uuid4().hex,
+            type="track",
+            user_id=user,
+            event="Webinar Registered",
+            timestamp=at,
+            received_at=at,
+        )
+        lead_id = profiles.record(event, at).lead_id
+        return service.on_lead_event(
+            lead_id, trigger_id=event.message_id, now=at, event=event.model_dump(mode="json")
+        )
+
+    assert track(T0) == []
+    changes = track(T0 + timedelta(days=5))
+    assert "entered segment webinar-fans" in changes
+    [enrollment] = [e for e in changes if "fan-club" in e and e.endswith("entered")]
+    lead = DynamoLeadStore(table).get(enrollment.split(".")[1])
+    assert lead is not None and "webinar-fans" in lead.segments and "webinar-fan" in lead.tags
+
+    rechecks: list[dict[str, Any]] = []
+
+    def collect(items: list[Any]) -> None:
+        rechecks.extend(i.payload for i in items if i.kind == "segments")
+
+    due = DynamoDueStore(table)
+    release_due(due, collect, T0 + timedelta(days=29))
+    assert rechecks == [], "still two registrations within 30 days"
+    release_due(due, collect, T0 + timedelta(days=30, hours=1))
+    assert [r["detail-type"] for r in rechecks] == ["lead.recheck"]
+    left = service.on_lead_event(lead.lead_id, trigger_id="recheck", now=T0 + timedelta(days=30, hours=1))
+    assert left == ["left segment webinar-fans"]
