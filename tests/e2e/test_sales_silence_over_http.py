@@ -14,15 +14,35 @@ from typing import Any
 import pytest
 import requests
 
-from tests.e2e.conftest import WRITE_KEY, RunningStack, start_stack, stop_stack
+from kindling_ops.config import documents, load
+from tests.e2e.conftest import ROOT, WRITE_KEY, RunningStack, start_stack, stop_stack
 
 pytestmark = pytest.mark.e2e
 HUBSPOT_SECRET = "e2e-hubspot-client-secret-0123"
 
 
+#: A nurture track with no exit goal at SQL: sales talking must hold it, not end it.
+STEADY = {
+    "id": "steady-nurture",
+    "name": "Steady nurture",
+    "trigger": {"new_lead": True},
+    "steps": [
+        {"id": "first", "send_email": "welcome-1"},
+        {"id": "wait-2d", "wait": "2d"},
+        {"id": "second", "send_email": "nurture-case-study"},
+        {"id": "wait-7d", "wait": "7d"},
+        {"id": "third", "send_email": "nurture-roi-guide"},
+    ],
+}
+
+
 @pytest.fixture(scope="module")
 def crm_stack() -> Iterator[RunningStack]:
     running = start_stack(env={"KINDLING_HUBSPOT_CLIENT_SECRET": HUBSPOT_SECRET}, shipped_programs=True)
+    shipped = documents(load(ROOT / "config"))["programs"]
+    programs = {"programs": {**shipped["programs"], "steady-nurture": STEADY}}
+    applied = requests.post(f"{running.url}/_local/config", json={"programs": programs}, timeout=30)
+    assert applied.status_code == 200, applied.text
     yield running
     assert stop_stack(running) == 0
 
@@ -131,9 +151,10 @@ def test_sales_silence_reactivates_the_lead_and_closed_lost_recycles_it(crm_stac
     held = requests.get(
         f"{stack.url}/v1/leads/{view['lead']['lead_id']}/enrollments", headers=stack.admin(), timeout=10
     ).json()["enrollments"]
-    assert any(e["program"] == "welcome-series" and e["status"] == "held" for e in held)
+    assert any(e["program"] == "steady-nurture" and e["status"] == "held" for e in held)
+    assert any(e["program"] == "welcome-series" and e["status"] == "exited" for e in held), "its goal: SQL"
 
-    # Day 3: the welcome series' next email was due; it is held, not sent.
+    # Day 3: the steady nurture's second email was due; it is held, not sent.
     clock_to(stack, monday + timedelta(days=3))
     assert len(subjects(stack, email)) == welcome_count
 
