@@ -53,12 +53,6 @@ def lead(stack: RunningStack, email: str) -> dict[str, Any]:
     return dict(stack.lead_by_email(email).json())
 
 
-def email_events(view: dict[str, Any]) -> list[str]:
-    return [
-        e["event"] for e in view["timeline"] if e["type"] == "email" or (e["event"] or "").startswith("Email")
-    ]
-
-
 def move_clock_to(stack: RunningStack, moment: datetime) -> None:
     response = requests.post(f"{stack.url}/_local/clock", json={"now": moment.isoformat()}, timeout=60)
     assert response.status_code == 200, response.text

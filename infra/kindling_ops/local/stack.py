@@ -104,7 +104,8 @@ class ScheduledInvocation:
 
 @dataclass
 class Activity:
-    invocations: int = 0
+    """What went wrong in the functions since the stack started (for tests and debugging)."""
+
     failures: list[str] = field(default_factory=list)
 
 
@@ -302,7 +303,6 @@ class LocalStack:
                     failed.add(message["MessageId"])
         else:
             failed = self._invoke_batch(subscription, messages)
-        self.activity.invocations += 1
         for message in messages:
             if message["MessageId"] in failed:
                 # Retried after a short delay here, rather than the queue's full visibility timeout.
