@@ -18,7 +18,7 @@ from kindling.email_sender import SendEmailCommand, queue_email
 from kindling.errors import InvalidInput, NotFound
 from kindling.http import json_response, raw_body, register_errors, require_bearer
 from kindling.leads import Lead, find_lead_by_email, read_lead
-from kindling.metrics import email_report, parse_range
+from kindling.metrics import email_report, funnel_report, parse_breakdown, parse_range
 from kindling.observability import logger
 from kindling.programs import describe_enrollments
 from kindling.scoring_config import ScoringConfig
@@ -118,6 +118,16 @@ def email_metrics_report() -> Response:
     return json_response(
         200, {"from": first.isoformat(), "to": last.isoformat(), "program": program, "rows": rows}
     )
+
+
+@app.get("/v1/reports/funnel")
+def funnel_metrics_report() -> Response:
+    require_bearer(app.current_event, settings.admin_token.get_secret_value())
+    query = app.current_event
+    first, last = parse_range(query.get_query_string_value("from"), query.get_query_string_value("to"))
+    by = parse_breakdown(query.get_query_string_value("by"))
+    groups = funnel_report(email_metrics.funnel_keys(by), lambda key: email_metrics.days(key, first, last))
+    return json_response(200, {"from": first.isoformat(), "to": last.isoformat(), "by": by, "groups": groups})
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

@@ -1,4 +1,4 @@
-"""Email sends, opens, clicks, unsubscribes and stage moves become email metric counters, once each."""
+"""Email sends, opens, clicks, unsubscribes and stage moves become email and funnel counters, once each."""
 
 from __future__ import annotations
 

@@ -261,6 +261,94 @@ def _stack_table(stack: str | None) -> str | None:
     return table
 
 
+def format_table(headers: list[str], rows: list[list[object]]) -> str:
+    """Columns aligned: text left, numbers right; ``-`` for a missing value."""
+    cells = [[("-" if v is None else str(v)) for v in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+    numeric = [
+        all(isinstance(row[i], int | float) or row[i] is None for row in rows) for i in range(len(headers))
+    ]
+
+    def line(values: list[str]) -> str:
+        padded = [v.rjust(w) if n else v.ljust(w) for v, w, n in zip(values, widths, numeric, strict=True)]
+        return "  ".join(padded).rstrip()
+
+    return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in cells)])
+
+
+def format_report(kind: str, report: dict) -> str:
+    """The emails or funnel report (as the API returns it) as a text table."""
+    if kind == "emails":
+        headers = ["program", "step", "template", "sent", "skipped", "deferred", "opened", "clicked"]
+        headers += ["unsub", "adv_last", "adv_any"]
+        rows = [
+            [
+                *(r["program"], r["step"], r["template"], r["sent"], r["skipped"]["total"], r["deferred"]),
+                *(r["opened_unique"], r["clicked_unique"], r["unsubscribed"]),
+                *(r["stage_advances_last_touch"], r["stage_advances_any_touch"]),
+            ]
+            for r in report["rows"]
+        ]
+        return format_table(headers, rows)
+    by = report.get("by")
+    headers = [by or "funnel", "stage", "entered", "to_next", "closed", "count", "amount"]
+    rows = []
+    for group in report["groups"]:
+        value = group["value"] if by else "all"
+        closed = {"customer": group["closed"]["won"], "closed_lost": group["closed"]["lost"]}
+        for stage in group["stages"]:
+            rate = stage["conversion_to_next"]
+            deal = closed.get(stage["stage"])
+            rows.append(
+                [value, stage["stage"], stage["entered"], None if rate is None else f"{rate:.1%}"]
+                + (
+                    [("won" if stage["stage"] == "customer" else "lost"), deal["count"], deal["amount"]]
+                    if deal
+                    else [None] * 3
+                )
+            )
+    return format_table(headers, rows)
+
+
+def _report(args: argparse.Namespace) -> int:
+    import json
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    token = args.token or os.environ.get("KINDLING_ADMIN_TOKEN")
+    if not token:
+        print("kindling: give --token or set KINDLING_ADMIN_TOKEN", file=sys.stderr)
+        return 2
+    if args.url:
+        base = args.url.rstrip("/")
+    else:
+        base = (
+            f"http://127.0.0.1:{args.port if args.port is not None else int(os.environ.get('PORT', '3000'))}"
+        )
+    query = {"from": args.start, "to": args.end}
+    if args.kind == "funnel" and args.by:
+        query["by"] = args.by
+    if args.kind == "emails" and args.program:
+        query["program"] = args.program
+    request = urllib.request.Request(
+        f"{base}/v1/reports/{args.kind}?{urllib.parse.urlencode(query)}",
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            report = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        problems = json.loads(exc.read() or b"{}").get("problems") or [exc.reason]
+        print(f"kindling: {problems[0]}", file=sys.stderr)
+        return 1
+    except (urllib.error.URLError, OSError) as exc:
+        print(f"kindling: cannot reach {base}: {exc}", file=sys.stderr)
+        return 1
+    print(format_report(args.kind, report))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kindling", description="Operate kindling.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -296,6 +384,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--port", type=int, default=None, help="the local stack's port (default: $PORT or 3000)"
     )
     programs.set_defaults(run=_programs)
+
+    report = commands.add_parser("report", help="print the email or funnel report for a date range")
+    report.add_argument("kind", choices=["emails", "funnel"])
+    report.add_argument("--from", dest="start", required=True, help="first day, YYYY-MM-DD")
+    report.add_argument("--to", dest="end", required=True, help="last day, YYYY-MM-DD (inclusive)")
+    report.add_argument("--by", choices=["industry", "source"], help="funnel: break down by this")
+    report.add_argument("--program", help="emails: only this program")
+    origin = report.add_mutually_exclusive_group(required=True)
+    origin.add_argument("--local", action="store_true", help="the running local stack")
+    origin.add_argument("--url", help="a deployed stack's API URL")
+    report.add_argument(
+        "--port", type=int, default=None, help="the local stack's port (default: $PORT or 3000)"
+    )
+    report.add_argument("--token", help="the admin token (default: $KINDLING_ADMIN_TOKEN)")
+    report.set_defaults(run=_report)
 
     dlq = commands.add_parser("dlq", help="inspect dead-letter queues and redrive them")
     dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True)

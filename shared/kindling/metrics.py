@@ -7,6 +7,11 @@ the funnel credits the emails it got within the attribution window before the mo
 recent one (last touch) and every one (any touch). The sends a lead got recently are kept in
 a small per-lead list, so crediting them never scans.
 
+Funnel counters sit beside them: every ``lead.stage_changed`` counts the lead entering its new
+stage on that day, once overall (``all``), once under the lead's industry and once under its
+first-touch source; entering ``customer`` (closed won) or ``closed_lost`` also adds the deal
+amount when the event carries one.
+
 Everything here is pure: the consumer and ``replay`` apply the same ``changes_for``.
 """
 
@@ -18,7 +23,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal, Protocol
 
 from kindling.errors import InvalidInput
-from kindling.scoring_config import FUNNEL
+from kindling.scoring_config import FUNNEL, STAGES
 
 DEFAULT_ATTRIBUTION_WINDOW = timedelta(days=14)
 #: How many sends a lead's recent list keeps (the newest), besides the window.
@@ -41,6 +46,15 @@ SENT, DEFERRED, SKIPPED = "sent", "deferred", "skipped"
 OPENED_UNIQUE, CLICKED_UNIQUE, UNSUBSCRIBED = "opened_unique", "clicked_unique", "unsubscribed"
 LAST_TOUCH, ANY_TOUCH = "stage_advances_last_touch", "stage_advances_any_touch"
 SKIPPED_PREFIX = "skipped_"
+#: Funnel counter fields: leads that entered the stage, and (closed stages) the amounts of those that had one.
+ENTERED, AMOUNT_CENTS, WITH_AMOUNT = "entered", "amount_cents", "with_amount"
+#: The funnel breakdowns a report can ask for (``all`` is the one without a breakdown).
+BREAKDOWNS = ("industry", "source")
+ALL = "all"
+#: The breakdown value of a lead whose industry or first-touch source is not known.
+UNKNOWN = "unknown"
+#: The stages a closed deal lands in.
+WON, LOST = "customer", "closed_lost"
 
 
 @dataclass(frozen=True)
@@ -58,6 +72,10 @@ class MetricEvent:
     reason: str | None = None
     from_stage: str | None = None
     to_stage: str | None = None
+    #: Stage moves only: the deal amount (closed won / lost), the lead's industry and first-touch source.
+    amount: float | None = None
+    industry: str | None = None
+    source: str | None = None
 
 
 @dataclass(frozen=True)
@@ -90,6 +108,7 @@ class RecentSend:
 
 @dataclass(frozen=True)
 class CounterKey:
+    kind = "email"
     program: str | None
     step: str | None
     template: str
@@ -106,8 +125,28 @@ class CounterKey:
 
 
 @dataclass(frozen=True)
+class FunnelKey:
+    """Leads entering ``stage``, overall (``by`` is ``all``, ``value`` ``-``) or for one breakdown value."""
+
+    kind = "funnel"
+    by: str
+    stage: str
+    value: str = NONE
+
+    @property
+    def id(self) -> str:
+        """``<by>#<stage>#<value>`` (the value last: it may hold anything)."""
+        return f"{self.by}#{self.stage}#{self.value}"
+
+    @classmethod
+    def from_id(cls, key_id: str) -> FunnelKey:
+        by, stage, value = key_id.split("#", 2)
+        return cls(by, stage, value)
+
+
+@dataclass(frozen=True)
 class Increment:
-    key: CounterKey
+    key: CounterKey | FunnelKey
     day: str
     field: str
     amount: int = 1
@@ -180,6 +219,8 @@ def parse_event(source: str, detail_type: str, detail: dict[str, Any], time: dat
             step=step,
         )
     if source in ("kindling.scoring", "kindling.crm") and detail_type == "lead.stage_changed":
+        amount = detail.get("amount")
+        valid = isinstance(amount, int | float) and not isinstance(amount, bool) and 0 <= amount < 1e13
         return MetricEvent(
             event_id=detail["event_id"],
             kind="stage_changed",
@@ -187,8 +228,37 @@ def parse_event(source: str, detail_type: str, detail: dict[str, Any], time: dat
             lead_id=lead_id,
             from_stage=detail.get("from"),
             to_stage=detail.get("to"),
+            amount=float(amount) if valid and amount is not None else None,
+            industry=breakdown_value(detail.get("industry")),
+            source=breakdown_value(detail.get("first_touch_source")),
         )
     return None
+
+
+def breakdown_value(value: Any) -> str | None:
+    """A trait as a breakdown value: trimmed text (at most 100 characters), None when empty or absent."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return None
+    text = str(value).strip()[:100]
+    return text or None
+
+
+def funnel_increments(event: MetricEvent) -> tuple[Increment, ...]:
+    """A stage move: the lead entered ``to_stage`` (overall, by industry, by source), with its amount."""
+    if event.to_stage not in STAGES or event.to_stage == event.from_stage:
+        return ()
+    day = _utc_day(event.at)
+    keys = (
+        FunnelKey(ALL, event.to_stage),
+        FunnelKey("industry", event.to_stage, event.industry or UNKNOWN),
+        FunnelKey("source", event.to_stage, event.source or UNKNOWN),
+    )
+    increments = [Increment(key, day, ENTERED) for key in keys]
+    if event.to_stage in (WON, LOST) and event.amount is not None:
+        cents = round(event.amount * 100)
+        for key in keys:
+            increments += [Increment(key, day, AMOUNT_CENTS, cents), Increment(key, day, WITH_AMOUNT)]
+    return tuple(increments)
 
 
 def is_advance(from_stage: str | None, to_stage: str | None) -> bool:
@@ -218,16 +288,17 @@ def changes_for(
     """
     day = _utc_day(event.at)
     if event.kind == "stage_changed":
+        funnel = funnel_increments(event)
         if not is_advance(event.from_stage, event.to_stage):
-            return Change()
+            return Change(funnel)
         touched = sorted(
             (s for s in recent if event.at - window <= s.at <= event.at), key=lambda s: (s.at, s.send_id)
         )
         if not touched:
-            return Change()
+            return Change(funnel)
         increments = [Increment(_key_of(s), day, ANY_TOUCH) for s in touched]
         increments.append(Increment(_key_of(touched[-1]), day, LAST_TOUCH))
-        return Change(tuple(increments))
+        return Change((*increments, *funnel))
     key = CounterKey(event.program, event.step, event.template or NONE)
     if event.kind == "sent":
         assert event.send_id is not None
@@ -260,7 +331,10 @@ def _key_of(send: RecentSend) -> CounterKey:
 
 
 Counters = dict[tuple[str, str], dict[str, int]]
-"""``(key id, day) -> {field: amount}``."""
+"""``(key id, day) -> {field: amount}``; a funnel key's id is prefixed ``funnel|``."""
+
+#: A lead's industry and first-touch source, as its profile has them (None when it has not).
+LeadTraits = Callable[[str], tuple[str | None, str | None]]
 
 
 class MetricsStore(Protocol):
@@ -269,6 +343,9 @@ class MetricsStore(Protocol):
 
     def send_template(self, send_id: str) -> str | None:
         """The template a send used, for events that do not carry it (unsubscribes)."""
+
+    def lead_traits(self, lead_id: str) -> tuple[str | None, str | None]:
+        """The lead's industry and first-touch source from its profile (None when not there)."""
 
     def commit(self, lead_id: str, event_id: str, change: Change, recent_version: int) -> str:
         """Apply ``change`` once: ``"applied"``, ``"duplicate"`` or ``"seen"`` (its unique marker was).
@@ -287,6 +364,7 @@ class MetricsRecorder:
     def record(self, event: MetricEvent) -> str:
         if event.template is None and event.send_id is not None:
             event = replace(event, template=self._store.send_template(event.send_id))
+        event = with_traits(event, self._store.lead_traits)
         recent: list[RecentSend] = []
         version = 0
         if event.kind in ("sent", "stage_changed"):
@@ -295,6 +373,14 @@ class MetricsRecorder:
         if not change.increments and change.recent is None:
             return "nothing"
         return self._store.commit(event.lead_id, event.event_id, change, version)
+
+
+def with_traits(event: MetricEvent, traits: LeadTraits) -> MetricEvent:
+    """A stage move that does not carry the lead's industry or source gets them from the profile."""
+    if event.kind != "stage_changed" or (event.industry is not None and event.source is not None):
+        return event
+    industry, source = traits(event.lead_id)
+    return replace(event, industry=event.industry or industry, source=event.source or source)
 
 
 @dataclass
@@ -307,11 +393,16 @@ class _ReplayState:
 
 def add(counters: Counters, increments: Iterable[Increment]) -> None:
     for inc in increments:
-        fields = counters.setdefault((inc.key.id, inc.day), {})
+        name = inc.key.id if inc.key.kind == "email" else f"{inc.key.kind}|{inc.key.id}"
+        fields = counters.setdefault((name, inc.day), {})
         fields[inc.field] = fields.get(inc.field, 0) + inc.amount
 
 
-def replay(events: Iterable[MetricEvent], window: timedelta = DEFAULT_ATTRIBUTION_WINDOW) -> Counters:
+def replay(
+    events: Iterable[MetricEvent],
+    window: timedelta = DEFAULT_ATTRIBUTION_WINDOW,
+    traits: LeadTraits = lambda lead_id: (None, None),
+) -> Counters:
     """The counters of a stream of events (in bus order), computed in memory; duplicates count once."""
     state = _ReplayState()
     applied: set[str] = set()
@@ -332,6 +423,7 @@ def replay(events: Iterable[MetricEvent], window: timedelta = DEFAULT_ATTRIBUTIO
             state.templates.setdefault(event.send_id, event.template)
         if event.template is None and event.send_id is not None:
             event = replace(event, template=state.templates.get(event.send_id))
+        event = with_traits(event, traits)
         change = changes_for(event, state.recent.get(event.lead_id, ()), window)
         if change.unique is not None:
             if change.unique in state.seen:
@@ -415,3 +507,52 @@ def email_report(
             rows.append(report_row(key, totals))
     rows.sort(key=lambda r: (r["program"] or "", r["step"] or "", r["template"]))
     return rows
+
+
+def parse_breakdown(value: str | None) -> str | None:
+    """``by``: absent, ``industry`` or ``source``; ``InvalidInput`` naming it otherwise."""
+    if value is None or value == "":
+        return None
+    if value not in BREAKDOWNS:
+        raise InvalidInput(f"by: must be one of {', '.join(BREAKDOWNS)}")
+    return value
+
+
+def _money(cents: int) -> float:
+    return round(cents / 100, 2)
+
+
+def funnel_group(totals: dict[str, dict[str, int]]) -> dict[str, Any]:
+    """One funnel from the summed counters of each stage: entries, conversion to the next, closed deals."""
+    stages = []
+    for stage in STAGES:
+        entered = totals.get(stage, {}).get(ENTERED, 0)
+        following = FUNNEL[FUNNEL.index(stage) + 1] if stage in FUNNEL[:-1] else None
+        conversion = None if following is None else _rate(totals.get(following, {}).get(ENTERED, 0), entered)
+        stages.append(
+            {"stage": stage, "entered": entered, "next": following, "conversion_to_next": conversion}
+        )
+    closed = {}
+    for name, closed_stage in (("won", WON), ("lost", LOST)):
+        fields = totals.get(closed_stage, {})
+        closed[name] = {
+            "count": fields.get(ENTERED, 0),
+            "with_amount": fields.get(WITH_AMOUNT, 0),
+            "amount": _money(fields.get(AMOUNT_CENTS, 0)),
+        }
+    return {"stages": stages, "closed": closed}
+
+
+def funnel_report(
+    keys: Iterable[FunnelKey], read_days: Callable[[FunnelKey], Iterable[dict[str, int]]]
+) -> list[dict[str, Any]]:
+    """A funnel per breakdown value (one, valued None, without a breakdown), by value."""
+    values: dict[str | None, dict[str, dict[str, int]]] = {}
+    for key in keys:
+        totals = sum_days(read_days(key))
+        if any(totals.values()):
+            value = None if key.by == ALL else key.value
+            values.setdefault(value, {})[key.stage] = totals
+    return [
+        {"value": value, **funnel_group(values[value])} for value in sorted(values, key=lambda v: v or "")
+    ]

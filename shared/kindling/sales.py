@@ -136,6 +136,7 @@ class SalesService:
                             "why": why,
                             "by": f"crm:{provider}",
                             "at": at.isoformat(),
+                            "amount": detail.get("amount"),
                         },
                     )
                 ]

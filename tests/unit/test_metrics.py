@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -16,13 +16,17 @@ from kindling.metrics import (
     Change,
     CounterKey,
     Counters,
+    FunnelKey,
     MetricEvent,
     MetricsRecorder,
     RecentSend,
     add,
     changes_for,
     email_report,
+    funnel_increments,
+    funnel_report,
     is_advance,
+    parse_breakdown,
     parse_event,
     parse_range,
     replay,
@@ -110,13 +114,56 @@ def test_an_advance_credits_the_last_email_and_every_email_in_the_window() -> No
     ]
     change = changes_for(moved("e", "ld_1", T0, "lead", "mql"), recent, WINDOW)
     counted: Counters = {}
-    add(counted, change.increments)
+    add(counted, [inc for inc in change.increments if inc.key.kind == "email"])
     day = T0.date().isoformat()
     assert counted == {
         ("p#s1#t-a", day): {ANY_TOUCH: 1},
         ("p#s2#t-b", day): {ANY_TOUCH: 1, LAST_TOUCH: 1},
     }
-    assert changes_for(moved("e", "ld_1", T0, "mql", "lead"), recent, WINDOW) == Change()
+    backwards = changes_for(moved("e", "ld_1", T0, "mql", "lead"), recent, WINDOW)
+    assert backwards == Change(funnel_increments(moved("e", "ld_1", T0, "mql", "lead")))
+    assert all(inc.key.kind == "funnel" for inc in backwards.increments)
+
+
+def test_a_stage_move_counts_an_entry_overall_by_industry_and_by_source_with_the_deal_amount() -> None:
+    won = replace(moved("w", "ld_1", T0, "opportunity", "customer"), amount=1250.5, industry="Software")
+    counted: Counters = {}
+    add(counted, funnel_increments(won))
+    day = T0.date().isoformat()
+    fields = {"entered": 1, "amount_cents": 125050, "with_amount": 1}
+    assert counted == {
+        ("funnel|all#customer#-", day): fields,
+        ("funnel|industry#customer#Software", day): fields,
+        ("funnel|source#customer#unknown", day): fields,
+    }
+    assert funnel_increments(moved("x", "ld_1", T0, "mql", "mql")) == ()
+    stage = {"event_id": "s", "lead_id": "ld_1", "from": "sql", "to": "closed_lost", "amount": 99}
+    parsed = parse_event("kindling.crm", "lead.stage_changed", stage, T0)
+    assert parsed is not None and (parsed.amount, parsed.industry) == (99.0, None)
+    assert parse_event("kindling.crm", "lead.stage_changed", dict(stage, amount="lots"), T0).amount is None  # type: ignore[union-attr]
+
+
+def test_the_funnel_report_gives_conversion_to_the_next_stage_and_closed_deals() -> None:
+    days = {
+        FunnelKey("all", "lead"): [{"entered": 6}, {"entered": 4}],
+        FunnelKey("all", "mql"): [{"entered": 5}],
+        FunnelKey("all", "customer"): [{"entered": 2, "amount_cents": 300000, "with_amount": 1}],
+        FunnelKey("all", "closed_lost"): [{"entered": 1}],
+        FunnelKey("all", "sql"): [],
+    }
+    [group] = funnel_report(days, lambda key: days[key])
+    stages = {s["stage"]: s for s in group["stages"]}
+    assert group["value"] is None and stages["lead"]["conversion_to_next"] == 0.5
+    assert stages["mql"]["conversion_to_next"] == 0.0 and stages["sql"]["conversion_to_next"] is None
+    assert stages["customer"]["next"] is None and stages["recycled"]["entered"] == 0
+    assert group["closed"] == {
+        "won": {"count": 2, "with_amount": 1, "amount": 3000.0},
+        "lost": {"count": 1, "with_amount": 0, "amount": 0.0},
+    }
+    assert parse_breakdown("industry") == "industry" and parse_breakdown(None) is None
+    with pytest.raises(InvalidInput) as caught:
+        parse_breakdown("country")
+    assert caught.value.problems[0].startswith("by:")
 
 
 def test_the_recent_list_keeps_the_newest_sends_within_the_window() -> None:
@@ -185,6 +232,7 @@ class MemoryMetricsStore:
     """The consumer's store in memory, with the Dynamo store's semantics (dedup, markers, versions)."""
 
     send_templates: dict[str, str]
+    traits: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
     counters: Counters = field(default_factory=dict)
     applied: set[str] = field(default_factory=set)
     seen: set[str] = field(default_factory=set)
@@ -196,6 +244,9 @@ class MemoryMetricsStore:
 
     def send_template(self, send_id: str) -> str | None:
         return self.send_templates.get(send_id)
+
+    def lead_traits(self, lead_id: str) -> tuple[str | None, str | None]:
+        return self.traits.get(lead_id, (None, None))
 
     def commit(self, lead_id: str, event_id: str, change: Change, recent_version: int) -> str:
         if event_id in self.applied:
@@ -263,8 +314,14 @@ def event_stream(seed: int) -> tuple[list[MetricEvent], dict[str, str]]:
                 when = at + timedelta(days=rng.choice([1, 3, 10, 20]))
                 by = "scoring" if stage < 2 else "crm"
                 to = stage + 1 if rng.random() < 0.9 else max(stage - 1, 0)
-                emit(moved(f"{lead}-{k}:{by}:stage", lead, when, funnel[stage], funnel[to]))
+                event = moved(f"{lead}-{k}:{by}:stage", lead, when, funnel[stage], funnel[to])
+                if rng.random() < 0.3:  # the CRM's own events carry the deal amount and the industry
+                    event = replace(event, amount=rng.choice([None, 500.0, 1999.99]), industry="Retail")
+                emit(event)
                 stage = to
+            if k == 0 and rng.random() < 0.05:
+                lost = moved(f"{lead}:lost:stage", lead, at + timedelta(days=2), funnel[stage], "closed_lost")
+                emit(replace(lost, amount=rng.choice([None, 750.0])))
     stream = [event for _, _, event in sorted(timed, key=lambda t: (t[0], t[1]))]
     # Redeliveries: some events arrive again, a little later in the stream.
     with_duplicates: list[MetricEvent] = []
@@ -281,7 +338,10 @@ def event_stream(seed: int) -> tuple[list[MetricEvent], dict[str, str]]:
 def test_counting_events_one_by_one_with_redeliveries_equals_replaying_the_deduplicated_stream(seed) -> None:
     events, templates = event_stream(seed)
     assert len(events) > 1000 and len({e.event_id for e in events}) < len(events)
-    store = MemoryMetricsStore(templates)
+    traits = {
+        f"ld_{i:04d}": (["Software", None, "Health"][i % 3], [None, "google"][i % 2]) for i in range(300)
+    }
+    store = MemoryMetricsStore(templates, traits)
     recorder = MetricsRecorder(store, WINDOW)
     outcomes = [recorder.record(event) for event in events]
     assert "duplicate" in outcomes and "seen" in outcomes
@@ -289,7 +349,7 @@ def test_counting_events_one_by_one_with_redeliveries_equals_replaying_the_dedup
     for e in events:
         first_seen.setdefault(e.event_id, e)
     deduplicated = list(first_seen.values())
-    expected = replay(deduplicated, WINDOW)
+    expected = replay(deduplicated, WINDOW, lambda lead: traits.get(lead, (None, None)))
     assert store.counters == expected
     totals: dict[str, int] = {}
     for fields in expected.values():
@@ -298,3 +358,7 @@ def test_counting_events_one_by_one_with_redeliveries_equals_replaying_the_dedup
     assert totals["sent"] > 300 and totals["opened_unique"] > 100 and totals[LAST_TOUCH] > 10
     assert totals[ANY_TOUCH] > totals[LAST_TOUCH]
     assert totals["unsubscribed"] > 0 and totals["skipped"] > 0
+    funnel = {key: fields for key, fields in expected.items() if key[0].startswith("funnel|")}
+    assert sum(f.get("entered", 0) for (k, _), f in funnel.items() if k.startswith("funnel|all#")) > 20
+    assert any("#Software" in k for k, _ in funnel) and any("#google" in k for k, _ in funnel)
+    assert any("#Retail" in k for k, _ in funnel) and any(f.get("amount_cents") for f in funnel.values())

@@ -1,4 +1,4 @@
-"""Email metric counters on the single table.
+"""Email and funnel metric counters on the single table.
 
 PK                                        / SK
 METRIC#email#<program>#<step>#<template>  / DAY#<yyyy-mm-dd>   counters of one key on one day (ADD)
@@ -6,6 +6,11 @@ METRICKEYS#email                          / <program>#<step>#<template>   the ke
 METRICEVT#<event id>                      / METRICEVT          an event already counted (expires)
 METRICSEEN#<send id>#opened|clicked       / METRICSEEN         the first open / click of a send
 LEAD#<id>                                 / METRICRECENT       the lead's recent sends (attribution)
+METRIC#funnel#<by>#<stage>#<value>        / DAY#<yyyy-mm-dd>   leads entering a stage on one day (ADD)
+METRICKEYS#funnel                         / <by>#<stage>#<value>   the funnel keys that exist
+
+The funnel's ``by`` is ``all`` (value ``-``), ``industry`` or ``source``. The consumer reads the
+lead's profile (one GetItem) for ``traits.industry`` and ``traits.first_touch_source``.
 
 One event is one transaction: the dedup record, the unique marker, the recent-sends list and
 the counter updates land together or not at all.
@@ -23,15 +28,15 @@ from botocore.exceptions import ClientError
 
 from kindling.adapters import aws
 from kindling.errors import Retryable
-from kindling.metrics import Change, CounterKey, RecentSend
+from kindling.metrics import ALL, Change, CounterKey, FunnelKey, RecentSend, breakdown_value
 
 KIND = "email"
 #: How long a counted event's dedup record is kept (EventBridge and SQS redeliver within days).
 DEDUP_TTL = timedelta(days=30)
 
 
-def counter_pk(key: CounterKey) -> str:
-    return f"METRIC#{KIND}#{key.id}"
+def counter_pk(key: CounterKey | FunnelKey) -> str:
+    return f"METRIC#{key.kind}#{key.id}"
 
 
 class DynamoMetricsStore:
@@ -65,6 +70,20 @@ class DynamoMetricsStore:
             return None
         return str(item["template"]["S"])
 
+    def lead_traits(self, lead_id: str) -> tuple[str | None, str | None]:
+        item = self.client.get_item(
+            TableName=self._table,
+            Key={"PK": {"S": f"LEAD#{lead_id}"}, "SK": {"S": "PROFILE"}},
+            ProjectionExpression="traits",
+        ).get("Item")
+        traits = ((item or {}).get("traits") or {}).get("M") or {}
+
+        def text(name: str) -> str | None:
+            value = traits.get(name) or {}
+            return breakdown_value(value.get("S", value.get("N")))
+
+        return text("industry"), text("first_touch_source")
+
     def commit(self, lead_id: str, event_id: str, change: Change, recent_version: int) -> str:
         items: list[dict[str, Any]] = [
             {
@@ -91,15 +110,16 @@ class DynamoMetricsStore:
             )
         if change.recent is not None:
             items.append(self._recent_put(lead_id, change.recent, recent_version))
-        merged: dict[tuple[CounterKey, str], dict[str, int]] = {}
+        merged: dict[tuple[CounterKey | FunnelKey, str], dict[str, int]] = {}
         for inc in change.increments:
             fields = merged.setdefault((inc.key, inc.day), {})
             fields[inc.field] = fields.get(inc.field, 0) + inc.amount
         for (key, day), fields in merged.items():
             items.append(self._counter_update(key, day, fields))
-        if not _is_credit(change):  # credited keys were listed when their emails were sent
-            for key in sorted({key for key, _ in merged}, key=lambda k: k.id):
-                items.append(self._key_put(key))
+        # Credited email keys were listed when their emails were sent.
+        listed = {inc.key for inc in change.increments if not inc.field.startswith("stage_advances_")}
+        for key in sorted(listed, key=lambda k: (k.kind, k.id)):
+            items.append(self._key_put(key))
         try:
             self.client.transact_write_items(TransactItems=items)
         except ClientError as exc:
@@ -134,7 +154,9 @@ class DynamoMetricsStore:
             put["ExpressionAttributeValues"] = {":v": {"N": str(version)}}
         return {"Put": put}
 
-    def _counter_update(self, key: CounterKey, day: str, fields: dict[str, int]) -> dict[str, Any]:
+    def _counter_update(
+        self, key: CounterKey | FunnelKey, day: str, fields: dict[str, int]
+    ) -> dict[str, Any]:
         names = {f"#f{i}": name for i, name in enumerate(sorted(fields))}
         values = {f":a{i}": {"N": str(fields[name])} for i, name in enumerate(sorted(fields))}
         adds = ", ".join(f"#f{i} :a{i}" for i in range(len(fields)))
@@ -148,7 +170,10 @@ class DynamoMetricsStore:
             }
         }
 
-    def _key_put(self, key: CounterKey) -> dict[str, Any]:
+    def _key_put(self, key: CounterKey | FunnelKey) -> dict[str, Any]:
+        if isinstance(key, FunnelKey):
+            funnel = {"PK": {"S": f"METRICKEYS#{key.kind}"}, "SK": {"S": key.id}}
+            return {"Put": {"TableName": self._table, "Item": funnel}}
         item: dict[str, Any] = {
             "PK": {"S": f"METRICKEYS#{KIND}"},
             "SK": {"S": key.id},
@@ -173,7 +198,13 @@ class DynamoMetricsStore:
             CounterKey.from_id(item["SK"]["S"]) for item in self._query(condition, values, projection="SK")
         ]
 
-    def days(self, key: CounterKey, first: date, last: date) -> list[dict[str, int]]:
+    def funnel_keys(self, by: str | None) -> list[FunnelKey]:
+        """The funnel keys of one breakdown (``None``: the overall funnel), one Query."""
+        values = {":pk": {"S": "METRICKEYS#funnel"}, ":by": {"S": f"{by or ALL}#"}}
+        items = self._query("PK = :pk AND begins_with(SK, :by)", values, projection="SK")
+        return [FunnelKey.from_id(item["SK"]["S"]) for item in items]
+
+    def days(self, key: CounterKey | FunnelKey, first: date, last: date) -> list[dict[str, int]]:
         """The key's counters on each day from ``first`` to ``last`` (one Query)."""
         items = self._query(
             "PK = :pk AND SK BETWEEN :from AND :to",
@@ -201,7 +232,3 @@ class DynamoMetricsStore:
             if "LastEvaluatedKey" not in response:
                 return
             request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
-
-
-def _is_credit(change: Change) -> bool:
-    return any(inc.field.startswith("stage_advances_") for inc in change.increments)
