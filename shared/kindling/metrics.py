@@ -218,7 +218,10 @@ def parse_event(source: str, detail_type: str, detail: dict[str, Any], time: dat
             program=program,
             step=step,
         )
-    if source in ("kindling.scoring", "kindling.crm") and detail_type == "lead.stage_changed":
+    if (
+        source in ("kindling.scoring", "kindling.crm", "kindling.programs")
+        and detail_type == "lead.stage_changed"
+    ):
         amount = detail.get("amount")
         valid = isinstance(amount, int | float) and not isinstance(amount, bool) and 0 <= amount < 1e13
         return MetricEvent(

@@ -50,7 +50,9 @@ class ProgramStore(Protocol):
 
     def set_segments(self, lead_id: str, segments: set[str]) -> None: ...
     def schedule(self, item: DueItem) -> None: ...
-    def update_lead(self, lead_id: str, update: UpdateLead, enrollment_id: str, now: datetime) -> None: ...
+    def update_lead(
+        self, lead_id: str, update: UpdateLead, enrollment_id: str, now: datetime
+    ) -> tuple[bool, str | None]: ...
     def paused(self, program_id: str) -> bool: ...
 
 
@@ -286,10 +288,28 @@ class ProgramService:
             self._sends.send_all(
                 [{"send_id": a.send_id, "lead_id": after.lead_id, "template": a.template} for a in sends]
             )
-        adjustments = []
+        adjustments: list[BusEvent] = []
+        stage_moves: list[BusEvent] = []
         for action in advance.actions:
             if isinstance(action, UpdateLead):
-                self._store.update_lead(after.lead_id, action, after.enrollment_id, now)
+                moved, from_stage = self._store.update_lead(after.lead_id, action, after.enrollment_id, now)
+                if moved:  # other functions (programs, metrics) see a program's stage move too
+                    stage_moves.append(
+                        BusEvent(
+                            source="kindling.programs",
+                            detail_type="lead.stage_changed",
+                            time=now,
+                            detail={
+                                "event_id": f"{after.enrollment_id}.{action.step_id}:stage",
+                                "lead_id": after.lead_id,
+                                "from": from_stage,
+                                "to": action.stage,
+                                "why": f"program {after.program_id}, step {action.step_id}",
+                                "by": f"program:{after.program_id}",
+                                "at": now.isoformat(),
+                            },
+                        )
+                    )
                 if action.score:
                     reason = f"program {after.program_id}, step {action.step_id}"
                     properties = {"points": action.score, "reason": reason}
@@ -303,8 +323,8 @@ class ProgramService:
                             now,
                         )
                     )
-        if adjustments:
-            self._publisher.publish(adjustments)
+        if adjustments or stage_moves:
+            self._publisher.publish([*adjustments, *stage_moves])
         notices = [a for a in advance.actions if isinstance(a, NotifySales)]
         if notices:
             self._publisher.publish(

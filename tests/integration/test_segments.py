@@ -85,3 +85,48 @@ def test_a_did_in_the_last_n_days_segment_is_entered_then_left_as_time_passes(ta
     assert [r["detail-type"] for r in rechecks] == ["lead.recheck"]
     left = service.on_lead_event(lead.lead_id, trigger_id="recheck", now=T0 + timedelta(days=30, hours=1))
     assert left == ["left segment webinar-fans"]
+
+
+class Recorded(Nothing):
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+
+    def publish(self, events: Any) -> None:
+        self.events.extend(events)
+
+
+def test_a_program_moving_a_stage_tells_the_bus_like_any_other_stage_move(table: str) -> None:
+    promote = {
+        "programs": {
+            "promote": {
+                "id": "promote",
+                "name": "Promote",
+                "trigger": {"new_lead": True},
+                "steps": [{"id": "to-lead", "update": {"stage": "lead"}}],
+            }
+        }
+    }
+    DynamoConfigStore(table).apply("programs", promote, T0)
+    bus = Recorded()
+    service = ProgramService(
+        DynamoProgramStore(table), ProgramsConfig(table), Nothing(), bus, sleep=lambda s: None
+    )
+    event = WebEvent(
+        message_id=uuid.uuid4().hex,
+        type="identify",
+        user_id="u-promo",
+        timestamp=T0,
+        received_at=T0,
+        traits={"email": "promo@acme.io"},
+    )
+    lead_id = ProfileService(DynamoLeadStore(table)).record(event, T0).lead_id
+    service.on_lead_event(
+        lead_id, trigger_id=event.message_id, now=T0, event=event.model_dump(mode="json"), new_lead=True
+    )
+    [moved] = [e for e in bus.events if e.detail_type == "lead.stage_changed"]
+    assert moved.source == "kindling.programs" and (moved.detail["from"], moved.detail["to"]) == (
+        None,
+        "lead",
+    )
+    lead = DynamoLeadStore(table).get(lead_id)
+    assert lead is not None and lead.stage == "lead"

@@ -187,7 +187,10 @@ class DynamoProgramStore:
             kwargs["UpdateExpression"] = "REMOVE #seg"
         self.client.update_item(**kwargs)
 
-    def update_lead(self, lead_id: str, update: UpdateLead, enrollment_id: str, now: datetime) -> None:
+    def update_lead(
+        self, lead_id: str, update: UpdateLead, enrollment_id: str, now: datetime
+    ) -> tuple[bool, str | None]:
+        """Apply a program's update step; (whether the stage moved, the stage it moved from)."""
         if update.add_tags:
             self.client.update_item(
                 TableName=self._table,
@@ -205,7 +208,7 @@ class DynamoProgramStore:
         if update.stage is not None:
             lead = self._leads.get(lead_id)
             if lead is None or lead.stage == update.stage:
-                return
+                return False, None
             move = {
                 "from": lead.stage,
                 "to": update.stage,
@@ -239,6 +242,8 @@ class DynamoProgramStore:
                     },
                 ]
             )
+            return True, lead.stage
+        return False, None
 
     # --- pausing programs ------------------------------------------------------------
     def paused(self, program_id: str) -> bool:
