@@ -7,7 +7,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
-from kindling import clock
+from kindling import clock, report_page
 from kindling.adapters.config_store import ConfigCache, DynamoConfigStore, EmailConfig, ProgramsConfig
 from kindling.adapters.dynamo import DynamoLeadStore
 from kindling.adapters.metrics_store import DynamoMetricsStore
@@ -106,6 +106,26 @@ def find_lead() -> Response:
     if view is None:
         raise NotFound("no lead with that email")
     return json_response(200, view.model_dump(mode="json"))
+
+
+@app.get("/v1/reports", cors=False)
+def reports_page() -> Response:
+    """The reports page: public HTML without data; its script asks for the admin token."""
+    served = report_page.page()
+    return Response(
+        status_code=200,
+        content_type=report_page.CONTENT_TYPE,
+        body=served.body,
+        headers={
+            "Cache-Control": report_page.CACHE_CONTROL,
+            "ETag": served.etag,
+            "Content-Security-Policy": served.content_security_policy,
+            "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "no-referrer",
+            "X-Frame-Options": "DENY",
+        },
+        compress=True,
+    )
 
 
 @app.get("/v1/reports/emails")
