@@ -7,7 +7,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
-from kindling import clock, report_page
+from kindling import clock, report_page, reports
 from kindling.adapters.config_store import ConfigCache, DynamoConfigStore, EmailConfig, ProgramsConfig
 from kindling.adapters.dynamo import DynamoLeadStore
 from kindling.adapters.metrics_store import DynamoMetricsStore
@@ -18,7 +18,6 @@ from kindling.email_sender import SendEmailCommand, queue_email
 from kindling.errors import InvalidInput, NotFound
 from kindling.http import json_response, raw_body, register_errors, require_bearer
 from kindling.leads import Lead, find_lead_by_email, read_lead
-from kindling.metrics import email_report, funnel_report, parse_breakdown, parse_range
 from kindling.observability import logger
 from kindling.programs import describe_enrollments
 from kindling.scoring_config import ScoringConfig
@@ -32,7 +31,7 @@ scores = DynamoScoreStore(settings.table_name)
 email_config = EmailConfig(settings.table_name)
 programs_config = ProgramsConfig(settings.table_name)
 programs = DynamoProgramStore(settings.table_name)
-email_metrics = DynamoMetricsStore(settings.table_name)
+metrics_reader = DynamoMetricsStore(settings.table_name)
 send_queue = SqsQueue(settings.send_queue_url)
 scoring_config = ConfigCache(DynamoConfigStore(settings.table_name), "scoring", ScoringConfig)
 app = APIGatewayHttpResolver()
@@ -131,23 +130,25 @@ def reports_page() -> Response:
 @app.get("/v1/reports/emails")
 def email_metrics_report() -> Response:
     require_bearer(app.current_event, settings.admin_token.get_secret_value())
-    query = app.current_event
-    first, last = parse_range(query.get_query_string_value("from"), query.get_query_string_value("to"))
-    program = query.get_query_string_value("program") or None
-    rows = email_report(email_metrics.keys(program), lambda key: email_metrics.days(key, first, last))
-    return json_response(
-        200, {"from": first.isoformat(), "to": last.isoformat(), "program": program, "rows": rows}
-    )
+    query = app.current_event.get_query_string_value
+    report = reports.emails(metrics_reader, query("from"), query("to"), query("program"), query("by"))
+    return json_response(200, report)
 
 
 @app.get("/v1/reports/funnel")
 def funnel_metrics_report() -> Response:
     require_bearer(app.current_event, settings.admin_token.get_secret_value())
-    query = app.current_event
-    first, last = parse_range(query.get_query_string_value("from"), query.get_query_string_value("to"))
-    by = parse_breakdown(query.get_query_string_value("by"))
-    groups = funnel_report(email_metrics.funnel_keys(by), lambda key: email_metrics.days(key, first, last))
-    return json_response(200, {"from": first.isoformat(), "to": last.isoformat(), "by": by, "groups": groups})
+    query = app.current_event.get_query_string_value
+    return json_response(200, reports.funnel(metrics_reader, query("from"), query("to"), query("by")))
+
+
+@app.get("/v1/reports/programs/<program_id>")
+def program_metrics_report(program_id: str) -> Response:
+    require_bearer(app.current_event, settings.admin_token.get_secret_value())
+    query = app.current_event.get_query_string_value
+    known = list(programs_config.programs().programs)
+    report = reports.program(metrics_reader, program_id, known, query("from"), query("to"), query("by"))
+    return json_response(200, report)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

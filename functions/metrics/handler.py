@@ -1,4 +1,4 @@
-"""Email sends, opens, clicks, unsubscribes and stage moves become email and funnel counters, once each."""
+"""Email outcomes, engagement and stage moves become email and funnel counters, once each."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pydantic import Json
 
 from kindling.adapters.metrics_store import DynamoMetricsStore
 from kindling.bus import BusEnvelope
-from kindling.metrics import MetricsRecorder, parse_event
+from kindling.metrics import MetricsRecorder
 from kindling.observability import logger, metrics
 from kindling.settings import MetricsSettings
 
@@ -31,10 +31,7 @@ processor = BatchProcessor(event_type=EventType.SQS, model=MetricRecord)
 
 def record_handler(record: MetricRecord) -> None:
     envelope = record.body
-    event = parse_event(envelope.source, envelope.detail_type, envelope.detail, envelope.time)
-    if event is None:
-        return
-    outcome = recorder.record(event)
+    outcome = recorder.record(envelope.source, envelope.detail_type, envelope.detail, envelope.time)
     if outcome == "duplicate":
         metrics.add_metric(name="MetricEventDuplicates", unit=MetricUnit.Count, value=1)
 

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal, NamedTuple, Protocol
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field
 
@@ -131,6 +132,8 @@ class ProfileChange:
     user_id: str | None = None
     anonymous_id: str | None = None
     invalid_email: str | None = None
+    #: Set only where the lead has none yet: where it first came from (see ``first_touch``).
+    first_touch: dict[str, str] = field(default_factory=dict)
 
     def limited_to(self, owned: set[Identity]) -> ProfileChange:
         """Drop identities the lead does not own (they belong to another person's lead)."""
@@ -209,7 +212,51 @@ def profile_change(event: WebEvent) -> ProfileChange:
         user_id=event.user_id,
         anonymous_id=event.anonymous_id,
         invalid_email=invalid,
+        first_touch=first_touch(event),
     )
+
+
+def first_touch(event: WebEvent) -> dict[str, str]:
+    """Where a page view came from, as first-touch traits: the UTM source (and medium and campaign)
+    when the link had them, else the referring site, else ``direct``.
+
+    Only page views are touches. The profile keeps the first it is given and ignores the rest,
+    so the funnel can be broken down by the source that brought each lead.
+    """
+    if event.type != "page" or event.bot:
+        return {}
+    campaign = event.context.get("campaign")
+    campaign = campaign if isinstance(campaign, dict) else {}
+    source = _clean(campaign.get("source"))
+    if source:
+        touch = {"first_touch_source": source.lower()}
+        for name in ("medium", "name"):
+            value = _clean(campaign.get(name))
+            if value:
+                touch[f"first_touch_{'campaign' if name == 'name' else name}"] = value.lower()
+        return touch
+    page = event.context.get("page")
+    page = page if isinstance(page, dict) else {}
+    referrer = _host(page.get("referrer"))
+    if referrer and referrer != _host(page.get("url")):
+        return {"first_touch_source": referrer, "first_touch_medium": "referral"}
+    return {"first_touch_source": "direct", "first_touch_medium": "none"}
+
+
+def _clean(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return None
+    return value.strip()[:100] or None
+
+
+def _host(url: Any) -> str | None:
+    if not isinstance(url, str) or not url:
+        return None
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        return None
+    return host.removeprefix("www.") if host else None
 
 
 def choose_primary(leads: Iterable[Lead], event: WebEvent) -> Lead:

@@ -1,23 +1,27 @@
-"""Email metrics, kept as counters that each bus event increments exactly once.
+"""Email and funnel metrics, kept as daily counters that each bus event increments exactly once.
 
-A counter is one (program, step, template) on one day (UTC, the day the event happened):
-emails sent, skipped (by reason), deferred, opened and clicked (once per send), unsubscribes,
-and the lifecycle-stage advances the emails are credited with. A lead that moves forward in
-the funnel credits the emails it got within the attribution window before the move: the most
-recent one (last touch) and every one (any touch). The sends a lead got recently are kept in
-a small per-lead list, so crediting them never scans.
+An email counter is one (program, step, template) on one day (UTC, the day the event happened):
+emails sent, delivered, bounced, complained of, skipped (by reason), deferred, opened and clicked
+(once per send), unsubscribes, and the lifecycle-stage advances the emails are credited with. A
+lead that moves forward in the funnel credits the emails it got within the attribution window
+before the move: the most recent one (last touch) and every one (any touch).
 
-Funnel counters sit beside them: every ``lead.stage_changed`` counts the lead entering its new
-stage on that day, once overall (``all``), once under the lead's industry and once under its
-first-touch source; entering ``customer`` (closed won) or ``closed_lost`` also adds the deal
-amount when the event carries one.
+A funnel counter is one breakdown value on one day, with fields per stage: leads that entered the
+stage, leads that left it and how long they had been in it (a histogram, so a report can give the
+median), and for the closed stages the deal amounts. Every stage move counts once overall
+(``all``) and once under each breakdown value the lead has: its industry, first-touch source, the
+program whose email last touched it, each of its segments and intent tags.
 
-Everything here is pure: the consumer and ``replay`` apply the same ``changes_for``.
+Each lead keeps a small state beside its counters: its recent sends (for attribution) and the
+stage it is in since when (for time in stage), so counting never scans anything.
+
+Everything here is pure: the consumer and the rebuild apply the same ``changes_for``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import math
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal, Protocol
@@ -28,33 +32,111 @@ from kindling.scoring_config import FUNNEL, STAGES
 DEFAULT_ATTRIBUTION_WINDOW = timedelta(days=14)
 #: How many sends a lead's recent list keeps (the newest), besides the window.
 MAX_RECENT_SENDS = 20
+#: How many segments or intent tags of one lead a stage move is counted under (the first, sorted).
+MAX_VALUES = 5
 #: The longest range a report covers, in days.
 MAX_REPORT_DAYS = 366
-#: Stands for "no program" / "no step" in counter keys (API sends).
+#: Stands for "no program" / "no step" in counter keys (API sends) and "no breakdown" (``all``).
 NONE = "-"
 
-Kind = Literal["sent", "skipped", "deferred", "opened", "clicked", "unsubscribed", "stage_changed"]
+Kind = Literal[
+    "sent",
+    "skipped",
+    "deferred",
+    "delivered",
+    "bounced",
+    "complained",
+    "opened",
+    "clicked",
+    "unsubscribed",
+    "stage_changed",
+]
 
 ENGAGEMENT: dict[str, Kind] = {
     "Email Opened": "opened",
     "Email Clicked": "clicked",
     "Unsubscribed": "unsubscribed",
 }
+#: What SES tells us about a send (published by the SES events function), counted once per send.
+DELIVERY: dict[str, Kind] = {
+    "email.delivered": "delivered",
+    "email.bounced": "bounced",
+    "email.complained": "complained",
+}
+SEND_OUTCOMES = ("email.sent", "email.skipped", "email.deferred")
 
-#: Counter fields, in report order (``skipped_<reason>`` come besides).
+#: Email counter fields, in report order (``skipped_<reason>`` come besides).
 SENT, DEFERRED, SKIPPED = "sent", "deferred", "skipped"
+DELIVERED, BOUNCED, BOUNCED_PERMANENT, COMPLAINED = "delivered", "bounced", "bounced_permanent", "complained"
 OPENED_UNIQUE, CLICKED_UNIQUE, UNSUBSCRIBED = "opened_unique", "clicked_unique", "unsubscribed"
 LAST_TOUCH, ANY_TOUCH = "stage_advances_last_touch", "stage_advances_any_touch"
 SKIPPED_PREFIX = "skipped_"
-#: Funnel counter fields: leads that entered the stage, and (closed stages) the amounts of those that had one.
-ENTERED, AMOUNT_CENTS, WITH_AMOUNT = "entered", "amount_cents", "with_amount"
+#: Funnel counter fields, each prefixed ``<stage>:``: entries, exits, time-in-stage buckets, deal amounts.
+ENTERED, LEFT, TIME_BUCKET, AMOUNT_CENTS, WITH_AMOUNT = (
+    "entered",
+    "left",
+    "tis",
+    "amount_cents",
+    "with_amount",
+)
 #: The funnel breakdowns a report can ask for (``all`` is the one without a breakdown).
-BREAKDOWNS = ("industry", "source")
+BREAKDOWNS = ("source", "industry", "segment", "intent", "program")
 ALL = "all"
 #: The breakdown value of a lead whose industry or first-touch source is not known.
 UNKNOWN = "unknown"
+#: The breakdown value of a lead in no segment, with no intent tag, or touched by no program.
+NO_VALUE = "none"
 #: The stages a closed deal lands in.
 WON, LOST = "customer", "closed_lost"
+
+#: Time in stage is kept as a histogram: bucket 0 is under an hour, bucket i >= 1 holds durations from
+#: ``HOUR * GROWTH**(i-1)`` to ``HOUR * GROWTH**i``. A median read from it is within 5% of the true one.
+HOUR = 3600.0
+GROWTH = 1.1
+MAX_BUCKET = 120  # about 10 years
+
+
+@dataclass(frozen=True)
+class LeadContext:
+    """What a lead was when it moved: the breakdown values its stage move is counted under."""
+
+    industry: str | None = None
+    source: str | None = None
+    segments: tuple[str, ...] = ()
+    intent: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "industry": self.industry,
+            "source": self.source,
+            "segments": list(self.segments),
+            "intent": list(self.intent),
+        }
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> LeadContext:
+        return cls(
+            industry=value.get("industry"),
+            source=value.get("source"),
+            segments=tuple(value.get("segments") or ()),
+            intent=tuple(value.get("intent") or ()),
+        )
+
+    @classmethod
+    def of(
+        cls,
+        industry: Any = None,
+        source: Any = None,
+        segments: Iterable[Any] = (),
+        intent: Iterable[Any] = (),
+    ) -> LeadContext:
+        """From raw profile values: trimmed text, empty ones dropped, lists sorted and capped."""
+
+        def values(raw: Iterable[Any]) -> tuple[str, ...]:
+            kept = {v for v in (breakdown_value(r) for r in raw) if v is not None}
+            return tuple(sorted(kept)[:MAX_VALUES])
+
+        return cls(breakdown_value(industry), breakdown_value(source), values(segments), values(intent))
 
 
 @dataclass(frozen=True)
@@ -72,10 +154,11 @@ class MetricEvent:
     reason: str | None = None
     from_stage: str | None = None
     to_stage: str | None = None
-    #: Stage moves only: the deal amount (closed won / lost), the lead's industry and first-touch source.
+    #: Stage moves only: the deal amount (closed won / lost), and what the lead was (looked up).
     amount: float | None = None
-    industry: str | None = None
-    source: str | None = None
+    context: LeadContext | None = None
+    #: Bounces only: SES's ``Permanent``, ``Transient`` or ``Undetermined``.
+    bounce_type: str | None = None
 
 
 @dataclass(frozen=True)
@@ -107,6 +190,31 @@ class RecentSend:
 
 
 @dataclass(frozen=True)
+class LeadState:
+    """The little a lead's metrics remember: its recent sends, and its stage since when."""
+
+    sends: tuple[RecentSend, ...] = ()
+    stage: str | None = None
+    since: datetime | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "sends": [s.to_json() for s in self.sends],
+            "stage": self.stage,
+            "since": self.since.isoformat() if self.since else None,
+        }
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> LeadState:
+        since = value.get("since")
+        return cls(
+            sends=tuple(RecentSend.from_json(s) for s in value.get("sends") or ()),
+            stage=value.get("stage"),
+            since=datetime.fromisoformat(since) if since else None,
+        )
+
+
+@dataclass(frozen=True)
 class CounterKey:
     kind = "email"
     program: str | None
@@ -126,22 +234,26 @@ class CounterKey:
 
 @dataclass(frozen=True)
 class FunnelKey:
-    """Leads entering ``stage``, overall (``by`` is ``all``, ``value`` ``-``) or for one breakdown value."""
+    """One breakdown value's funnel (say industry Retail), or the whole (``by`` ``all``, ``value`` ``-``)."""
 
     kind = "funnel"
     by: str
-    stage: str
     value: str = NONE
 
     @property
     def id(self) -> str:
-        """``<by>#<stage>#<value>`` (the value last: it may hold anything)."""
-        return f"{self.by}#{self.stage}#{self.value}"
+        """``<by>#<value>`` (the value last: it may hold anything)."""
+        return f"{self.by}#{self.value}"
 
     @classmethod
     def from_id(cls, key_id: str) -> FunnelKey:
-        by, stage, value = key_id.split("#", 2)
-        return cls(by, stage, value)
+        by, value = key_id.split("#", 1)
+        return cls(by, value)
+
+
+def stage_field(stage: str, name: str) -> str:
+    """A funnel counter field: ``mql:entered``, ``mql:tis:12``."""
+    return f"{stage}:{name}"
 
 
 @dataclass(frozen=True)
@@ -157,10 +269,10 @@ class Change:
     """What one event does: its increments, counted only if ``unique`` (a marker) is new."""
 
     increments: tuple[Increment, ...] = ()
-    #: ``<send_id>#opened|clicked``: the increments happen only the first time this is seen.
+    #: ``<send_id>#opened|clicked|...``: the increments happen only the first time this is seen.
     unique: str | None = None
-    #: The lead's new recent-sends list, when the event changes it.
-    recent: tuple[RecentSend, ...] | None = None
+    #: The lead's new state, when the event changes it.
+    state: LeadState | None = None
 
 
 def send_origin(send_id: str, lead_id: str) -> tuple[str | None, str | None]:
@@ -174,9 +286,10 @@ def send_origin(send_id: str, lead_id: str) -> tuple[str | None, str | None]:
 def _time(value: Any, fallback: datetime) -> datetime:
     if isinstance(value, str):
         try:
-            return datetime.fromisoformat(value.replace("Z", "+00:00"))
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
             return fallback
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
     return fallback
 
 
@@ -185,21 +298,25 @@ def parse_event(source: str, detail_type: str, detail: dict[str, Any], time: dat
     lead_id = detail.get("lead_id")
     if not isinstance(lead_id, str) or not lead_id:
         return None
-    if source == "kindling.email" and detail_type in ("email.sent", "email.skipped", "email.deferred"):
-        send_id = detail["send_id"]
+    if source == "kindling.email" and detail_type in (*SEND_OUTCOMES, *DELIVERY):
+        send_id = detail.get("send_id")
+        if not isinstance(send_id, str) or not send_id:
+            return None
         program, step = detail.get("program"), detail.get("step")
         if program is None and step is None:
             program, step = send_origin(send_id, lead_id)
+        outcome = DELIVERY.get(detail_type) or detail_type[6:]
         return MetricEvent(
-            event_id=detail.get("event_id") or f"{send_id}:{detail_type[6:]}",
-            kind=detail_type[6:],  # type: ignore[arg-type]
+            event_id=detail.get("event_id") or f"{send_id}:{outcome}",
+            kind=outcome,  # type: ignore[arg-type]
             at=_time(detail.get("at"), time),
             lead_id=lead_id,
             send_id=send_id,
-            template=detail.get("template"),
+            template=detail.get("template") or None,
             program=program,
             step=step,
             reason=detail.get("reason"),
+            bounce_type=detail.get("bounce_type"),
         )
     if source == "kindling.email" and detail_type == "web.track":
         kind = ENGAGEMENT.get(detail.get("event") or "")
@@ -232,8 +349,6 @@ def parse_event(source: str, detail_type: str, detail: dict[str, Any], time: dat
             from_stage=detail.get("from"),
             to_stage=detail.get("to"),
             amount=float(amount) if valid and amount is not None else None,
-            industry=breakdown_value(detail.get("industry")),
-            source=breakdown_value(detail.get("first_touch_source")),
         )
     return None
 
@@ -246,22 +361,18 @@ def breakdown_value(value: Any) -> str | None:
     return text or None
 
 
-def funnel_increments(event: MetricEvent) -> tuple[Increment, ...]:
-    """A stage move: the lead entered ``to_stage`` (overall, by industry, by source), with its amount."""
-    if event.to_stage not in STAGES or event.to_stage == event.from_stage:
-        return ()
-    day = _utc_day(event.at)
-    keys = (
-        FunnelKey(ALL, event.to_stage),
-        FunnelKey("industry", event.to_stage, event.industry or UNKNOWN),
-        FunnelKey("source", event.to_stage, event.source or UNKNOWN),
-    )
-    increments = [Increment(key, day, ENTERED) for key in keys]
-    if event.to_stage in (WON, LOST) and event.amount is not None:
-        cents = round(event.amount * 100)
-        for key in keys:
-            increments += [Increment(key, day, AMOUNT_CENTS, cents), Increment(key, day, WITH_AMOUNT)]
-    return tuple(increments)
+def time_bucket(duration: timedelta) -> int:
+    seconds = duration.total_seconds()
+    if seconds < HOUR:
+        return 0
+    return min(MAX_BUCKET, 1 + int(math.log(seconds / HOUR) / math.log(GROWTH)))
+
+
+def bucket_seconds(bucket: int) -> float:
+    """A bucket's representative duration: the geometric middle of its bounds (half an hour for bucket 0)."""
+    if bucket == 0:
+        return HOUR / 2
+    return HOUR * GROWTH ** (bucket - 1) * math.sqrt(GROWTH)
 
 
 def is_advance(from_stage: str | None, to_stage: str | None) -> bool:
@@ -279,34 +390,75 @@ def _utc_day(at: datetime) -> str:
     return (at.astimezone(UTC) if at.tzinfo else at).date().isoformat()
 
 
+def funnel_keys(context: LeadContext | None, program: str | None) -> tuple[FunnelKey, ...]:
+    """Every funnel a stage move of a lead like this counts in."""
+    context = context or LeadContext()
+    return (
+        FunnelKey(ALL),
+        FunnelKey("industry", context.industry or UNKNOWN),
+        FunnelKey("source", context.source or UNKNOWN),
+        FunnelKey("program", program or NO_VALUE),
+        *(FunnelKey("segment", s) for s in context.segments or (NO_VALUE,)),
+        *(FunnelKey("intent", t) for t in context.intent or (NO_VALUE,)),
+    )
+
+
+def _stage_move(event: MetricEvent, state: LeadState, window: timedelta) -> Change:
+    touched = sorted(
+        (s for s in state.sends if event.at - window <= s.at <= event.at), key=lambda s: (s.at, s.send_id)
+    )
+    day = _utc_day(event.at)
+    keys = funnel_keys(event.context, touched[-1].program if touched else None)
+    increments: list[Increment] = []
+    if is_advance(event.from_stage, event.to_stage) and touched:
+        increments += [Increment(_key_of(s), day, ANY_TOUCH) for s in touched]
+        increments.append(Increment(_key_of(touched[-1]), day, LAST_TOUCH))
+    moved = event.to_stage in STAGES and event.to_stage != event.from_stage
+    if moved:
+        assert event.to_stage is not None
+        entered = [Increment(key, day, stage_field(event.to_stage, ENTERED)) for key in keys]
+        increments += entered
+        if event.to_stage in (WON, LOST) and event.amount is not None:
+            cents = round(event.amount * 100)
+            for key in keys:
+                increments.append(Increment(key, day, stage_field(event.to_stage, AMOUNT_CENTS), cents))
+                increments.append(Increment(key, day, stage_field(event.to_stage, WITH_AMOUNT)))
+    if (
+        moved
+        and event.from_stage is not None
+        and state.stage == event.from_stage
+        and state.since is not None
+        and state.since <= event.at
+    ):
+        bucket = time_bucket(event.at - state.since)
+        for key in keys:
+            increments.append(Increment(key, day, stage_field(event.from_stage, LEFT)))
+            increments.append(Increment(key, day, stage_field(event.from_stage, f"{TIME_BUCKET}:{bucket}")))
+    new_state = None
+    if moved and (state.since is None or event.at >= state.since):
+        new_state = replace(state, stage=event.to_stage, since=event.at)
+    return Change(tuple(increments), state=new_state)
+
+
 def changes_for(
     event: MetricEvent,
-    recent: Iterable[RecentSend],
+    state: LeadState = LeadState(),
     window: timedelta = DEFAULT_ATTRIBUTION_WINDOW,
 ) -> Change:
-    """What ``event`` increments, given the lead's recent sends (needed for sends and stage moves).
+    """What ``event`` increments, given the lead's state (needed for sends and stage moves).
 
     An engagement event whose template is unknown must have it filled in first
     (see ``MetricEvent.template``); it counts under ``-`` otherwise.
     """
-    day = _utc_day(event.at)
     if event.kind == "stage_changed":
-        funnel = funnel_increments(event)
-        if not is_advance(event.from_stage, event.to_stage):
-            return Change(funnel)
-        touched = sorted(
-            (s for s in recent if event.at - window <= s.at <= event.at), key=lambda s: (s.at, s.send_id)
-        )
-        if not touched:
-            return Change(funnel)
-        increments = [Increment(_key_of(s), day, ANY_TOUCH) for s in touched]
-        increments.append(Increment(_key_of(touched[-1]), day, LAST_TOUCH))
-        return Change((*increments, *funnel))
+        return _stage_move(event, state, window)
+    day = _utc_day(event.at)
     key = CounterKey(event.program, event.step, event.template or NONE)
     if event.kind == "sent":
         assert event.send_id is not None
         sent = RecentSend(event.send_id, event.at, key.template, event.program, event.step)
-        return Change((Increment(key, day, SENT),), recent=trim([*recent, sent], event.at, window))
+        sends = trim([*state.sends, sent], event.at, window)
+        return Change((Increment(key, day, SENT),), state=replace(state, sends=sends))
     if event.kind == "skipped":
         reason = event.reason or "unknown"
         return Change((Increment(key, day, SKIPPED), Increment(key, day, f"{SKIPPED_PREFIX}{reason}")))
@@ -314,7 +466,17 @@ def changes_for(
         return Change((Increment(key, day, DEFERRED),))
     if event.kind == "unsubscribed":
         return Change((Increment(key, day, UNSUBSCRIBED),))
-    counter = OPENED_UNIQUE if event.kind == "opened" else CLICKED_UNIQUE
+    if event.kind == "bounced":
+        increments = [Increment(key, day, BOUNCED)]
+        if event.bounce_type == "Permanent":
+            increments.append(Increment(key, day, BOUNCED_PERMANENT))
+        return Change(tuple(increments), unique=f"{event.send_id}#bounced")
+    counter = {
+        "opened": OPENED_UNIQUE,
+        "clicked": CLICKED_UNIQUE,
+        "delivered": DELIVERED,
+        "complained": COMPLAINED,
+    }[event.kind]
     return Change((Increment(key, day, counter),), unique=f"{event.send_id}#{event.kind}")
 
 
@@ -336,24 +498,48 @@ def _key_of(send: RecentSend) -> CounterKey:
 Counters = dict[tuple[str, str], dict[str, int]]
 """``(key id, day) -> {field: amount}``; a funnel key's id is prefixed ``funnel|``."""
 
-#: A lead's industry and first-touch source, as its profile has them (None when it has not).
-LeadTraits = Callable[[str], tuple[str | None, str | None]]
+
+@dataclass(frozen=True)
+class LoggedEvent:
+    """A bus event as the metrics consumer stored it: the raw event and what it looked up to count it.
+
+    Rebuilding the metrics parses ``detail`` again (so a new metric or a fixed bug applies to the
+    past) with the lookups as they were (so the rebuild does not depend on today's profiles).
+    """
+
+    source: str
+    detail_type: str
+    time: datetime
+    detail: dict[str, Any]
+    template: str | None = None
+    context: LeadContext | None = None
+
+    def event(self) -> MetricEvent | None:
+        parsed = parse_event(self.source, self.detail_type, self.detail, self.time)
+        if parsed is None:
+            return None
+        if parsed.template is None:
+            # The consumer looked the template up; "" (counted under "-") when it found none.
+            parsed = replace(parsed, template=self.template or "")
+        if parsed.kind == "stage_changed":
+            parsed = replace(parsed, context=self.context or LeadContext())
+        return parsed
 
 
 class MetricsStore(Protocol):
-    def recent_sends(self, lead_id: str) -> tuple[list[RecentSend], int]:
-        """The lead's recent sends and the list's version (0 when there is none)."""
+    def lead_state(self, lead_id: str) -> tuple[LeadState, int]:
+        """The lead's state and its version (0 when there is none)."""
 
     def send_template(self, send_id: str) -> str | None:
-        """The template a send used, for events that do not carry it (unsubscribes)."""
+        """The template a send used, for events that do not carry it (unsubscribes, SES events)."""
 
-    def lead_traits(self, lead_id: str) -> tuple[str | None, str | None]:
-        """The lead's industry and first-touch source from its profile (None when not there)."""
+    def lead_context(self, lead_id: str) -> LeadContext:
+        """The lead's industry, first-touch source, segments and intent tags, as its profile has them."""
 
-    def commit(self, lead_id: str, event_id: str, change: Change, recent_version: int) -> str:
-        """Apply ``change`` once: ``"applied"``, ``"duplicate"`` or ``"seen"`` (its unique marker was).
+    def commit(self, logged: LoggedEvent, event: MetricEvent, change: Change, state_version: int) -> str:
+        """Store ``logged`` and apply ``change`` once: ``"applied"``, ``"duplicate"`` or ``"seen"``.
 
-        Raises ``Retryable`` when the lead's recent list moved since ``recent_version``.
+        Raises ``Retryable`` when the lead's state moved since ``state_version``.
         """
 
 
@@ -364,34 +550,24 @@ class MetricsRecorder:
         self._store = store
         self._window = window
 
-    def record(self, event: MetricEvent) -> str:
-        if event.template is None and event.send_id is not None:
-            event = replace(event, template=self._store.send_template(event.send_id))
-        event = with_traits(event, self._store.lead_traits)
-        recent: list[RecentSend] = []
-        version = 0
-        if event.kind in ("sent", "stage_changed"):
-            recent, version = self._store.recent_sends(event.lead_id)
-        change = changes_for(event, recent, self._window)
-        if not change.increments and change.recent is None:
+    def record(self, source: str, detail_type: str, detail: dict[str, Any], time: datetime) -> str:
+        event = parse_event(source, detail_type, detail, time)
+        if event is None:
             return "nothing"
-        return self._store.commit(event.lead_id, event.event_id, change, version)
-
-
-def with_traits(event: MetricEvent, traits: LeadTraits) -> MetricEvent:
-    """A stage move that does not carry the lead's industry or source gets them from the profile."""
-    if event.kind != "stage_changed" or (event.industry is not None and event.source is not None):
-        return event
-    industry, source = traits(event.lead_id)
-    return replace(event, industry=event.industry or industry, source=event.source or source)
-
-
-@dataclass
-class _ReplayState:
-    counters: Counters = field(default_factory=dict)
-    recent: dict[str, tuple[RecentSend, ...]] = field(default_factory=dict)
-    seen: set[str] = field(default_factory=set)
-    templates: dict[str, str] = field(default_factory=dict)
+        template = None
+        if event.template is None and event.send_id is not None:
+            template = self._store.send_template(event.send_id)
+            event = replace(event, template=template)
+        context = None
+        if event.kind == "stage_changed":
+            context = self._store.lead_context(event.lead_id)
+            event = replace(event, context=context)
+        state, version = LeadState(), 0
+        if event.kind in ("sent", "stage_changed"):
+            state, version = self._store.lead_state(event.lead_id)
+        change = changes_for(event, state, self._window)
+        logged = LoggedEvent(source, detail_type, time, detail, template, context)
+        return self._store.commit(logged, event, change, version)
 
 
 def add(counters: Counters, increments: Iterable[Increment]) -> None:
@@ -401,44 +577,66 @@ def add(counters: Counters, increments: Iterable[Increment]) -> None:
         fields[inc.field] = fields.get(inc.field, 0) + inc.amount
 
 
-def replay(
-    events: Iterable[MetricEvent],
-    window: timedelta = DEFAULT_ATTRIBUTION_WINDOW,
-    traits: LeadTraits = lambda lead_id: (None, None),
-) -> Counters:
-    """The counters of a stream of events (in bus order), computed in memory; duplicates count once."""
-    state = _ReplayState()
-    applied: set[str] = set()
-    for event in events:
-        if event.event_id in applied:
-            continue
-        applied.add(event.event_id)
+def increments_of(counters: Counters) -> Iterator[Increment]:
+    """The counters as increments again (what writing them somewhere takes)."""
+    for (name, day), fields in counters.items():
+        kind, _, key_id = name.partition("|") if name.startswith("funnel|") else ("email", "", name)
+        key: CounterKey | FunnelKey = (
+            FunnelKey.from_id(key_id) if kind == "funnel" else CounterKey.from_id(key_id)
+        )
+        for field_name, amount in fields.items():
+            yield Increment(key, day, field_name, amount)
+
+
+@dataclass
+class Replay:
+    """The counters of a stream of events computed in memory, in the order given; duplicates count once.
+
+    This is the rebuild: fed the stored events in the order they happened, it gives what the
+    consumer gives when they arrive in that order.
+    """
+
+    window: timedelta = DEFAULT_ATTRIBUTION_WINDOW
+    counters: Counters = field(default_factory=dict)
+    states: dict[str, LeadState] = field(default_factory=dict)
+    applied: set[str] = field(default_factory=set)
+    seen: set[str] = field(default_factory=set)
+    templates: dict[str, str] = field(default_factory=dict)
+
+    def apply(self, event: MetricEvent) -> bool:
+        if event.event_id in self.applied:
+            return False
+        self.applied.add(event.event_id)
         if (
             event.send_id is not None
             and event.template is not None
-            and event.kind
-            in (
-                "sent",
-                "skipped",
-                "deferred",
-            )
+            and event.kind in ("sent", "skipped", "deferred")
         ):
-            state.templates.setdefault(event.send_id, event.template)
+            self.templates.setdefault(event.send_id, event.template)
         if event.template is None and event.send_id is not None:
-            event = replace(event, template=state.templates.get(event.send_id))
-        event = with_traits(event, traits)
-        change = changes_for(event, state.recent.get(event.lead_id, ()), window)
+            event = replace(event, template=self.templates.get(event.send_id))
+        change = changes_for(event, self.states.get(event.lead_id, LeadState()), self.window)
         if change.unique is not None:
-            if change.unique in state.seen:
-                continue
-            state.seen.add(change.unique)
-        add(state.counters, change.increments)
-        if change.recent is not None:
-            state.recent[event.lead_id] = change.recent
-    return state.counters
+            if change.unique in self.seen:
+                return False
+            self.seen.add(change.unique)
+        add(self.counters, change.increments)
+        if change.state is not None:
+            self.states[event.lead_id] = change.state
+        return True
+
+
+def replay(events: Iterable[MetricEvent], window: timedelta = DEFAULT_ATTRIBUTION_WINDOW) -> Counters:
+    run = Replay(window)
+    for event in events:
+        run.apply(event)
+    return run.counters
 
 
 # --- reports ----------------------------------------------------------------------------------------------
+
+#: ``day -> {field: amount}`` for the days of a range that have counts.
+Days = dict[str, dict[str, int]]
 
 
 def parse_range(start: str | None, end: str | None) -> tuple[date, date]:
@@ -461,19 +659,24 @@ def _rate(part: int, whole: int) -> float | None:
     return None if whole == 0 else round(part / whole, 4)
 
 
-def report_row(key: CounterKey, totals: dict[str, int]) -> dict[str, Any]:
-    """One report row from the summed counters of one key."""
+#: The email fields a daily series carries (the trend lines of the report page).
+SERIES_FIELDS = (SENT, DELIVERED, OPENED_UNIQUE, CLICKED_UNIQUE, UNSUBSCRIBED, LAST_TOUCH)
+
+
+def report_row(totals: dict[str, int]) -> dict[str, Any]:
+    """The counts and rates of summed email counters."""
     sent = totals.get(SENT, 0)
+    delivered = totals.get(DELIVERED, 0)
     opened, clicked = totals.get(OPENED_UNIQUE, 0), totals.get(CLICKED_UNIQUE, 0)
     unsubscribed = totals.get(UNSUBSCRIBED, 0)
     by_reason = {
         f[len(SKIPPED_PREFIX) :]: n for f, n in sorted(totals.items()) if f.startswith(SKIPPED_PREFIX) and n
     }
     return {
-        "program": key.program,
-        "step": key.step,
-        "template": key.template,
         "sent": sent,
+        "delivered": delivered,
+        "bounced": {"total": totals.get(BOUNCED, 0), "permanent": totals.get(BOUNCED_PERMANENT, 0)},
+        "complained": totals.get(COMPLAINED, 0),
         "skipped": {"total": totals.get(SKIPPED, 0), "by_reason": by_reason},
         "deferred": totals.get(DEFERRED, 0),
         "opened_unique": opened,
@@ -482,6 +685,8 @@ def report_row(key: CounterKey, totals: dict[str, int]) -> dict[str, Any]:
         "stage_advances_last_touch": totals.get(LAST_TOUCH, 0),
         "stage_advances_any_touch": totals.get(ANY_TOUCH, 0),
         "rates": {
+            "delivery": _rate(delivered, sent),
+            "bounce": _rate(totals.get(BOUNCED, 0), sent),
             "open": _rate(opened, sent),
             "click": _rate(clicked, sent),
             "click_to_open": _rate(clicked, opened),
@@ -499,25 +704,57 @@ def sum_days(days: Iterable[dict[str, int]]) -> dict[str, int]:
     return totals
 
 
+def email_series(days: Days) -> list[dict[str, Any]]:
+    """One point per day with counts (days without any are left out: a chart reads them as zero)."""
+    return [
+        {"day": day, **{name: days[day].get(name, 0) for name in SERIES_FIELDS}}
+        for day in sorted(days)
+        if any(days[day].get(name) for name in SERIES_FIELDS)
+    ]
+
+
+def merge_days(many: Iterable[Days]) -> Days:
+    merged: Days = {}
+    for days in many:
+        for day, fields in days.items():
+            into = merged.setdefault(day, {})
+            for name, amount in fields.items():
+                into[name] = into.get(name, 0) + amount
+    return merged
+
+
 def email_report(
-    keys: Iterable[CounterKey], read_days: Callable[[CounterKey], Iterable[dict[str, int]]]
-) -> list[dict[str, Any]]:
-    """Rows for every key with anything counted in the range, by program, step, template."""
+    keys: Iterable[CounterKey], read_days: Callable[[CounterKey], Days], by: str | None = None
+) -> dict[str, Any]:
+    """Rows for every key with anything counted in the range (by program, step, template), their
+    totals, and a daily series of the totals. ``by="program"`` sums the rows of each program."""
+    read = [(key, read_days(key)) for key in keys]
+    read = [(key, days) for key, days in read if any(any(f.values()) for f in days.values())]
     rows = []
-    for key in keys:
-        totals = sum_days(read_days(key))
-        if any(totals.values()):
-            rows.append(report_row(key, totals))
-    rows.sort(key=lambda r: (r["program"] or "", r["step"] or "", r["template"]))
-    return rows
+    if by == "program":
+        programs: dict[str | None, list[Days]] = {}
+        for key, days in read:
+            programs.setdefault(key.program, []).append(days)
+        for program in sorted(programs, key=lambda p: p or ""):
+            days = merge_days(programs[program])
+            rows.append(
+                {"program": program, **report_row(sum_days(days.values())), "daily": email_series(days)}
+            )
+    else:
+        for key, days in sorted(read, key=lambda kd: (kd[0].program or "", kd[0].step or "", kd[0].template)):
+            row = {"program": key.program, "step": key.step, "template": key.template}
+            rows.append({**row, **report_row(sum_days(days.values())), "daily": email_series(days)})
+    everything = merge_days(days for _, days in read)
+    totals = {**report_row(sum_days(everything.values())), "daily": email_series(everything)}
+    return {"rows": rows, "totals": totals}
 
 
-def parse_breakdown(value: str | None) -> str | None:
-    """``by``: absent, ``industry`` or ``source``; ``InvalidInput`` naming it otherwise."""
+def parse_breakdown(value: str | None, allowed: tuple[str, ...] = BREAKDOWNS) -> str | None:
+    """``by``: absent or one of ``allowed``; ``InvalidInput`` naming it otherwise."""
     if value is None or value == "":
         return None
-    if value not in BREAKDOWNS:
-        raise InvalidInput(f"by: must be one of {', '.join(BREAKDOWNS)}")
+    if value not in allowed:
+        raise InvalidInput(f"by: must be one of {', '.join(allowed)}")
     return value
 
 
@@ -525,37 +762,62 @@ def _money(cents: int) -> float:
     return round(cents / 100, 2)
 
 
-def funnel_group(totals: dict[str, dict[str, int]]) -> dict[str, Any]:
-    """One funnel from the summed counters of each stage: entries, conversion to the next, closed deals."""
+def median_seconds(histogram: Mapping[int, int]) -> float | None:
+    """The (lower) median of a time-in-stage histogram, as its bucket's representative duration."""
+    count = sum(histogram.values())
+    if count == 0:
+        return None
+    position = (count - 1) // 2
+    for bucket in sorted(histogram):
+        if position < histogram[bucket]:
+            return bucket_seconds(bucket)
+        position -= histogram[bucket]
+    raise AssertionError("unreachable: the position is within the count")
+
+
+def funnel_group(totals: dict[str, int], days: Days) -> dict[str, Any]:
+    """One funnel from summed counters: entries, exits, median time in stage, conversion, closed deals."""
     stages = []
     for stage in STAGES:
-        entered = totals.get(stage, {}).get(ENTERED, 0)
+        entered = totals.get(stage_field(stage, ENTERED), 0)
         following = FUNNEL[FUNNEL.index(stage) + 1] if stage in FUNNEL[:-1] else None
-        conversion = None if following is None else _rate(totals.get(following, {}).get(ENTERED, 0), entered)
+        conversion = (
+            None if following is None else _rate(totals.get(stage_field(following, ENTERED), 0), entered)
+        )
+        prefix = stage_field(stage, f"{TIME_BUCKET}:")
+        histogram = {int(f[len(prefix) :]): n for f, n in totals.items() if f.startswith(prefix) and n}
+        median = median_seconds(histogram)
         stages.append(
-            {"stage": stage, "entered": entered, "next": following, "conversion_to_next": conversion}
+            {
+                "stage": stage,
+                "entered": entered,
+                "left": totals.get(stage_field(stage, LEFT), 0),
+                "median_days_in_stage": None if median is None else round(median / 86400, 2),
+                "next": following,
+                "conversion_to_next": conversion,
+            }
         )
     closed = {}
     for name, closed_stage in (("won", WON), ("lost", LOST)):
-        fields = totals.get(closed_stage, {})
         closed[name] = {
-            "count": fields.get(ENTERED, 0),
-            "with_amount": fields.get(WITH_AMOUNT, 0),
-            "amount": _money(fields.get(AMOUNT_CENTS, 0)),
+            "count": totals.get(stage_field(closed_stage, ENTERED), 0),
+            "with_amount": totals.get(stage_field(closed_stage, WITH_AMOUNT), 0),
+            "amount": _money(totals.get(stage_field(closed_stage, AMOUNT_CENTS), 0)),
         }
-    return {"stages": stages, "closed": closed}
+    daily = []
+    for day in sorted(days):
+        entered_on = {s: days[day].get(stage_field(s, ENTERED), 0) for s in STAGES}
+        if any(entered_on.values()):
+            daily.append({"day": day, "entered": entered_on})
+    return {"stages": stages, "closed": closed, "daily": daily}
 
 
-def funnel_report(
-    keys: Iterable[FunnelKey], read_days: Callable[[FunnelKey], Iterable[dict[str, int]]]
-) -> list[dict[str, Any]]:
+def funnel_report(keys: Iterable[FunnelKey], read_days: Callable[[FunnelKey], Days]) -> list[dict[str, Any]]:
     """A funnel per breakdown value (one, valued None, without a breakdown), by value."""
-    values: dict[str | None, dict[str, dict[str, int]]] = {}
+    groups = []
     for key in keys:
-        totals = sum_days(read_days(key))
+        days = read_days(key)
+        totals = sum_days(days.values())
         if any(totals.values()):
-            value = None if key.by == ALL else key.value
-            values.setdefault(value, {})[key.stage] = totals
-    return [
-        {"value": value, **funnel_group(values[value])} for value in sorted(values, key=lambda v: v or "")
-    ]
+            groups.append({"value": None if key.by == ALL else key.value, **funnel_group(totals, days)})
+    return sorted(groups, key=lambda g: g["value"] or "")

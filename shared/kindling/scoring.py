@@ -69,6 +69,8 @@ class LeadScore(BaseModel):
     config_version: int = 0
     revision: int = 0  # optimistic lock: each saved change increments it
     merged_into: str | None = None
+    #: The intent tags of the rules the lead has scored on, sorted.
+    intent: list[str] = Field(default_factory=list)
 
     def engagement_at(self, when: datetime, decay: Decay | None) -> float:
         if self.as_of is None:
@@ -198,6 +200,8 @@ def score_event(
                 result.capped.append(rule.id)
                 continue
             result.hits.append(Hit(rule.id, rule.points))
+            if rule.intent and rule.intent not in score.intent:
+                score.intent = sorted([*score.intent, rule.intent])
     if result.hits:
         _add_points(score, result.hits, at, day, decay)
     score.fit_rules = fit_of(config, traits, email)

@@ -182,6 +182,8 @@ class EngagementRule(_Strict):
     match: EventMatcher
     points: Points
     cap: Cap | None = None
+    #: The intent tag a lead gets when this rule scores (``pricing``, ``demo``): the funnel breaks down by it.
+    intent: Slug | None = None
 
 
 class Decay(_Strict):

@@ -98,6 +98,7 @@ def fold(into: LeadScore, other: LeadScore, config: ScoringConfig) -> None:
     else:
         weight = decay_factor(decay, into.as_of - other.as_of)
     into.engagement += other.engagement * weight
+    into.intent = sorted({*into.intent, *other.intent})
     for rule_id, theirs in other.rules.items():
         ours = into.rules.setdefault(
             rule_id, theirs.model_copy(update={"points": 0, "value": 0.0, "count": 0})

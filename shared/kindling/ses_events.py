@@ -27,6 +27,8 @@ TIMELINE_NAMES = {
     "Rendering Failure": "Email Rendering Failed",
     "DeliveryDelay": "Email Delivery Delayed",
 }
+#: eventType -> the outcome event the metrics count (once per send).
+OUTCOME_EVENTS = {"Delivery": "email.delivered", "Bounce": "email.bounced", "Complaint": "email.complained"}
 #: eventType -> the lead event that scoring and programs see.
 ENGAGEMENT_EVENTS = {"Open": "Email Opened", "Click": "Email Clicked"}
 
@@ -133,6 +135,26 @@ def apply_ses_event(
                 received_at=now,
                 properties={k: v for k, v in properties.items() if v is not None},
             ),
+        )
+    outcome_type = OUTCOME_EVENTS.get(event.event_type)
+    if outcome_type and send_id:
+        # For the metrics: after the effects above, so a failed publish retries them (they are idempotent).
+        publisher.publish(
+            [
+                BusEvent(
+                    source="kindling.email",
+                    detail_type=outcome_type,
+                    time=at,
+                    detail={
+                        "event_id": f"ses-{event_id}",
+                        "lead_id": lead_id,
+                        "send_id": send_id,
+                        "template": template,
+                        "bounce_type": properties.get("bounce_type"),
+                        "at": at.isoformat(),
+                    },
+                )
+            ]
         )
     return outcome
 

@@ -142,9 +142,28 @@ def test_a_marketer_sees_the_funnel_and_the_emails_the_api_reports(
         assert sent == [[r["template"], r["sent"]] for r in emails["rows"]]
         assert sum(n for _, n in sent) >= 2
 
+        # The trend lines add up to the report's daily series.
+        lines = page.eval_on_selector_all(
+            "#email-trend polyline", "lines => lines.map(l => [l.dataset.series, Number(l.dataset.total)])"
+        )
+        assert (
+            dict(lines)["sent"]
+            == emails["totals"]["sent"]
+            == sum(d["sent"] for d in emails["totals"]["daily"])
+        )
+        assert dict(lines)["opened_unique"] == emails["totals"]["opened_unique"]
+        stage_lines = dict(
+            page.eval_on_selector_all(
+                "#stage-trend polyline",
+                "lines => lines.map(l => [l.dataset.series, Number(l.dataset.total)])",
+            )
+        )
+        entered = {s["stage"]: s["entered"] for s in overall["stages"]}
+        assert stage_lines["mql"] == entered["mql"] >= 1 and stage_lines["lead"] == entered["lead"]
+
         page.select_option("#by", "industry")
         page.wait_for_function(
-            "() => document.body.dataset.loaded === 'true' && document.querySelector('h3')"
+            "() => document.body.dataset.loaded === 'true' && document.querySelector('#funnel h3')"
         )
         by_industry = report(report_stack, "funnel", **{"from": first, "to": last, "by": "industry"})
         groups = page.eval_on_selector_all(".group", "groups => groups.map(g => g.dataset.group)")
@@ -153,7 +172,7 @@ def test_a_marketer_sees_the_funnel_and_the_emails_the_api_reports(
 
         page.select_option("#by", "")
         page.wait_for_function(
-            "() => document.body.dataset.loaded === 'true' && !document.querySelector('h3')"
+            "() => document.body.dataset.loaded === 'true' && !document.querySelector('#funnel h3')"
         )
         assert problems == []
 

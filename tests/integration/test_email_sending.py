@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 from moto.ses.models import ses_backends
 
@@ -336,6 +337,14 @@ def test_hard_bounces_and_complaints_suppress_and_soft_bounces_count_once(world)
     lead = world["store"].lead(lead_id)
     assert lead is not None and lead.email_status == "hard_bounced"
     assert world["sender"].handle(request(lead_id), WEDNESDAY_10AM_NEW_YORK).reason == "hard_bounced"
+    # Each bounce is announced for the metrics with its send (the consumer counts one per send).
+    outcomes = [(e.detail_type, e.detail["send_id"], e.detail["bounce_type"]) for e in publisher.events]
+    assert outcomes == [
+        ("email.bounced", send.send_id, "Transient"),
+        ("email.bounced", send.send_id, "Transient"),
+        ("email.bounced", send.send_id, "Permanent"),
+    ]
+    assert publisher.events[0].detail["event_id"] == f"ses-{soft_id}"
 
 
 def test_ses_opens_and_clicks_become_lead_events_for_scoring(world) -> None:
@@ -425,7 +434,9 @@ def test_the_ses_events_handler_applies_an_eventbridge_envelope_from_its_queue(w
         "resources": [],
         "detail": event.model_dump(by_alias=True),
     }
-    handler = load_handler("ses_events", TABLE_NAME=world["table"], BUS_NAME="unused-bus")
+    bus = f"bus-{uuid.uuid4().hex[:8]}"
+    boto3.client("events").create_event_bus(Name=bus)
+    handler = load_handler("ses_events", TABLE_NAME=world["table"], BUS_NAME=bus)
     result = handler.lambda_handler(
         {"Records": [sqs_record(json.dumps(envelope, default=str), "r1")]}, Context()
     )

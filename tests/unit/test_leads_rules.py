@@ -90,3 +90,34 @@ def test_leads_of_two_different_people_are_never_merged() -> None:
     assert not can_merge(lead("a", email="x@x.io"), lead("b", email="y@x.io"))
     assert can_merge(lead("anon"), lead("b", user_id="u2", email="y@x.io"))
     assert can_merge(lead("a", email="y@x.io"), lead("b", user_id="u2"))
+
+
+@pytest.mark.parametrize(
+    ("context", "expected"),
+    [
+        (
+            {
+                "campaign": {"source": "Google", "medium": "cpc", "name": "Spring"},
+                "page": {"referrer": "https://x.io"},
+            },
+            {"first_touch_source": "google", "first_touch_medium": "cpc", "first_touch_campaign": "spring"},
+        ),
+        (
+            {"page": {"url": "https://acme.io/", "referrer": "https://www.linkedin.com/feed"}},
+            {"first_touch_source": "linkedin.com", "first_touch_medium": "referral"},
+        ),
+        (
+            {"page": {"url": "https://acme.io/pricing", "referrer": "https://acme.io/"}},
+            {"first_touch_source": "direct", "first_touch_medium": "none"},
+        ),
+        ({}, {"first_touch_source": "direct", "first_touch_medium": "none"}),
+    ],
+)
+def test_a_page_view_says_where_the_lead_first_came_from(context, expected) -> None:
+    assert profile_change(web(type="page", event=None, context=context)).first_touch == expected
+
+
+def test_only_page_views_by_people_are_touches() -> None:
+    campaign = {"campaign": {"source": "google"}}
+    assert profile_change(web(context=campaign)).first_touch == {}
+    assert profile_change(web(type="page", event=None, context=campaign, bot=True)).first_touch == {}

@@ -176,3 +176,19 @@ def test_the_explanation_accounts_for_every_point_and_the_decay() -> None:
     assert view["decay"]["decayed_away"] == pytest.approx(45 - view["engagement"], abs=0.01)
     top = reasons(state, CONFIG, T0 + timedelta(days=31), top=1)
     assert [r.rule_id for r in top] == ["demo-request"]
+
+
+def test_rules_with_an_intent_tag_the_lead_with_it_once() -> None:
+    state = LeadScore(lead_id="l")
+    for ev in (
+        event("page", properties={"url": "https://acme.io/pricing"}),
+        event(event="Demo Requested"),
+        event(
+            "page",
+            properties={"url": "https://acme.io/pricing"},
+            timestamp=(T0 + timedelta(days=1)).isoformat(),
+        ),
+        event("page", properties={"url": "https://acme.io/careers"}),
+    ):
+        state = apply(state, ev).score
+    assert state.intent == ["demo", "pricing"]

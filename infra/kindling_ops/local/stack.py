@@ -447,6 +447,7 @@ class LocalStack:
             ("POST", "/_local/settle"): self._post_settle,
             ("POST", "/_local/config"): self._post_config,
             ("POST", "/_local/programs"): self._post_program_state,
+            ("POST", "/_local/metrics/rebuild"): self._post_metrics_rebuild,
             ("GET", "/_local/dlq"): self._get_dead_letters,
             ("POST", "/_local/dlq/redrive"): self._post_redrive,
             ("POST", "/_local/webhooks/sales"): self._receive_webhook,
@@ -486,6 +487,15 @@ class LocalStack:
         except ValueError as exc:
             return _json(400, {"error": "invalid_request", "problems": [str(exc)]})
         return _json(200, {"result": line})
+
+    def _post_metrics_rebuild(self, request: Request) -> Response:
+        """Rebuild every metric from the logged events (what `kindling metrics rebuild --local` sends)."""
+        from kindling.adapters.metrics_store import DynamoMetricsStore
+        from kindling.metrics_rebuild import rebuild_metrics
+
+        window = timedelta(days=float(self.template.parameters["AttributionWindowDays"]))
+        store = DynamoMetricsStore(self.table_name, self.session.client("dynamodb"))
+        return _json(200, {"result": rebuild_metrics(store, window).line()})
 
     def _get_dead_letters(self, request: Request) -> Response:
         from kindling_ops.dlq import from_template, inspect

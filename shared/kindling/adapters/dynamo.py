@@ -200,6 +200,12 @@ class DynamoLeadStore:
             names[f"#t{index}"] = trait
             values[f":t{index}"] = to_attribute(value)
             sets.append(f"traits.#t{index} = :t{index}")
+        for index, (trait, text) in enumerate(change.first_touch.items()):
+            if trait in change.traits:
+                continue  # an identify that names its own first touch wins
+            names[f"#f{index}"] = trait
+            values[f":f{index}"] = {"S": text}
+            sets.append(f"traits.#f{index} = if_not_exists(traits.#f{index}, :f{index})")
         for attribute in ("email", "user_id", "invalid_email"):
             value = getattr(change, attribute)
             if value:

@@ -1,42 +1,77 @@
-"""Email and funnel metric counters on the single table.
+"""Email and funnel metric counters, and the event log they are rebuilt from, on the single table.
 
-PK                                        / SK
-METRIC#email#<program>#<step>#<template>  / DAY#<yyyy-mm-dd>   counters of one key on one day (ADD)
-METRICKEYS#email                          / <program>#<step>#<template>   the keys that exist
-METRICEVT#<event id>                      / METRICEVT          an event already counted (expires)
-METRICSEEN#<send id>#opened|clicked       / METRICSEEN         the first open / click of a send
-LEAD#<id>                                 / METRICRECENT       the lead's recent sends (attribution)
-METRIC#funnel#<by>#<stage>#<value>        / DAY#<yyyy-mm-dd>   leads entering a stage on one day (ADD)
-METRICKEYS#funnel                         / <by>#<stage>#<value>   the funnel keys that exist
+PK                                         / SK
+METRICGEN                                  / METRICGEN           generations read (reports) and written
+METRIC#g<gen>#email#<program>#<step>#<tpl> / DAY#<yyyy-mm-dd>    counters of one email on one day (ADD)
+METRICKEYS#g<gen>#email                    / <program>#<step>#<tpl>   the email keys that exist
+METRIC#g<gen>#funnel#<by>#<value>          / DAY#<yyyy-mm-dd>    one breakdown value's funnel on a day (ADD)
+METRICKEYS#g<gen>#funnel                   / <by>#<value>        the funnel keys that exist
+METRICLOG#<yyyy-mm-dd>                     / <time>#<event id>   an event as counted (raw, with its lookups)
+METRICKEYS#log                             / <yyyy-mm-dd>        the days that have logged events
+METRICEVT#<event id>                       / METRICEVT           an event already counted (expires)
+METRICSEEN#<send id>#<what>                / METRICSEEN          a send's first open, click, delivery...
+LEAD#<id>                                  / METRICSTATE         the lead's recent sends, stage since when
 
-The funnel's ``by`` is ``all`` (value ``-``), ``industry`` or ``source``. The consumer reads the
-lead's profile (one GetItem) for ``traits.industry`` and ``traits.first_touch_source``.
+One event is one transaction: the generation check, the dedup record, the log entry, the unique
+marker, the lead's state and the counter updates land together or not at all.
 
-One event is one transaction: the dedup record, the unique marker, the recent-sends list and
-the counter updates land together or not at all.
+Generations make a rebuild safe while events keep arriving: the rebuild points the consumer at a
+new generation (every consumer transaction checks the generation it writes, so none lands in the
+old one afterwards), replays every event logged before into it, and only then points the reports
+at it. Until then reports read the old generation, whole.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
-from datetime import date, timedelta
+from collections.abc import Iterable, Iterator
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from kindling.adapters import aws
-from kindling.errors import Retryable
-from kindling.metrics import ALL, Change, CounterKey, FunnelKey, RecentSend, breakdown_value
+from kindling.errors import Conflict, Retryable
+from kindling.metrics import (
+    ALL,
+    Change,
+    CounterKey,
+    Counters,
+    Days,
+    FunnelKey,
+    Increment,
+    LeadContext,
+    LeadState,
+    LoggedEvent,
+    MetricEvent,
+    increments_of,
+)
 
-KIND = "email"
 #: How long a counted event's dedup record is kept (EventBridge and SQS redeliver within days).
 DEDUP_TTL = timedelta(days=30)
+GENERATION_KEY = {"PK": {"S": "METRICGEN"}, "SK": {"S": "METRICGEN"}}
 
 
-def counter_pk(key: CounterKey | FunnelKey) -> str:
-    return f"METRIC#{key.kind}#{key.id}"
+def counter_pk(generation: int, key: CounterKey | FunnelKey) -> str:
+    return f"METRIC#g{generation}#{key.kind}#{key.id}"
+
+
+def keys_pk(generation: int, kind: str) -> str:
+    return f"METRICKEYS#g{generation}#{kind}"
+
+
+def log_sort_key(at: datetime, event_id: str) -> str:
+    """Fixed-width UTC time first, so a day's log reads in the order things happened."""
+    return f"{at.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%S.%f')}#{event_id}"
+
+
+def _merged(increments: Iterable[Increment]) -> dict[tuple[CounterKey | FunnelKey, str], dict[str, int]]:
+    merged: dict[tuple[CounterKey | FunnelKey, str], dict[str, int]] = {}
+    for inc in increments:
+        fields = merged.setdefault((inc.key, inc.day), {})
+        fields[inc.field] = fields.get(inc.field, 0) + inc.amount
+    return merged
 
 
 class DynamoMetricsStore:
@@ -44,23 +79,39 @@ class DynamoMetricsStore:
         self._table = table_name
         self._client = client
         self._now = clock_seconds
+        self._writing: int | None = None
 
     @property
     def client(self) -> Any:
         return self._client or aws.client("dynamodb")
 
+    # --- generations ----------------------------------------------------------------------------------
+
+    def generations(self) -> tuple[int, int]:
+        """``(serving, writing)``: what reports read and what the consumer writes (0, 0 at first)."""
+        item = self.client.get_item(TableName=self._table, Key=GENERATION_KEY, ConsistentRead=True).get(
+            "Item"
+        )
+        if item is None:
+            return 0, 0
+        return int(item["serving"]["N"]), int(item["writing"]["N"])
+
+    def _writing_generation(self) -> int:
+        if self._writing is None:
+            self._writing = self.generations()[1]
+        return self._writing
+
     # --- the consumer ---------------------------------------------------------------------------------
 
-    def recent_sends(self, lead_id: str) -> tuple[list[RecentSend], int]:
+    def lead_state(self, lead_id: str) -> tuple[LeadState, int]:
         item = self.client.get_item(
             TableName=self._table,
-            Key={"PK": {"S": f"LEAD#{lead_id}"}, "SK": {"S": "METRICRECENT"}},
+            Key={"PK": {"S": f"LEAD#{lead_id}"}, "SK": {"S": "METRICSTATE"}},
             ConsistentRead=True,
         ).get("Item")
         if item is None:
-            return [], 0
-        sends = [RecentSend.from_json(s) for s in json.loads(item["sends"]["S"])]
-        return sends, int(item["version"]["N"])
+            return LeadState(), 0
+        return LeadState.from_json(json.loads(item["state"]["S"])), int(item["version"]["N"])
 
     def send_template(self, send_id: str) -> str | None:
         item = self.client.get_item(
@@ -70,33 +121,97 @@ class DynamoMetricsStore:
             return None
         return str(item["template"]["S"])
 
-    def lead_traits(self, lead_id: str) -> tuple[str | None, str | None]:
-        item = self.client.get_item(
-            TableName=self._table,
-            Key={"PK": {"S": f"LEAD#{lead_id}"}, "SK": {"S": "PROFILE"}},
-            ProjectionExpression="traits",
-        ).get("Item")
-        traits = ((item or {}).get("traits") or {}).get("M") or {}
+    def lead_context(self, lead_id: str) -> LeadContext:
+        """The profile's industry, first-touch source and segments, and the score's intent tags (one call)."""
+        lead = f"LEAD#{lead_id}"
+        response = self.client.batch_get_item(
+            RequestItems={
+                self._table: {
+                    "Keys": [
+                        {"PK": {"S": lead}, "SK": {"S": "PROFILE"}},
+                        {"PK": {"S": lead}, "SK": {"S": "SCORE"}},
+                    ],
+                    "ProjectionExpression": "SK, traits, #segments, #state",
+                    "ExpressionAttributeNames": {"#segments": "segments", "#state": "state"},
+                }
+            }
+        )
+        if response.get("UnprocessedKeys"):
+            raise Retryable("DynamoDB left the lead's profile unread")
+        items = {i["SK"]["S"]: i for i in response.get("Responses", {}).get(self._table, [])}
+        profile, score = items.get("PROFILE", {}), items.get("SCORE", {})
+        traits = (profile.get("traits") or {}).get("M") or {}
 
-        def text(name: str) -> str | None:
+        def trait(name: str) -> Any:
             value = traits.get(name) or {}
-            return breakdown_value(value.get("S", value.get("N")))
+            return value.get("S", value.get("N"))
 
-        return text("industry"), text("first_touch_source")
+        segments = (profile.get("segments") or {}).get("SS") or [
+            v.get("S") for v in (profile.get("segments") or {}).get("L") or []
+        ]
+        intent = json.loads(score["state"]["S"]).get("intent") or [] if "state" in score else []
+        return LeadContext.of(trait("industry"), trait("first_touch_source"), segments, intent)
 
-    def commit(self, lead_id: str, event_id: str, change: Change, recent_version: int) -> str:
+    def commit(self, logged: LoggedEvent, event: MetricEvent, change: Change, state_version: int) -> str:
+        generation = self._writing_generation()
+        items = self._transaction(generation, logged, event, change, state_version)
+        try:
+            self.client.transact_write_items(TransactItems=items)
+        except ClientError as exc:
+            if aws.error_code(exc) != "TransactionCanceledException":
+                raise
+            reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
+            if reasons and reasons[0] == "ConditionalCheckFailed":
+                self._writing = None  # a rebuild moved the consumer to a new generation
+                raise Retryable("the metrics generation changed; counting again") from exc
+            if len(reasons) > 1 and reasons[1] == "ConditionalCheckFailed":
+                return "duplicate"
+            if change.unique is not None and len(reasons) > 4 and reasons[4] == "ConditionalCheckFailed":
+                # Not counted again, but logged: a future metric (all opens, say) may want it.
+                self.commit(logged, event, Change(), 0)
+                return "seen"
+            raise Retryable(f"DynamoDB cancelled the metrics write: {reasons}") from exc
+        return "applied"
+
+    def _transaction(
+        self, generation: int, logged: LoggedEvent, event: MetricEvent, change: Change, state_version: int
+    ) -> list[dict[str, Any]]:
+        day = event.at.astimezone(UTC).date().isoformat()
+        log_item: dict[str, Any] = {
+            "PK": {"S": f"METRICLOG#{day}"},
+            "SK": {"S": log_sort_key(event.at, event.event_id)},
+            "source": {"S": logged.source},
+            "detail_type": {"S": logged.detail_type},
+            "time": {"S": logged.time.isoformat()},
+            "detail": {"S": json.dumps(logged.detail, separators=(",", ":"), default=str)},
+            "generation": {"N": str(generation)},
+        }
+        if logged.template is not None:
+            log_item["template"] = {"S": logged.template}
+        if logged.context is not None:
+            log_item["context"] = {"S": json.dumps(logged.context.to_json(), separators=(",", ":"))}
         items: list[dict[str, Any]] = [
+            {
+                "ConditionCheck": {
+                    "TableName": self._table,
+                    "Key": GENERATION_KEY,
+                    "ConditionExpression": "attribute_not_exists(PK) OR writing = :g",
+                    "ExpressionAttributeValues": {":g": {"N": str(generation)}},
+                }
+            },
             {
                 "Put": {
                     "TableName": self._table,
                     "Item": {
-                        "PK": {"S": f"METRICEVT#{event_id}"},
+                        "PK": {"S": f"METRICEVT#{event.event_id}"},
                         "SK": {"S": "METRICEVT"},
                         "expires_at": {"N": str(self._expiry())},
                     },
                     "ConditionExpression": "attribute_not_exists(PK)",
                 }
-            }
+            },
+            {"Put": {"TableName": self._table, "Item": log_item}},
+            {"Put": {"TableName": self._table, "Item": {"PK": {"S": "METRICKEYS#log"}, "SK": {"S": day}}}},
         ]
         if change.unique is not None:
             items.append(
@@ -108,42 +223,36 @@ class DynamoMetricsStore:
                     }
                 }
             )
-        if change.recent is not None:
-            items.append(self._recent_put(lead_id, change.recent, recent_version))
-        merged: dict[tuple[CounterKey | FunnelKey, str], dict[str, int]] = {}
-        for inc in change.increments:
-            fields = merged.setdefault((inc.key, inc.day), {})
-            fields[inc.field] = fields.get(inc.field, 0) + inc.amount
-        for (key, day), fields in merged.items():
-            items.append(self._counter_update(key, day, fields))
-        # Credited email keys were listed when their emails were sent.
-        listed = {inc.key for inc in change.increments if not inc.field.startswith("stage_advances_")}
-        for key in sorted(listed, key=lambda k: (k.kind, k.id)):
-            items.append(self._key_put(key))
-        try:
-            self.client.transact_write_items(TransactItems=items)
-        except ClientError as exc:
-            if aws.error_code(exc) != "TransactionCanceledException":
-                raise
-            reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
-            if reasons and reasons[0] == "ConditionalCheckFailed":
-                return "duplicate"
-            if change.unique is not None and len(reasons) > 1 and reasons[1] == "ConditionalCheckFailed":
-                return "seen"
-            raise Retryable(f"DynamoDB cancelled the metrics write: {reasons}") from exc
-        return "applied"
+        if change.state is not None:
+            items.append(self._state_put(event.lead_id, change.state, state_version))
+        items += self.counter_writes(generation, change.increments)
+        return items
+
+    def counter_writes(
+        self, generation: int, increments: Iterable[Increment], list_all: bool = False
+    ) -> list[dict[str, Any]]:
+        """The updates that add ``increments``, and the puts that list their keys."""
+        increments = list(increments)
+        writes = [
+            self._counter_update(generation, key, day, fields)
+            for (key, day), fields in _merged(increments).items()
+        ]
+        # Credited email keys were listed when their emails were sent (or skipped, or deferred).
+        listed = {inc.key for inc in increments if list_all or not inc.field.startswith("stage_advances_")}
+        writes += [self._key_put(generation, key) for key in sorted(listed, key=lambda k: (k.kind, k.id))]
+        return writes
 
     def _expiry(self) -> int:
         now = self._now() if self._now is not None else time.time()
         return int(now + DEDUP_TTL.total_seconds())
 
-    def _recent_put(self, lead_id: str, sends: tuple[RecentSend, ...], version: int) -> dict[str, Any]:
+    def _state_put(self, lead_id: str, state: LeadState, version: int) -> dict[str, Any]:
         put: dict[str, Any] = {
             "TableName": self._table,
             "Item": {
                 "PK": {"S": f"LEAD#{lead_id}"},
-                "SK": {"S": "METRICRECENT"},
-                "sends": {"S": json.dumps([s.to_json() for s in sends], separators=(",", ":"))},
+                "SK": {"S": "METRICSTATE"},
+                "state": {"S": json.dumps(state.to_json(), separators=(",", ":"))},
                 "version": {"N": str(version + 1)},
             },
         }
@@ -155,7 +264,7 @@ class DynamoMetricsStore:
         return {"Put": put}
 
     def _counter_update(
-        self, key: CounterKey | FunnelKey, day: str, fields: dict[str, int]
+        self, generation: int, key: CounterKey | FunnelKey, day: str, fields: dict[str, int]
     ) -> dict[str, Any]:
         names = {f"#f{i}": name for i, name in enumerate(sorted(fields))}
         values = {f":a{i}": {"N": str(fields[name])} for i, name in enumerate(sorted(fields))}
@@ -163,34 +272,26 @@ class DynamoMetricsStore:
         return {
             "Update": {
                 "TableName": self._table,
-                "Key": {"PK": {"S": counter_pk(key)}, "SK": {"S": f"DAY#{day}"}},
+                "Key": {"PK": {"S": counter_pk(generation, key)}, "SK": {"S": f"DAY#{day}"}},
                 "UpdateExpression": f"ADD {adds}",
                 "ExpressionAttributeNames": names,
                 "ExpressionAttributeValues": values,
             }
         }
 
-    def _key_put(self, key: CounterKey | FunnelKey) -> dict[str, Any]:
-        if isinstance(key, FunnelKey):
-            funnel = {"PK": {"S": f"METRICKEYS#{key.kind}"}, "SK": {"S": key.id}}
-            return {"Put": {"TableName": self._table, "Item": funnel}}
-        item: dict[str, Any] = {
-            "PK": {"S": f"METRICKEYS#{KIND}"},
-            "SK": {"S": key.id},
-            "template": {"S": key.template},
-        }
-        if key.program:
-            item["program"] = {"S": key.program}
-        if key.step:
-            item["step"] = {"S": key.step}
+    def _key_put(self, generation: int, key: CounterKey | FunnelKey) -> dict[str, Any]:
+        item: dict[str, Any] = {"PK": {"S": keys_pk(generation, key.kind)}, "SK": {"S": key.id}}
         return {"Put": {"TableName": self._table, "Item": item}}
 
-    # --- the report -----------------------------------------------------------------------------------
+    # --- the reports ----------------------------------------------------------------------------------
 
-    def keys(self, program: str | None = None) -> list[CounterKey]:
-        """Every key counted so far (one Query), or a program's."""
+    def serving(self) -> int:
+        return self.generations()[0]
+
+    def keys(self, generation: int, program: str | None = None) -> list[CounterKey]:
+        """Every email key counted so far (one Query), or a program's."""
         condition = "PK = :pk"
-        values: dict[str, Any] = {":pk": {"S": f"METRICKEYS#{KIND}"}}
+        values: dict[str, Any] = {":pk": {"S": keys_pk(generation, "email")}}
         if program:
             condition += " AND begins_with(SK, :program)"
             values[":program"] = {"S": f"{program}#"}
@@ -198,23 +299,123 @@ class DynamoMetricsStore:
             CounterKey.from_id(item["SK"]["S"]) for item in self._query(condition, values, projection="SK")
         ]
 
-    def funnel_keys(self, by: str | None) -> list[FunnelKey]:
-        """The funnel keys of one breakdown (``None``: the overall funnel), one Query."""
-        values = {":pk": {"S": "METRICKEYS#funnel"}, ":by": {"S": f"{by or ALL}#"}}
+    def funnel_keys(self, generation: int, by: str | None, value: str | None = None) -> list[FunnelKey]:
+        """The funnel keys of one breakdown (``None``: the overall funnel), or one value of it; one Query."""
+        prefix = f"{by or ALL}#" + (value if value is not None else "")
+        values = {":pk": {"S": keys_pk(generation, "funnel")}, ":by": {"S": prefix}}
         items = self._query("PK = :pk AND begins_with(SK, :by)", values, projection="SK")
-        return [FunnelKey.from_id(item["SK"]["S"]) for item in items]
+        found = [FunnelKey.from_id(item["SK"]["S"]) for item in items]
+        return [k for k in found if value is None or k.value == value]
 
-    def days(self, key: CounterKey | FunnelKey, first: date, last: date) -> list[dict[str, int]]:
-        """The key's counters on each day from ``first`` to ``last`` (one Query)."""
+    def days(self, generation: int, key: CounterKey | FunnelKey, first: date, last: date) -> Days:
+        """The key's counters on each day from ``first`` to ``last`` that has any (one Query)."""
         items = self._query(
             "PK = :pk AND SK BETWEEN :from AND :to",
             {
-                ":pk": {"S": counter_pk(key)},
+                ":pk": {"S": counter_pk(generation, key)},
                 ":from": {"S": f"DAY#{first.isoformat()}"},
                 ":to": {"S": f"DAY#{last.isoformat()}"},
             },
         )
-        return [{name: int(value["N"]) for name, value in item.items() if "N" in value} for item in items]
+        return {
+            item["SK"]["S"][4:]: {name: int(value["N"]) for name, value in item.items() if "N" in value}
+            for item in items
+        }
+
+    # --- the rebuild ----------------------------------------------------------------------------------
+
+    def start_generation(self, serving: int, writing: int, new: int) -> None:
+        """Point the consumer at ``new`` (reports stay on ``serving``), if nobody moved it meanwhile."""
+        self._set_generation(serving, new, expected_writing=writing)
+
+    def serve_generation(self, new: int) -> None:
+        """Point the reports at ``new``, if the consumer still writes it."""
+        self._set_generation(new, new, expected_writing=new)
+
+    def _set_generation(self, serving: int, writing: int, expected_writing: int) -> None:
+        try:
+            self.client.put_item(
+                TableName=self._table,
+                Item={**GENERATION_KEY, "serving": {"N": str(serving)}, "writing": {"N": str(writing)}},
+                ConditionExpression="attribute_not_exists(PK) OR writing = :w"
+                if expected_writing == 0
+                else "writing = :w",
+                ExpressionAttributeValues={":w": {"N": str(expected_writing)}},
+            )
+        except ClientError as exc:
+            if aws.error_code(exc) == "ConditionalCheckFailedException":
+                raise Conflict("another rebuild moved the metrics generation meanwhile") from exc
+            raise
+
+    def logged_days(self) -> list[str]:
+        return [item["SK"]["S"] for item in self._query("PK = :pk", {":pk": {"S": "METRICKEYS#log"}})]
+
+    def logged_events(self, day: str) -> Iterator[tuple[LoggedEvent, int]]:
+        """A day's logged events in the order they happened, with the generation that counted each."""
+        for item in self._query("PK = :pk", {":pk": {"S": f"METRICLOG#{day}"}}):
+            context = item.get("context")
+            yield (
+                LoggedEvent(
+                    source=item["source"]["S"],
+                    detail_type=item["detail_type"]["S"],
+                    time=datetime.fromisoformat(item["time"]["S"]),
+                    detail=json.loads(item["detail"]["S"]),
+                    template=item["template"]["S"] if "template" in item else None,
+                    context=LeadContext.from_json(json.loads(context["S"])) if context else None,
+                ),
+                int(item["generation"]["N"]),
+            )
+
+    def add_rebuilt(self, generation: int, counters: Counters) -> int:
+        """Add rebuilt counters to ``generation`` (the consumer adds to it too); the writes made.
+
+        Each write is an ADD or an idempotent put, sent 100 to a transaction so that a throttled
+        batch is retried whole (a half-applied one is never retried: ADD twice would double).
+        """
+        writes = self.counter_writes(generation, increments_of(counters), list_all=True)
+        for start in range(0, len(writes), 100):
+            self._transact_retrying(writes[start : start + 100], f"rebuild-g{generation}-{start}")
+        return len(writes)
+
+    def _transact_retrying(self, items: list[dict[str, Any]], token: str) -> None:
+        """One transaction, retried while it conflicts with the consumer's; the token makes a retry of
+        one that did land (its answer lost) a no-op."""
+        for attempt in range(8):
+            try:
+                self.client.transact_write_items(TransactItems=items, ClientRequestToken=token)
+                return
+            except ClientError as exc:
+                if aws.error_code(exc) not in (
+                    "TransactionCanceledException",
+                    "TransactionConflictException",
+                ):
+                    raise
+                time.sleep(min(1.0, 0.05 * 2**attempt))
+        raise Retryable("DynamoDB kept cancelling the rebuilt counters' writes; run the rebuild again")
+
+    def drop_generation(self, generation: int) -> int:
+        """Delete a generation no one reads or writes any more; the items deleted."""
+        deleted = 0
+        for kind in ("email", "funnel"):
+            for key_item in list(self._query("PK = :pk", {":pk": {"S": keys_pk(generation, kind)}})):
+                key = (CounterKey if kind == "email" else FunnelKey).from_id(key_item["SK"]["S"])
+                pk = {":pk": {"S": counter_pk(generation, key)}}
+                doomed = [{"PK": i["PK"], "SK": i["SK"]} for i in self._query("PK = :pk", pk, "PK, SK")]
+                doomed.append({"PK": key_item["PK"], "SK": key_item["SK"]})
+                for start in range(0, len(doomed), 25):
+                    self._delete_batch(doomed[start : start + 25])
+                deleted += len(doomed)
+        return deleted
+
+    def _delete_batch(self, keys: list[dict[str, Any]]) -> None:
+        requests = {self._table: [{"DeleteRequest": {"Key": key}} for key in keys]}
+        for attempt in range(8):
+            unprocessed = self.client.batch_write_item(RequestItems=requests).get("UnprocessedItems") or {}
+            if not unprocessed:
+                return
+            requests = unprocessed
+            time.sleep(min(1.0, 0.05 * 2**attempt))
+        raise Retryable("DynamoDB kept refusing to delete an old metrics generation")
 
     def _query(
         self, condition: str, values: dict[str, Any], projection: str | None = None
