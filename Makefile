@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint unit bench clean browser
+.PHONY: run demo test lint unit bench clean browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +15,10 @@ $(STAMP): pyproject.toml
 ## Start the whole system on localhost (API on $$PORT, default 3000). Ctrl-C stops it.
 run: $(STAMP)
 	$(BIN)/kindling local
+
+## Weeks of realistic traffic on the stack `make run` started (in another terminal), then the reports.
+demo: $(STAMP)
+	$(BIN)/kindling demo
 
 ## Lint (ruff, mypy, cfn-lint) and run every test: unit, integration, infrastructure, end-to-end.
 test: $(STAMP) browser lint

@@ -61,7 +61,7 @@ def _load_config(directory: Path) -> dict | None:
         return None
 
 
-def _post_local(port: int | None, path: str, body: object) -> dict | None:
+def _post_local(port: int | None, path: str, body: object, timeout: float = 30) -> dict | None:
     """POST to the running local stack; its JSON answer, or None after saying what went wrong."""
     import json
     import urllib.error
@@ -75,7 +75,7 @@ def _post_local(port: int | None, path: str, body: object) -> dict | None:
         method="POST",
     )
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return dict(json.loads(response.read()))
     except urllib.error.HTTPError as exc:
         problems = json.loads(exc.read() or b"{}").get("problems") or [exc.reason]
@@ -264,7 +264,7 @@ def _stack_table(stack: str | None) -> str | None:
 def format_table(headers: list[str], rows: list[list[object]]) -> str:
     """Columns aligned: text left, numbers right; ``-`` for a missing value."""
     cells = [[("-" if v is None else str(v)) for v in row] for row in rows]
-    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+    widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
     numeric = [
         all(isinstance(row[i], int | float) or row[i] is None for row in rows) for i in range(len(headers))
     ]
@@ -276,38 +276,79 @@ def format_table(headers: list[str], rows: list[list[object]]) -> str:
     return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in cells)])
 
 
-def format_report(kind: str, report: dict) -> str:
-    """The emails or funnel report (as the API returns it) as a text table."""
-    if kind == "emails":
-        headers = ["program", "step", "template", "sent", "skipped", "deferred", "opened", "clicked"]
-        headers += ["unsub", "adv_last", "adv_any"]
-        rows = [
+def _percent(rate: float | None) -> str | None:
+    return None if rate is None else f"{rate:.1%}"
+
+
+def _email_rows(rows: list[dict], by_program: bool) -> tuple[list[str], list[list[object]]]:
+    headers = ["program"] if by_program else ["program", "step", "template"]
+    headers += [
+        "sent",
+        "deliv",
+        "bounce",
+        "skip",
+        "defer",
+        "opened",
+        "clicked",
+        "unsub",
+        "adv_last",
+        "adv_any",
+    ]
+    table = []
+    for r in rows:
+        name = [r["program"]] if by_program else [r["program"], r["step"], r["template"]]
+        table.append(
             [
-                *(r["program"], r["step"], r["template"], r["sent"], r["skipped"]["total"], r["deferred"]),
+                *name,
+                *(r["sent"], r["delivered"], r["bounced"]["total"], r["skipped"]["total"], r["deferred"]),
                 *(r["opened_unique"], r["clicked_unique"], r["unsubscribed"]),
                 *(r["stage_advances_last_touch"], r["stage_advances_any_touch"]),
             ]
-            for r in report["rows"]
-        ]
-        return format_table(headers, rows)
-    by = report.get("by")
-    headers = [by or "funnel", "stage", "entered", "to_next", "closed", "count", "amount"]
-    rows = []
-    for group in report["groups"]:
-        value = group["value"] if by else "all"
+        )
+    return headers, table
+
+
+def _funnel_rows(label: str, groups: list[dict]) -> list[list[object]]:
+    rows: list[list[object]] = []
+    for group in groups:
         closed = {"customer": group["closed"]["won"], "closed_lost": group["closed"]["lost"]}
         for stage in group["stages"]:
-            rate = stage["conversion_to_next"]
             deal = closed.get(stage["stage"])
             rows.append(
-                [value, stage["stage"], stage["entered"], None if rate is None else f"{rate:.1%}"]
-                + (
-                    [("won" if stage["stage"] == "customer" else "lost"), deal["count"], deal["amount"]]
-                    if deal
-                    else [None] * 3
-                )
+                [
+                    group["value"] if group["value"] is not None else label,
+                    *(stage["stage"], stage["entered"], _percent(stage["conversion_to_next"])),
+                    *(stage["left"], stage["median_days_in_stage"]),
+                    *((deal["count"], deal["amount"]) if deal else (None, None)),
+                ]
             )
-    return format_table(headers, rows)
+    return rows
+
+
+FUNNEL_HEADERS = ["stage", "entered", "to_next", "left", "median_days", "closed", "amount"]
+
+
+def format_report(kind: str, report: dict) -> str:
+    """The emails, funnel or program report (as the API returns it) as text tables."""
+    if kind == "emails":
+        headers, rows = _email_rows(report["rows"], report.get("by") == "program")
+        return format_table(headers, rows)
+    if kind == "program":
+        headers, rows = _email_rows(report["emails"], False)
+        parts = [
+            f"program {report['program']}, {report['from']} to {report['to']}",
+            format_table(headers, rows),
+        ]
+        if report["funnel"] is not None:
+            parts += [
+                "leads whose last email before a stage move came from this program:",
+                format_table(
+                    ["program", *FUNNEL_HEADERS], _funnel_rows(report["program"], [report["funnel"]])
+                ),
+            ]
+        return "\n\n".join(parts)
+    by = report.get("by")
+    return format_table([by or "funnel", *FUNNEL_HEADERS], _funnel_rows("all", report["groups"]))
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -327,12 +368,19 @@ def _report(args: argparse.Namespace) -> int:
             f"http://127.0.0.1:{args.port if args.port is not None else int(os.environ.get('PORT', '3000'))}"
         )
     query = {"from": args.start, "to": args.end}
-    if args.kind == "funnel" and args.by:
+    if args.by:
         query["by"] = args.by
-    if args.kind == "emails" and args.program:
-        query["program"] = args.program
+    if args.kind == "program":
+        if not args.program:
+            print("kindling: give --program ID for the program report", file=sys.stderr)
+            return 2
+        path = f"programs/{urllib.parse.quote(args.program, safe='')}"
+    else:
+        path = args.kind
+        if args.program:
+            query["program"] = args.program
     request = urllib.request.Request(
-        f"{base}/v1/reports/{args.kind}?{urllib.parse.urlencode(query)}",
+        f"{base}/v1/reports/{path}?{urllib.parse.urlencode(query)}",
         headers={"Authorization": f"Bearer {token}"},
     )
     try:
@@ -346,6 +394,64 @@ def _report(args: argparse.Namespace) -> int:
         print(f"kindling: cannot reach {base}: {exc}", file=sys.stderr)
         return 1
     print(format_report(args.kind, report))
+    return 0
+
+
+def _metrics_rebuild(args: argparse.Namespace) -> int:
+    if args.local:
+        answer = _post_local(args.port, "/_local/metrics/rebuild", {}, timeout=1800)
+        if answer is None:
+            return 1
+        print(answer["result"])
+        return 0
+    from datetime import timedelta
+
+    import boto3
+
+    from kindling.adapters.metrics_store import DynamoMetricsStore
+    from kindling.errors import Conflict
+    from kindling.metrics_rebuild import rebuild_metrics
+
+    if not 1 <= args.attribution_days <= 90:
+        print("kindling: --attribution-days must be from 1 to 90", file=sys.stderr)
+        return 2
+    table = args.table or _stack_table(args.stack)
+    if table is None:
+        return 1
+    store = DynamoMetricsStore(table, boto3.client("dynamodb"))
+    try:
+        print(rebuild_metrics(store, timedelta(days=args.attribution_days)).line())
+    except Conflict as exc:
+        print(f"kindling: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from kindling_ops.demo import DemoError, DemoStack, run_demo
+    from kindling_ops.local.stack import PARAMETER_ENVIRONMENT
+
+    def setting(given: str | None, parameter: str) -> str:
+        variable, default = PARAMETER_ENVIRONMENT[parameter]
+        return given or os.environ.get(variable) or default
+
+    if args.leads < 1 or args.weeks < 1:
+        print("kindling: --leads and --weeks must be at least 1", file=sys.stderr)
+        return 2
+    url = args.url or f"http://127.0.0.1:{os.environ.get('PORT', '3000')}"
+    try:
+        stack = DemoStack(
+            url,
+            write_key=setting(args.write_key, "WriteKey"),
+            admin_token=setting(args.token, "AdminToken"),
+            webhook_secret=setting(args.webhook_secret, "CrmWebhookSecret"),
+        )
+        run_demo(
+            stack, leads=args.leads, weeks=args.weeks, seed=args.seed, say=lambda s: print(s, flush=True)
+        )
+    except DemoError as exc:
+        print(f"kindling: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -385,12 +491,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     programs.set_defaults(run=_programs)
 
-    report = commands.add_parser("report", help="print the email or funnel report for a date range")
-    report.add_argument("kind", choices=["emails", "funnel"])
+    report = commands.add_parser("report", help="print the email, funnel or program report for a date range")
+    report.add_argument("kind", choices=["emails", "funnel", "program"])
     report.add_argument("--from", dest="start", required=True, help="first day, YYYY-MM-DD")
     report.add_argument("--to", dest="end", required=True, help="last day, YYYY-MM-DD (inclusive)")
-    report.add_argument("--by", choices=["industry", "source"], help="funnel: break down by this")
-    report.add_argument("--program", help="emails: only this program")
+    report.add_argument(
+        "--by",
+        help="funnel: source, industry, segment, intent or program; emails: program (sums per program)",
+    )
+    report.add_argument("--program", help="program: the program to report on; emails: only this program")
     origin = report.add_mutually_exclusive_group(required=True)
     origin.add_argument("--local", action="store_true", help="the running local stack")
     origin.add_argument("--url", help="a deployed stack's API URL")
@@ -399,6 +508,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument("--token", help="the admin token (default: $KINDLING_ADMIN_TOKEN)")
     report.set_defaults(run=_report)
+
+    metrics = commands.add_parser("metrics", help="rebuild every metric from the logged events")
+    metrics_commands = metrics.add_subparsers(dest="metrics_command", required=True)
+    rebuild = metrics_commands.add_parser("rebuild", help="recount every metric (reports switch when done)")
+    place = rebuild.add_mutually_exclusive_group(required=True)
+    place.add_argument("--local", action="store_true", help="the running local stack")
+    place.add_argument("--table", help="the DynamoDB table of a deployed stack")
+    place.add_argument("--stack", help="a deployed CloudFormation stack (reads its TableName output)")
+    rebuild.add_argument(
+        "--port", type=int, default=None, help="the local stack's port (default: $PORT or 3000)"
+    )
+    rebuild.add_argument(
+        "--attribution-days",
+        type=float,
+        default=14,
+        help="deployed stacks: the AttributionWindowDays parameter (default 14); local: the stack's",
+    )
+    rebuild.set_defaults(run=_metrics_rebuild)
 
     dlq = commands.add_parser("dlq", help="inspect dead-letter queues and redrive them")
     dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True)
@@ -411,6 +538,28 @@ def build_parser() -> argparse.ArgumentParser:
         place.add_argument("--stack", help="a deployed CloudFormation stack")
         command.add_argument("--port", type=int, default=None, help="the local stack's port")
         command.set_defaults(run=_dlq)
+
+    demo = commands.add_parser(
+        "demo",
+        help="play weeks of realistic traffic on the running local stack, then print the reports",
+        description="Generates a few hundred leads' visits, forms, email engagement and CRM deal changes "
+        "over simulated weeks on a running `kindling local` (start it with `make run`), moving its "
+        "clock a day at a time, then prints the funnel and email reports of those days. The same seed "
+        "gives the same traffic; on a stack that already has that seed's leads, the next seed is used.",
+    )
+    demo.add_argument("--url", help="the local stack's URL (default: http://127.0.0.1:$PORT, port 3000)")
+    demo.add_argument("--leads", type=int, default=100, help="how many visitors (default 100)")
+    demo.add_argument("--weeks", type=int, default=3, help="how many weeks to simulate (default 3)")
+    demo.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
+    demo.add_argument(
+        "--write-key", help="the capture write key (default: $KINDLING_WRITE_KEY or the dev key)"
+    )
+    demo.add_argument("--token", help="the admin token (default: $KINDLING_ADMIN_TOKEN or the dev token)")
+    demo.add_argument(
+        "--webhook-secret",
+        help="the generic CRM webhook's whsec_ secret (default: $KINDLING_WEBHOOK_SECRET or the dev secret)",
+    )
+    demo.set_defaults(run=_demo)
     return parser
 
 

@@ -1,0 +1,70 @@
+"""``kindling demo`` on a fresh stack with the shipped programs: what a new user sees at the end."""
+
+from __future__ import annotations
+
+import random
+import re
+import subprocess
+import sys
+
+import pytest
+import requests
+
+from kindling_ops.demo import make_leads
+from tests.e2e.conftest import ADMIN_TOKEN, ROOT, WRITE_KEY, start_stack, stop_stack
+
+pytestmark = pytest.mark.e2e
+LEADS, WEEKS, SEED = 15, 1, 7
+
+
+def test_the_demo_makes_leads_emails_engagement_and_prints_the_reports() -> None:
+    stack = start_stack(shipped_programs=True)
+    try:
+        result = subprocess.run(
+            [
+                *(sys.executable, "-m", "kindling_ops.cli", "demo", "--url", stack.url),
+                *("--leads", str(LEADS), "--weeks", str(WEEKS), "--seed", str(SEED)),
+                *("--write-key", WRITE_KEY, "--token", ADMIN_TOKEN),
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        out = result.stdout
+        span = re.search(r"\((\d{4}-\d\d-\d\d) to (\d{4}-\d\d-\d\d)\)", out)
+        assert span is not None, out
+        assert "Funnel" in out and "Emails" in out and f"{stack.url}/v1/reports" in out
+        done = re.search(rf"Done: {LEADS} visitors .* ([\d,]+) emails sent, (\d+) opened, (\d+) clicked", out)
+        assert done is not None, out
+        sent, opened, clicked = (int(n.replace(",", "")) for n in done.groups())
+
+        admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        people = make_leads(random.Random(f"{SEED}:leads"), LEADS, WEEKS * 7)
+        known = [p for p in people if p.forms]
+        for person in known[:3]:
+            found = requests.get(
+                f"{stack.url}/v1/leads", params={"email": person.email}, headers=admin, timeout=10
+            )
+            assert found.status_code == 200, person.email
+            assert found.json()["lead"]["stage"] is not None
+
+        dates = {"from": span.group(1), "to": span.group(2)}
+        funnel = requests.get(
+            f"{stack.url}/v1/reports/funnel", params=dates, headers=admin, timeout=30
+        ).json()
+        entered = {s["stage"]: s["entered"] for s in funnel["groups"][0]["stages"]}
+        assert entered["subscriber"] >= len(known) // 2 and entered["lead"] > 0, entered
+
+        emails = requests.get(
+            f"{stack.url}/v1/reports/emails", params=dates, headers=admin, timeout=30
+        ).json()
+        rows = emails["rows"]
+        assert sum(r["sent"] for r in rows) == sent > 0
+        assert any(r["program"] == "welcome-series" and r["sent"] for r in rows)
+        assert opened + clicked > 0, "recipients opened or clicked some of them"
+        assert sum(r["opened_unique"] for r in rows) == opened
+        assert sum(r["clicked_unique"] for r in rows) == clicked
+    finally:
+        assert stop_stack(stack) == 0
