@@ -11,6 +11,8 @@ from types import ModuleType
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+#: The admin token the API handlers here are loaded with.
+ADMIN = "admin-token-integration-1"
 
 
 @pytest.fixture
@@ -27,3 +29,15 @@ def load_handler(monkeypatch: pytest.MonkeyPatch):
         return module
 
     return load
+
+
+@pytest.fixture
+def metrics(load_handler, table: str) -> ModuleType:
+    """The metrics consumer, with the default attribution window."""
+    return load_handler("metrics", TABLE_NAME=table, ATTRIBUTION_WINDOW_DAYS="14")
+
+
+@pytest.fixture
+def leads_api(load_handler, table: str) -> ModuleType:
+    """The admin API (profiles and reports), its send queue unused."""
+    return load_handler("leads_api", TABLE_NAME=table, ADMIN_TOKEN=ADMIN, SEND_QUEUE_URL="http://unused")

@@ -12,16 +12,6 @@ from tests.integration.events import Context, http_event
 from tests.integration.test_metrics import ADMIN, T0, deliver, envelope
 
 
-@pytest.fixture
-def metrics(load_handler, table):
-    return load_handler("metrics", TABLE_NAME=table, ATTRIBUTION_WINDOW_DAYS="14")
-
-
-@pytest.fixture
-def leads_api(load_handler, table):
-    return load_handler("leads_api", TABLE_NAME=table, ADMIN_TOKEN=ADMIN, SEND_QUEUE_URL="http://unused")
-
-
 def move(event_id: str, lead: str, days: int, from_stage: str, to: str, **extra: Any) -> str:
     at = (T0 + timedelta(days=days)).isoformat()
     detail = {"event_id": event_id, "lead_id": lead, "from": from_stage, "to": to, "at": at, **extra}

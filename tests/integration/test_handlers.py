@@ -13,10 +13,10 @@ import pytest
 
 from kindling import clock
 from kindling.adapters.dynamo import DynamoLeadStore
+from tests.integration.conftest import ADMIN
 from tests.integration.events import Context, basic, bus_routed_to_queue, http_event
 
 WRITE_KEY = "wk-integration-1"
-ADMIN = "admin-token-integration-1"
 
 
 @pytest.fixture
@@ -184,11 +184,6 @@ def test_the_profiles_consumer_fails_only_the_poison_record_and_applies_duplicat
     store = DynamoLeadStore(table)
     lead_id = store.lead_for_email("dana@acme.io")
     assert lead_id is not None and len(store.timeline(lead_id, 10)) == 1
-
-
-@pytest.fixture
-def leads_api(load_handler, table):
-    return load_handler("leads_api", TABLE_NAME=table, ADMIN_TOKEN=ADMIN, SEND_QUEUE_URL="http://unused")
 
 
 def test_the_leads_api_requires_the_admin_token(leads_api) -> None:

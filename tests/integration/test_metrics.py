@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
+from tests.integration.conftest import ADMIN
 from tests.integration.events import Context, http_event
 from tests.integration.test_handlers import sqs_record
 
-ADMIN = "admin-token-integration-1"
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 LEAD = "ld_metrics1"
 
@@ -71,16 +71,6 @@ def stage(event_id: str, at: datetime, from_stage: str, to: str) -> str:
 def deliver(handler: Any, *bodies: str) -> dict[str, Any]:
     records = [sqs_record(body, str(i)) for i, body in enumerate(bodies)]
     return handler.lambda_handler({"Records": records}, Context())
-
-
-@pytest.fixture
-def metrics(load_handler, table):
-    return load_handler("metrics", TABLE_NAME=table, ATTRIBUTION_WINDOW_DAYS="14")
-
-
-@pytest.fixture
-def leads_api(load_handler, table):
-    return load_handler("leads_api", TABLE_NAME=table, ADMIN_TOKEN=ADMIN, SEND_QUEUE_URL="http://unused")
 
 
 def report(leads_api: Any, **query: str) -> tuple[int, dict[str, Any]]:

@@ -8,8 +8,6 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-import pytest
-
 from kindling.adapters.metrics_store import DynamoMetricsStore
 from kindling.metrics import MetricEvent
 from kindling.metrics_rebuild import rebuild_metrics
@@ -20,16 +18,6 @@ from tests.unit.test_metrics import event_stream, lead_contexts, on_the_bus
 
 RANGE = {"from": "2026-10-25", "to": "2026-12-31"}
 BREAKDOWNS = ("source", "industry", "segment", "intent", "program")
-
-
-@pytest.fixture
-def metrics(load_handler, table):
-    return load_handler("metrics", TABLE_NAME=table, ATTRIBUTION_WINDOW_DAYS="14")
-
-
-@pytest.fixture
-def leads_api(load_handler, table):
-    return load_handler("leads_api", TABLE_NAME=table, ADMIN_TOKEN=ADMIN, SEND_QUEUE_URL="http://unused")
 
 
 def body_of(event: MetricEvent) -> str:
