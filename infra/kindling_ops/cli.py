@@ -412,7 +412,13 @@ def _metrics_rebuild(args: argparse.Namespace) -> int:
     from kindling.errors import Conflict
     from kindling.metrics_rebuild import rebuild_metrics
 
-    if not 1 <= args.attribution_days <= 90:
+    days = args.attribution_days
+    if days is None and args.stack:
+        stack = boto3.client("cloudformation").describe_stacks(StackName=args.stack)["Stacks"][0]
+        given = {p["ParameterKey"]: p["ParameterValue"] for p in stack.get("Parameters", [])}
+        days = float(given.get("AttributionWindowDays", 14))
+    days = 14 if days is None else days
+    if not 1 <= days <= 90:
         print("kindling: --attribution-days must be from 1 to 90", file=sys.stderr)
         return 2
     table = args.table or _stack_table(args.stack)
@@ -420,7 +426,8 @@ def _metrics_rebuild(args: argparse.Namespace) -> int:
         return 1
     store = DynamoMetricsStore(table, boto3.client("dynamodb"))
     try:
-        print(rebuild_metrics(store, timedelta(days=args.attribution_days)).line())
+        # The metrics function times out after 10 s (template Globals): 30 s outlasts any in flight.
+        print(rebuild_metrics(store, timedelta(days=days), drain=timedelta(seconds=30)).line())
     except Conflict as exc:
         print(f"kindling: {exc}", file=sys.stderr)
         return 1
@@ -522,8 +529,8 @@ def build_parser() -> argparse.ArgumentParser:
     rebuild.add_argument(
         "--attribution-days",
         type=float,
-        default=14,
-        help="deployed stacks: the AttributionWindowDays parameter (default 14); local: the stack's",
+        default=None,
+        help="the attribution window in days (default: the stack's AttributionWindowDays, else 14)",
     )
     rebuild.set_defaults(run=_metrics_rebuild)
 

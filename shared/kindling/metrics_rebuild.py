@@ -1,15 +1,18 @@
 """Rebuilding every metric from the logged events: for a new metric, or after a bug.
 
 The rebuild writes a new generation of counters while the consumer keeps counting: it first
-points the consumer at the new generation, then replays every event logged before that into it,
-then points the reports at it. Reports read the old generation, whole, until the new one is; the
-events that arrive meanwhile are counted once, by the consumer, in the new one. A rebuild that
-stops half-way leaves the reports on the old generation; running it again starts a newer one.
+points the consumer at the new generation, waits out ``drain`` (longer than the consumer's
+timeout, so no event that read the old generation is still being counted), then replays every
+event logged before that into the new one, then points the reports at it. Reports read the old
+generation, whole, until the new one is; the events that arrive meanwhile are counted once, by
+the consumer, in the new one. A rebuild that stops half-way leaves the reports on the old
+generation, which no longer counts new events: run it again (it starts a newer one).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol
@@ -44,10 +47,16 @@ class RebuildSummary:
         )
 
 
-def rebuild_metrics(store: RebuildStore, window: timedelta = DEFAULT_ATTRIBUTION_WINDOW) -> RebuildSummary:
+def rebuild_metrics(
+    store: RebuildStore,
+    window: timedelta = DEFAULT_ATTRIBUTION_WINDOW,
+    drain: timedelta = timedelta(0),
+    sleep: Callable[[float], None] = time.sleep,
+) -> RebuildSummary:
     serving, writing = store.generations()
     new = max(serving, writing) + 1
     store.start_generation(serving, writing, new)
+    sleep(drain.total_seconds())
     run = Replay(window)
     replayed = counted = 0
     for day in sorted(store.logged_days()):

@@ -66,5 +66,27 @@ def test_the_demo_makes_leads_emails_engagement_and_prints_the_reports() -> None
         assert opened + clicked > 0, "recipients opened or clicked some of them"
         assert sum(r["opened_unique"] for r in rows) == opened
         assert sum(r["clicked_unique"] for r in rows) == clicked
+
+        program = requests.get(
+            f"{stack.url}/v1/reports/programs/welcome-series", params=dates, headers=admin, timeout=30
+        )
+        assert program.status_code == 200, program.text
+        welcome_sent = sum(r["sent"] for r in rows if r["program"] == "welcome-series")
+        assert program.json()["totals"]["sent"] == welcome_sent
+
+        # Rebuilding every metric from the logged events gives the same reports.
+        port = stack.url.rsplit(":", 1)[1]
+        rebuild = subprocess.run(
+            [sys.executable, "-m", "kindling_ops.cli", "metrics", "rebuild", "--local", "--port", port],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert rebuild.returncode == 0, rebuild.stdout + rebuild.stderr
+        assert rebuild.stdout.startswith("metrics generation 1:"), rebuild.stdout
+        for name, before in (("emails", emails), ("funnel", funnel)):
+            again = requests.get(f"{stack.url}/v1/reports/{name}", params=dates, headers=admin, timeout=30)
+            assert again.json() == before, name
     finally:
         assert stop_stack(stack) == 0

@@ -12,13 +12,15 @@ METRICEVT#<event id>                       / METRICEVT           an event alread
 METRICSEEN#<send id>#<what>                / METRICSEEN          a send's first open, click, delivery...
 LEAD#<id>                                  / METRICSTATE         the lead's recent sends, stage since when
 
-One event is one transaction: the generation check, the dedup record, the log entry, the unique
-marker, the lead's state and the counter updates land together or not at all.
+One event is one transaction: the dedup record, the log entry, the unique marker, the lead's
+state and the counter updates land together or not at all. No transaction touches an item every
+event touches (DynamoDB cancels concurrent transactions on a shared item): the generation is read
+before each event, and a day's log index is written beside the transaction.
 
 Generations make a rebuild safe while events keep arriving: the rebuild points the consumer at a
-new generation (every consumer transaction checks the generation it writes, so none lands in the
-old one afterwards), replays every event logged before into it, and only then points the reports
-at it. Until then reports read the old generation, whole.
+new generation, waits until no event that read the old one can still be in flight, replays every
+event logged before into the new one, and only then points the reports at it. Until then reports
+read the old generation, whole.
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ from kindling.metrics import (
 
 #: How long a counted event's dedup record is kept (EventBridge and SQS redeliver within days).
 DEDUP_TTL = timedelta(days=30)
+#: The most fields one counter update adds (an update expression may be at most 4 KB long).
+FIELDS_PER_UPDATE = 60
 GENERATION_KEY = {"PK": {"S": "METRICGEN"}, "SK": {"S": "METRICGEN"}}
 
 
@@ -79,7 +83,7 @@ class DynamoMetricsStore:
         self._table = table_name
         self._client = client
         self._now = clock_seconds
-        self._writing: int | None = None
+        self._logged_days: set[str] = set()
 
     @property
     def client(self) -> Any:
@@ -95,11 +99,6 @@ class DynamoMetricsStore:
         if item is None:
             return 0, 0
         return int(item["serving"]["N"]), int(item["writing"]["N"])
-
-    def _writing_generation(self) -> int:
-        if self._writing is None:
-            self._writing = self.generations()[1]
-        return self._writing
 
     # --- the consumer ---------------------------------------------------------------------------------
 
@@ -127,6 +126,8 @@ class DynamoMetricsStore:
         response = self.client.batch_get_item(
             RequestItems={
                 self._table: {
+                    # Consistent: the score that moved the stage was saved just before the move was published.
+                    "ConsistentRead": True,
                     "Keys": [
                         {"PK": {"S": lead}, "SK": {"S": "PROFILE"}},
                         {"PK": {"S": lead}, "SK": {"S": "SCORE"}},
@@ -153,8 +154,13 @@ class DynamoMetricsStore:
         return LeadContext.of(trait("industry"), trait("first_touch_source"), segments, intent)
 
     def commit(self, logged: LoggedEvent, event: MetricEvent, change: Change, state_version: int) -> str:
-        generation = self._writing_generation()
-        items = self._transaction(generation, logged, event, change, state_version)
+        generation = self.generations()[1]
+        day = event.at.astimezone(UTC).date().isoformat()
+        if day not in self._logged_days:  # the days a rebuild reads; idempotent, so before the transaction
+            item = {"PK": {"S": "METRICKEYS#log"}, "SK": {"S": day}}
+            self.client.put_item(TableName=self._table, Item=item)
+            self._logged_days.add(day)
+        items = self._transaction(generation, day, logged, event, change, state_version)
         try:
             self.client.transact_write_items(TransactItems=items)
         except ClientError as exc:
@@ -162,11 +168,8 @@ class DynamoMetricsStore:
                 raise
             reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
             if reasons and reasons[0] == "ConditionalCheckFailed":
-                self._writing = None  # a rebuild moved the consumer to a new generation
-                raise Retryable("the metrics generation changed; counting again") from exc
-            if len(reasons) > 1 and reasons[1] == "ConditionalCheckFailed":
                 return "duplicate"
-            if change.unique is not None and len(reasons) > 4 and reasons[4] == "ConditionalCheckFailed":
+            if change.unique is not None and len(reasons) > 2 and reasons[2] == "ConditionalCheckFailed":
                 # Not counted again, but logged: a future metric (all opens, say) may want it.
                 self.commit(logged, event, Change(), 0)
                 return "seen"
@@ -174,9 +177,14 @@ class DynamoMetricsStore:
         return "applied"
 
     def _transaction(
-        self, generation: int, logged: LoggedEvent, event: MetricEvent, change: Change, state_version: int
+        self,
+        generation: int,
+        day: str,
+        logged: LoggedEvent,
+        event: MetricEvent,
+        change: Change,
+        state_version: int,
     ) -> list[dict[str, Any]]:
-        day = event.at.astimezone(UTC).date().isoformat()
         log_item: dict[str, Any] = {
             "PK": {"S": f"METRICLOG#{day}"},
             "SK": {"S": log_sort_key(event.at, event.event_id)},
@@ -192,14 +200,6 @@ class DynamoMetricsStore:
             log_item["context"] = {"S": json.dumps(logged.context.to_json(), separators=(",", ":"))}
         items: list[dict[str, Any]] = [
             {
-                "ConditionCheck": {
-                    "TableName": self._table,
-                    "Key": GENERATION_KEY,
-                    "ConditionExpression": "attribute_not_exists(PK) OR writing = :g",
-                    "ExpressionAttributeValues": {":g": {"N": str(generation)}},
-                }
-            },
-            {
                 "Put": {
                     "TableName": self._table,
                     "Item": {
@@ -211,7 +211,6 @@ class DynamoMetricsStore:
                 }
             },
             {"Put": {"TableName": self._table, "Item": log_item}},
-            {"Put": {"TableName": self._table, "Item": {"PK": {"S": "METRICKEYS#log"}, "SK": {"S": day}}}},
         ]
         if change.unique is not None:
             items.append(
@@ -231,12 +230,18 @@ class DynamoMetricsStore:
     def counter_writes(
         self, generation: int, increments: Iterable[Increment], list_all: bool = False
     ) -> list[dict[str, Any]]:
-        """The updates that add ``increments``, and the puts that list their keys."""
+        """The updates that add ``increments``, and the puts that list their keys.
+
+        A counter with more than ``FIELDS_PER_UPDATE`` fields gets one update per slice of them
+        (a rebuild's busy day); the slices of one counter must not share a transaction.
+        """
         increments = list(increments)
-        writes = [
-            self._counter_update(generation, key, day, fields)
-            for (key, day), fields in _merged(increments).items()
-        ]
+        writes = []
+        for (key, day), fields in _merged(increments).items():
+            names = sorted(fields)
+            for start in range(0, len(names), FIELDS_PER_UPDATE):
+                part = {name: fields[name] for name in names[start : start + FIELDS_PER_UPDATE]}
+                writes.append(self._counter_update(generation, key, day, part))
         # Credited email keys were listed when their emails were sent (or skipped, or deferred).
         listed = {inc.key for inc in increments if list_all or not inc.field.startswith("stage_advances_")}
         writes += [self._key_put(generation, key) for key in sorted(listed, key=lambda k: (k.kind, k.id))]
@@ -348,11 +353,12 @@ class DynamoMetricsStore:
             raise
 
     def logged_days(self) -> list[str]:
-        return [item["SK"]["S"] for item in self._query("PK = :pk", {":pk": {"S": "METRICKEYS#log"}})]
+        query = self._query("PK = :pk", {":pk": {"S": "METRICKEYS#log"}}, consistent=True)
+        return [item["SK"]["S"] for item in query]
 
     def logged_events(self, day: str) -> Iterator[tuple[LoggedEvent, int]]:
         """A day's logged events in the order they happened, with the generation that counted each."""
-        for item in self._query("PK = :pk", {":pk": {"S": f"METRICLOG#{day}"}}):
+        for item in self._query("PK = :pk", {":pk": {"S": f"METRICLOG#{day}"}}, consistent=True):
             context = item.get("context")
             yield (
                 LoggedEvent(
@@ -373,8 +379,20 @@ class DynamoMetricsStore:
         batch is retried whole (a half-applied one is never retried: ADD twice would double).
         """
         writes = self.counter_writes(generation, increments_of(counters), list_all=True)
-        for start in range(0, len(writes), 100):
-            self._transact_retrying(writes[start : start + 100], f"rebuild-g{generation}-{start}")
+        # Rounds of writes to distinct items: the n-th write to each item goes in round n.
+        rounds: list[list[dict[str, Any]]] = []
+        seen: dict[str, int] = {}
+        for write in writes:
+            body = write.get("Update") or write["Put"]
+            key = body.get("Key") or {"PK": body["Item"]["PK"], "SK": body["Item"]["SK"]}
+            item = f"{key['PK']['S']}|{key['SK']['S']}"
+            n = seen[item] = seen.get(item, -1) + 1
+            if n == len(rounds):
+                rounds.append([])
+            rounds[n].append(write)
+        for r, batch in enumerate(rounds):
+            for start in range(0, len(batch), 100):
+                self._transact_retrying(batch[start : start + 100], f"rebuild-g{generation}-{r}-{start}")
         return len(writes)
 
     def _transact_retrying(self, items: list[dict[str, Any]], token: str) -> None:
@@ -418,12 +436,13 @@ class DynamoMetricsStore:
         raise Retryable("DynamoDB kept refusing to delete an old metrics generation")
 
     def _query(
-        self, condition: str, values: dict[str, Any], projection: str | None = None
+        self, condition: str, values: dict[str, Any], projection: str | None = None, consistent: bool = False
     ) -> Iterator[dict[str, Any]]:
         request: dict[str, Any] = {
             "TableName": self._table,
             "KeyConditionExpression": condition,
             "ExpressionAttributeValues": values,
+            "ConsistentRead": consistent,
         }
         if projection:
             request["ProjectionExpression"] = projection
