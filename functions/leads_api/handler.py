@@ -110,7 +110,7 @@ def find_lead() -> Response:
 @app.get("/v1/reports", cors=False)
 def reports_page() -> Response:
     """The reports page: public HTML without data; its script asks for the admin token."""
-    served = report_page.page()
+    served = report_page.page(clock.current().now().date())
     return Response(
         status_code=200,
         content_type=report_page.CONTENT_TYPE,

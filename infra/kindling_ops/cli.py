@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 from collections.abc import Iterable
+from datetime import datetime
 from pathlib import Path
 
 DEFAULT_TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
@@ -15,6 +16,7 @@ DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "config"
 
 
 def _local(args: argparse.Namespace) -> int:
+    from kindling import clock
     from kindling_ops.local.stack import LocalStack, local_parameters
     from kindling_ops.local.template import TemplateError
 
@@ -27,7 +29,15 @@ def _local(args: argparse.Namespace) -> int:
     print(f"PORT={port}{'' if 'PORT' in os.environ or args.port else ' (default)'}")
     for line in lines:
         print(line)
-    stack = LocalStack(args.template, port=port, parameters=parameters, say=lambda s: print(s, flush=True))
+    stack = LocalStack(
+        args.template,
+        port=port,
+        parameters=parameters,
+        say=lambda s: print(s, flush=True),
+        start_at=args.start_at,
+    )
+    if args.start_at is not None:
+        print(f"the clock starts at {clock.isoformat(args.start_at)} and runs on from there")
     stopping = threading.Event()
 
     def stop(signum: int, frame: object) -> None:
@@ -462,12 +472,33 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _moment(text: str) -> datetime:
+    """An argparse type: an ISO 8601 time that says which offset it is in."""
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO 8601 time, e.g. 2026-03-03T09:00:00Z"
+        ) from None
+    if moment.utcoffset() is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no offset: add Z or e.g. -05:00")
+    return moment
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kindling", description="Operate kindling.")
     commands = parser.add_subparsers(dest="command", required=True)
     local = commands.add_parser("local", help="run the whole system on localhost (no AWS account needed)")
     local.add_argument("--port", type=int, default=None, help="HTTP port (default: $PORT or 3000)")
     local.add_argument("--template", type=Path, default=DEFAULT_TEMPLATE, help="SAM template to run")
+    local.add_argument(
+        "--start-at",
+        type=_moment,
+        default=None,
+        metavar="TIME",
+        help="start the stack's clock at this moment, ISO 8601 with an offset "
+        "(e.g. 2026-03-03T09:00:00-05:00); it runs on from there (default: now)",
+    )
     local.set_defaults(run=_local)
 
     config = commands.add_parser("config", help="validate and apply scoring, lifecycle and program config")

@@ -41,11 +41,14 @@ class OffsetClock:
     """Real time shifted by an offset that can only grow: the local stack's clock.
 
     It keeps running like a wall clock (schedules fire as time passes), and moving it
-    forward adds to the offset. It never moves backwards, as no real clock would.
+    forward adds to the offset. It never moves backwards, as no real clock would; it may
+    start anywhere (``start``), so a run can begin at a chosen moment, a weekday morning say.
     """
 
-    def __init__(self) -> None:
-        self._offset = timedelta(0)
+    def __init__(self, start: datetime | None = None) -> None:
+        if start is not None and start.utcoffset() is None:
+            raise ValueError("a time must carry its offset, e.g. 2026-01-05T09:00:00Z")
+        self._offset = timedelta(0) if start is None else start - datetime.now(UTC)
         self._lock = threading.Lock()
 
     def now(self) -> datetime:

@@ -3,6 +3,9 @@
 The page (``assets/report.html``) holds no data: its script asks for the admin token and reads
 ``/v1/reports/funnel`` and ``/v1/reports/emails``. It is read once per process, and the
 Content-Security-Policy allows exactly its inline script and style, by their sha256 hashes.
+The one thing filled in is the service's own today, so the default date range ends on the
+day the service counts in (UTC, and on the local stack's moved clock) rather than on the
+browser's idea of the date.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import functools
 import hashlib
 import re
 from dataclasses import dataclass
+from datetime import date
 from importlib import resources
 
 CONTENT_TYPE = "text/html; charset=utf-8"
@@ -47,8 +51,13 @@ def policy(body: str) -> str:
 
 
 @functools.cache
-def page() -> ReportPage:
-    body = resources.files("kindling").joinpath("assets/report.html").read_text(encoding="utf-8")
+def _template() -> str:
+    return resources.files("kindling").joinpath("assets/report.html").read_text(encoding="utf-8")
+
+
+@functools.lru_cache(maxsize=4)
+def page(today: date) -> ReportPage:
+    body = _template().replace("<body>", f'<body data-today="{today.isoformat()}">', 1)
     return ReportPage(
         body=body,
         etag=f'W/"{hashlib.sha256(body.encode()).hexdigest()[:32]}"',

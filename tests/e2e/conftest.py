@@ -12,9 +12,12 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from datetime import time as wall_time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import requests
@@ -27,6 +30,22 @@ WRITE_KEY = "e2e-write-key"
 ADMIN_TOKEN = "e2e-admin-token-0123456789"
 ALLOWED_ORIGIN = "https://www.acme.io"
 HANDOFF_SECRET = "whsec_" + base64.b64encode(b"e2e-handoff-signing-key-32bytes!").decode()
+#: The shipped send window's zone (config/email.yaml): emails go out on weekdays, 08:00-18:00 there.
+SEND_WINDOW_ZONE = ZoneInfo("America/New_York")
+
+
+def weekday_morning(after: datetime) -> datetime:
+    """The first weekday 09:00 in the send window's zone at or after ``after``.
+
+    A stack that starts its clock there lets a test that sends email find the window open
+    whatever the hour the suite runs at, with the whole working day ahead of it.
+    """
+    day = after.astimezone(SEND_WINDOW_ZONE).date()
+    while True:
+        morning = datetime.combine(day, wall_time(9), tzinfo=SEND_WINDOW_ZONE)
+        if morning.weekday() < 5 and morning >= after:
+            return morning.astimezone(UTC)
+        day += timedelta(days=1)
 
 
 class SalesReceiver:
@@ -111,9 +130,16 @@ def start_stack(
     env: dict[str, str] | None = None,
     sales: SalesReceiver | None = None,
     shipped_programs: bool = False,
+    start_at: datetime | None = None,
 ) -> RunningStack:
-    """Start `kindling local`, without the shipped programs unless asked: tests count their own emails."""
+    """Start `kindling local`, without the shipped programs unless asked: tests count their own emails.
+
+    Its clock is the real one unless ``start_at`` moves its start (``weekday_morning`` for
+    tests that need the send window open). Signed webhooks to ``sales`` need the real one:
+    the receiver refuses a timestamp hours away from its own clock, as receivers do.
+    """
     port = free_port()
+    starting = ["--start-at", start_at.isoformat()] if start_at else []
     environment = {
         **os.environ,
         "PORT": str(port),
@@ -128,7 +154,7 @@ def start_stack(
     for inherited in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         environment.pop(inherited, None)
     process = subprocess.Popen(
-        [sys.executable, "-m", "kindling_ops.cli", "local", *extra_args],
+        [sys.executable, "-m", "kindling_ops.cli", "local", *starting, *extra_args],
         cwd=ROOT,
         env=environment,
         stdout=subprocess.PIPE,
@@ -161,10 +187,10 @@ def start_stack(
 def stop_stack(stack: RunningStack) -> int:
     stack.process.send_signal(signal.SIGTERM)
     try:
-        return stack.process.wait(timeout=20)
+        return stack.process.wait(timeout=60)
     except subprocess.TimeoutExpired:
         stack.process.kill()
-        raise
+        raise AssertionError("the stack did not stop:\n" + "\n".join(stack.output[-30:])) from None
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.e2e.conftest import WRITE_KEY, RunningStack, start_stack, stop_stack
+from tests.e2e.conftest import WRITE_KEY, RunningStack, start_stack, stop_stack, weekday_morning
 
 pytestmark = pytest.mark.e2e
 
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def mail_stack() -> Iterator[RunningStack]:
     """A stack of its own: these tests move the clock by days."""
-    running = start_stack()
+    running = start_stack(start_at=weekday_morning(datetime.now(UTC)))
     yield running
     assert stop_stack(running) == 0
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,15 @@ import pytest
 import requests
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from tests.e2e.conftest import ADMIN_TOKEN, ROOT, WRITE_KEY, RunningStack, start_stack, stop_stack
+from tests.e2e.conftest import (
+    ADMIN_TOKEN,
+    ROOT,
+    WRITE_KEY,
+    RunningStack,
+    start_stack,
+    stop_stack,
+    weekday_morning,
+)
 from tests.e2e.test_browser_tag import CHROMIUM, CHROMIUM_ARGS, DESKTOP_CHROME
 
 pytestmark = pytest.mark.e2e
@@ -24,7 +33,7 @@ ARTEFACTS = Path(os.environ.get("KINDLING_E2E_ARTEFACTS", ROOT / ".pytest_cache"
 @pytest.fixture(scope="module")
 def report_stack() -> Iterator[RunningStack]:
     """A stack of its own, so the reports hold this module's traffic only."""
-    running = start_stack()
+    running = start_stack(start_at=weekday_morning(datetime.now(UTC)))
     yield running
     assert stop_stack(running) == 0, "\n".join(running.output[-30:])
 
@@ -94,6 +103,12 @@ def test_the_page_is_public_html_without_data_under_a_strict_policy(report_stack
         "default-src 'self'" in policy and "'unsafe-inline'" not in policy and "script-src 'sha256-" in policy
     )
     assert ADMIN_TOKEN not in response.text
+    assert f'<body data-today="{stack_today(report_stack)}">' in response.text
+
+
+def stack_today(stack: RunningStack) -> str:
+    """The day the stack's clock is on (days ahead of the browser's when a test has moved it)."""
+    return str(requests.get(f"{stack.url}/_local/clock", timeout=10).json()["now"][:10])
 
 
 def sign_in(page: Page, token: str) -> None:
@@ -123,6 +138,7 @@ def test_a_marketer_sees_the_funnel_and_the_emails_the_api_reports(
         assert page.evaluate("() => document.body.dataset.loaded") == "true", page.inner_text("#status")
         assert ADMIN_TOKEN not in page.url
         first, last = page.input_value("#from"), page.input_value("#to")
+        assert last == stack_today(report_stack), "the range ends on the service's today"
 
         funnel = report(report_stack, "funnel", **{"from": first, "to": last})
         [overall] = funnel["groups"]

@@ -120,6 +120,7 @@ class LocalStack:
         retry_delay_seconds: int = 1,
         poll_interval: float = 0.05,
         log_requests: bool = True,
+        start_at: datetime | None = None,
     ) -> None:
         self.log_requests = log_requests
         self.template_path = template_path
@@ -128,7 +129,7 @@ class LocalStack:
         self.say = say
         self.retry_delay_seconds = retry_delay_seconds
         self.poll_interval = poll_interval
-        self.clock = kindling_clock.OffsetClock()
+        self.clock = kindling_clock.OffsetClock(start_at)
         self.activity = Activity()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -188,12 +189,18 @@ class LocalStack:
         self._spawn("schedules", self._schedule_loop)
         self.say(f"kindling is listening on {self.url}")
 
-    def stop(self) -> None:
+    def stop(self, grace_seconds: float = 5.0) -> None:
+        """Stop serving, give work in flight ``grace_seconds`` in all to finish, then stop moto.
+
+        The threads are daemons: one still inside a slow invocation is left to die with the
+        process rather than hold up Ctrl-C (its message returns to its queue, as in AWS).
+        """
         self._stop.set()
         if self._server is not None:
             self._server.shutdown()
+        deadline = time.monotonic() + grace_seconds
         for thread in self._threads:
-            thread.join(timeout=5)
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
         if self._moto is not None:
             self._moto.stop()
         kindling_clock.install(kindling_clock.SystemClock())
