@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from tests.integration.conftest import ADMIN
 from tests.integration.events import Context, http_event
@@ -156,3 +157,48 @@ def test_the_report_refuses_a_bad_range_naming_the_parameter(leads_api, query, n
 def test_the_report_needs_the_admin_token(leads_api) -> None:
     event = http_event("GET", "/v1/reports/emails", query={"from": "2026-11-01", "to": "2026-11-02"})
     assert leads_api.lambda_handler(event, Context())["statusCode"] == 401
+
+
+class ThrottledOnce:
+    """A DynamoDB client that throttles the first ``operation`` call (as under a burst)."""
+
+    def __init__(self, client: Any, operation: str) -> None:
+        self._client = client
+        self._operation = operation
+        self.refused = 0
+
+    def __getattr__(self, name: str) -> Any:
+        call = getattr(self._client, name)
+        if name != self._operation:
+            return call
+
+        def throttled(**kwargs: Any) -> Any:
+            if name == "put_item" and not kwargs["Item"]["PK"]["S"].startswith("METRICKEYS#g"):
+                return call(**kwargs)
+            if not self.refused:
+                self.refused += 1
+                error = {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}}
+                raise ClientError(error, name)
+            return call(**kwargs)
+
+        return throttled
+
+
+@pytest.mark.parametrize("throttled_call", ["put_item", "transact_write_items"])
+def test_an_email_whose_counting_is_retried_is_reported_once_it_lands_and_counted_once(
+    metrics, leads_api, dynamodb, table, throttled_call
+) -> None:
+    """Its key is listed (put_item) before its counters are written (transact_write_items): when
+    either is throttled, the retry lists and counts it, so no counter is left where no report finds it."""
+    throttled = ThrottledOnce(dynamodb, throttled_call)
+    metrics.recorder._store._client = throttled
+    intro, case = email("sent", f"welcome.{LEAD}.1.intro", T0), email("sent", f"welcome.{LEAD}.1.case", T0)
+    assert deliver(metrics, intro, case) == {"batchItemFailures": [{"itemIdentifier": "0"}]}
+    window = {"from": "2026-11-01", "to": "2026-11-30"}
+    sent = {r["step"]: r["sent"] for r in report(leads_api, **window)[1]["rows"]}
+    assert sent == {"case": 1}, "not counted yet: no row until the retry lands"
+
+    assert deliver(metrics, intro) == {"batchItemFailures": []}
+    assert throttled.refused == 1
+    sent = {r["step"]: r["sent"] for r in report(leads_api, **window)[1]["rows"]}
+    assert sent == {"intro": 1, "case": 1}

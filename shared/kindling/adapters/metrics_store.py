@@ -15,7 +15,10 @@ LEAD#<id>                                  / METRICSTATE         the lead's rece
 One event is one transaction: the dedup record, the log entry, the unique marker, the lead's
 state and the counter updates land together or not at all. No transaction touches an item every
 event touches (DynamoDB cancels concurrent transactions on a shared item): the generation is read
-before each event, and a day's log index is written beside the transaction.
+before each event, and the indexes (a day's log, the counter keys) are idempotent puts written
+before the transaction, once per container. Before, not after: a key listed for an event that
+then fails has no counters yet, and reports leave it out until the event's retry counts it; a
+counter whose key was never listed would be invisible to every report.
 
 Generations make a rebuild safe while events keep arriving: the rebuild points the consumer at a
 new generation, waits until no event that read the old one can still be in flight, replays every
@@ -78,12 +81,23 @@ def _merged(increments: Iterable[Increment]) -> dict[tuple[CounterKey | FunnelKe
     return merged
 
 
+def listed_keys(increments: Iterable[Increment]) -> list[CounterKey | FunnelKey]:
+    """The counter keys an event's increments need listed, in a stable order.
+
+    Stage advances credit emails sent earlier, whose keys were listed when they were sent
+    (or skipped, or deferred), so they list nothing.
+    """
+    keys = {inc.key for inc in increments if not inc.field.startswith("stage_advances_")}
+    return sorted(keys, key=lambda k: (k.kind, k.id))
+
+
 class DynamoMetricsStore:
     def __init__(self, table_name: str, client: Any = None, clock_seconds: Any = None) -> None:
         self._table = table_name
         self._client = client
         self._now = clock_seconds
         self._logged_days: set[str] = set()
+        self._listed_keys: set[tuple[int, str, str]] = set()
 
     @property
     def client(self) -> Any:
@@ -160,6 +174,10 @@ class DynamoMetricsStore:
             item = {"PK": {"S": "METRICKEYS#log"}, "SK": {"S": day}}
             self.client.put_item(TableName=self._table, Item=item)
             self._logged_days.add(day)
+        for key in listed_keys(change.increments):
+            if (generation, key.kind, key.id) not in self._listed_keys:
+                self.client.put_item(TableName=self._table, Item=self._key_item(generation, key))
+                self._listed_keys.add((generation, key.kind, key.id))
         items = self._transaction(generation, day, logged, event, change, state_version)
         try:
             self.client.transact_write_items(TransactItems=items)
@@ -224,27 +242,21 @@ class DynamoMetricsStore:
             )
         if change.state is not None:
             items.append(self._state_put(event.lead_id, change.state, state_version))
-        items += self.counter_writes(generation, change.increments)
+        items += self.counter_updates(generation, change.increments)
         return items
 
-    def counter_writes(
-        self, generation: int, increments: Iterable[Increment], list_all: bool = False
-    ) -> list[dict[str, Any]]:
-        """The updates that add ``increments``, and the puts that list their keys.
+    def counter_updates(self, generation: int, increments: Iterable[Increment]) -> list[dict[str, Any]]:
+        """The updates that add ``increments``.
 
         A counter with more than ``FIELDS_PER_UPDATE`` fields gets one update per slice of them
         (a rebuild's busy day); the slices of one counter must not share a transaction.
         """
-        increments = list(increments)
         writes = []
         for (key, day), fields in _merged(increments).items():
             names = sorted(fields)
             for start in range(0, len(names), FIELDS_PER_UPDATE):
                 part = {name: fields[name] for name in names[start : start + FIELDS_PER_UPDATE]}
                 writes.append(self._counter_update(generation, key, day, part))
-        # Credited email keys were listed when their emails were sent (or skipped, or deferred).
-        listed = {inc.key for inc in increments if list_all or not inc.field.startswith("stage_advances_")}
-        writes += [self._key_put(generation, key) for key in sorted(listed, key=lambda k: (k.kind, k.id))]
         return writes
 
     def _expiry(self) -> int:
@@ -284,9 +296,9 @@ class DynamoMetricsStore:
             }
         }
 
-    def _key_put(self, generation: int, key: CounterKey | FunnelKey) -> dict[str, Any]:
-        item: dict[str, Any] = {"PK": {"S": keys_pk(generation, key.kind)}, "SK": {"S": key.id}}
-        return {"Put": {"TableName": self._table, "Item": item}}
+    @staticmethod
+    def _key_item(generation: int, key: CounterKey | FunnelKey) -> dict[str, Any]:
+        return {"PK": {"S": keys_pk(generation, key.kind)}, "SK": {"S": key.id}}
 
     # --- the reports ----------------------------------------------------------------------------------
 
@@ -378,7 +390,11 @@ class DynamoMetricsStore:
         Each write is an ADD or an idempotent put, sent 100 to a transaction so that a throttled
         batch is retried whole (a half-applied one is never retried: ADD twice would double).
         """
-        writes = self.counter_writes(generation, increments_of(counters), list_all=True)
+        increments = list(increments_of(counters))
+        listed = sorted({inc.key for inc in increments}, key=lambda k: (k.kind, k.id))
+        writes = self.counter_updates(generation, increments) + [
+            {"Put": {"TableName": self._table, "Item": self._key_item(generation, key)}} for key in listed
+        ]
         # Rounds of writes to distinct items: the n-th write to each item goes in round n.
         rounds: list[list[dict[str, Any]]] = []
         seen: dict[str, int] = {}
