@@ -2,26 +2,35 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+LOCAL_STAMP := $(VENV)/.installed-local
+DEV_STAMP := $(VENV)/.installed-dev
 
 .PHONY: run demo test lint unit bench clean browser
 
-$(STAMP): pyproject.toml
+$(BIN)/pip:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+
+# The layer's requirements plus the operator tool and the embedded local stack: what `make run` needs.
+$(LOCAL_STAMP): pyproject.toml shared/requirements.txt | $(BIN)/pip
+	$(BIN)/pip install --quiet -e '.[local]'
+	touch $(LOCAL_STAMP)
+
+# Everything above plus test runners and linters.
+$(DEV_STAMP): pyproject.toml shared/requirements.txt | $(BIN)/pip
 	$(BIN)/pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	touch $(LOCAL_STAMP) $(DEV_STAMP)
 
 ## Start the whole system on localhost (API on $$PORT, default 3000). Ctrl-C stops it.
-run: $(STAMP)
+run: $(LOCAL_STAMP)
 	$(BIN)/kindling local
 
 ## Weeks of realistic traffic on the stack `make run` started (in another terminal), then the reports.
-demo: $(STAMP)
+demo: $(LOCAL_STAMP)
 	$(BIN)/kindling demo
 
 ## Lint (ruff, mypy, cfn-lint) and run every test: unit, integration, infrastructure, end-to-end.
-test: $(STAMP) browser lint
+test: $(DEV_STAMP) browser lint
 	$(BIN)/pytest -q
 
 ## Headless Chromium for the browser tests: Debian's package, installed when missing (needs root).
@@ -36,14 +45,14 @@ browser:
 	  fi; \
 	fi
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(BIN)/ruff check functions shared infra tests bench
 	$(BIN)/ruff format --check functions shared infra tests bench
 	$(BIN)/mypy shared infra functions
 	$(BIN)/cfn-lint template.yaml
 
 ## Print throughput, AWS calls per event and cold-start figures.
-bench: $(STAMP)
+bench: $(DEV_STAMP)
 	$(BIN)/python bench/capture.py
 	$(BIN)/python bench/scoring.py
 	$(BIN)/python bench/sending.py

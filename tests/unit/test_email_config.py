@@ -16,11 +16,11 @@ from kindling.email_config import (
     EmailTemplate,
     EmailTemplates,
     TemplateProblem,
-    load_templates,
     template_problems,
     zone,
 )
 from kindling_ops.config import FILES, ConfigError, documents, load
+from kindling_ops.email_templates import load_templates
 
 SHIPPED = Path(__file__).resolve().parents[2] / "config"
 TEMPLATE_PARTS = {"subject": "Hi", "html": "<p>Hello</p>", "text": "Hello"}

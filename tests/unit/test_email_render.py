@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jinja2.exceptions import SecurityError
 
-from kindling.email_config import EmailSettings, EmailTemplate, FrequencyCap, SendWindow, load_templates
+from kindling.email_config import EmailSettings, EmailTemplate, FrequencyCap, SendWindow
 from kindling.email_render import (
     LinkSigner,
     RenderedEmail,
@@ -27,6 +27,7 @@ from kindling.email_render import (
     render,
 )
 from kindling.errors import InvalidInput
+from kindling_ops.email_templates import load_templates
 
 SHIPPED = Path(__file__).resolve().parents[2] / "config"
 SETTINGS = EmailSettings.model_validate(yaml.safe_load((SHIPPED / "email.yaml").read_text()))
