@@ -62,7 +62,7 @@ IMPORT_RUNS = 5
 #: What the handlers read at import time (settings) plus quiet, local AWS.
 HANDLER_ENV = {
     "BUS_NAME": BUS_NAME,
-    "WRITE_KEY": WRITE_KEY,
+    "WRITE_KEY_SECRET_ARN": "bench/write-key",
     "ALLOWED_ORIGINS": "https://www.acme.example",
     "TABLE_NAME": TABLE_NAME,
     **QUIET_POWERTOOLS,
@@ -707,7 +707,11 @@ def in_process() -> None:
 def main() -> None:
     started = time.perf_counter()
     # Powertools prints metrics to stdout (even when disabled, every 100 values): discard them.
-    with embedded_aws(HANDLER_ENV), open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+    with (
+        embedded_aws(HANDLER_ENV, {"bench/write-key": WRITE_KEY}),
+        open(os.devnull, "w") as sink,
+        contextlib.redirect_stdout(sink),
+    ):
         in_process()
     bench_imports()
     say()

@@ -74,16 +74,21 @@ def header(name: str, with_pydantic: bool = False) -> None:
 
 # --- the embedded AWS and the table --------------------------------------------------------------
 @contextlib.contextmanager
-def embedded_aws(env: Mapping[str, str]) -> Iterator[str]:
+def embedded_aws(env: Mapping[str, str], secrets: Mapping[str, str] | None = None) -> Iterator[str]:
     """moto's server in this process (``kindling_ops.local.aws.EmbeddedAws``, one request at a time),
     with ``env`` and ``AWS_ENDPOINT_URL`` set so every boto3 client goes there: its endpoint.
+    ``secrets`` (name: value) are put in its Secrets Manager, for handlers whose settings name them.
     """
+    import boto3
+
     from kindling_ops.local.aws import EmbeddedAws
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     server = EmbeddedAws().start()
     try:
         os.environ.update({**env, "AWS_ENDPOINT_URL": server.endpoint})
+        for name, value in (secrets or {}).items():
+            boto3.session.Session().client("secretsmanager").create_secret(Name=name, SecretString=value)
         yield server.endpoint
     finally:
         server.stop()

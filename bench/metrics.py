@@ -89,7 +89,7 @@ HANDLER_ENV = {
     **QUIET_POWERTOOLS,
     "POWERTOOLS_SERVICE_NAME": "kindling",
     "ATTRIBUTION_WINDOW_DAYS": str(WINDOW_DAYS),
-    "ADMIN_TOKEN": ADMIN_TOKEN,
+    "ADMIN_TOKEN_SECRET_ARN": "bench/admin-token",
     "SEND_QUEUE_URL": "http://unused",
 }
 # Figures go to common.OUT, the real stdout: the handlers print to sys.stdout (Powertools metrics),
@@ -692,7 +692,11 @@ def main() -> None:
     # Powertools warns on every invocation that adds no metric.
     warnings.filterwarnings("ignore", message="No application metrics to publish")
     # Powertools prints metrics to stdout (even when disabled, every 100 values): discard them.
-    with embedded_aws(HANDLER_ENV), open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+    with (
+        embedded_aws(HANDLER_ENV, {"bench/admin-token": ADMIN_TOKEN}),
+        open(os.devnull, "w") as sink,
+        contextlib.redirect_stdout(sink),
+    ):
         header("metrics", with_pydantic=True)
         aws.reset()
         # Set-up and probes: not metered.

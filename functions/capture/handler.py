@@ -9,6 +9,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from kindling import clock, tracking, website_tag
 from kindling.adapters.eventbridge import EventBridgePublisher
+from kindling.adapters.secrets import SecretsManagerSecret
 from kindling.bots import is_bot
 from kindling.http import basic_username, json_response, raw_body, register_errors
 from kindling.observability import logger, metrics
@@ -16,6 +17,7 @@ from kindling.settings import CaptureSettings
 
 settings = CaptureSettings()  # type: ignore[call-arg]
 publisher = EventBridgePublisher(settings.bus_name)
+write_key = SecretsManagerSecret(settings.write_key_secret_arn)
 app = APIGatewayHttpResolver(
     cors=CORSConfig(
         allow_origin=settings.origins[0],
@@ -41,7 +43,7 @@ def _capture(endpoint: str, body: bytes, content_encoding: str | None, pixel: bo
     )
     count = tracking.capture(
         request,
-        write_key=settings.write_key.get_secret_value(),
+        write_key=write_key.value(),
         now=clock.current().now(),
         publisher=publisher,
         is_bot=is_bot,

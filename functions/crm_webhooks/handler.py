@@ -11,10 +11,12 @@ from pydantic import SecretStr
 from kindling import clock, crm
 from kindling.adapters.config_store import ConfigCache, DynamoConfigStore
 from kindling.adapters.eventbridge import EventBridgePublisher
+from kindling.adapters.secrets import SecretsManagerSecret
 from kindling.adapters.webhook_ledger import DynamoWebhookLedger
 from kindling.errors import InvalidInput, NotFound
 from kindling.http import json_response, raw_body, register_errors
 from kindling.observability import logger, metrics
+from kindling.secrets import CrmCredentials
 from kindling.settings import CrmWebhooksSettings
 from kindling.webhooks import WebhookSecret, verify
 
@@ -23,8 +25,27 @@ publisher = EventBridgePublisher(settings.bus_name)
 ledger = DynamoWebhookLedger(settings.table_name)
 crm_config = ConfigCache(DynamoConfigStore(settings.table_name), "crm", crm.CrmConfig)
 NO_CONFIG = crm.CrmConfig()
+#: What an operator sets in the CRM webhooks secret (its JSON) to turn each provider on.
+SECRET_FIELDS = {
+    "hubspot": "hubspot_client_secret in the CRM webhooks secret",
+    "pipedrive": "pipedrive_user and pipedrive_password in the CRM webhooks secret",
+    "salesforce": "salesforce_org_id and salesforce_secret in the CRM webhooks secret",
+    "generic": "webhook_secret (whsec_...) in the CRM webhooks secret",
+}
 app = APIGatewayHttpResolver()
 register_errors(app, auth_scheme='Basic realm="kindling"')
+
+
+crm_secrets = SecretsManagerSecret(settings.crm_secrets_arn)
+
+
+def _credentials() -> CrmCredentials:
+    """The credentials in force (read through the secret's cache, so a rotation applies)."""
+    try:
+        return CrmCredentials.from_secret(crm_secrets)
+    except InvalidInput as exc:
+        # The operator's mistake, not the caller's: every provider is off until it is fixed.
+        raise crm.NotConfigured(str(exc)) from None
 
 
 def _generic_secret(value: SecretStr) -> WebhookSecret | None:
@@ -34,12 +55,9 @@ def _generic_secret(value: SecretStr) -> WebhookSecret | None:
         return WebhookSecret(value.get_secret_value())
     except InvalidInput as exc:
         logger.error(
-            "WEBHOOK_SECRET is not a whsec_ secret: generic webhooks are off", extra={"why": str(exc)}
+            "webhook_secret is not a whsec_ secret: generic webhooks are off", extra={"why": str(exc)}
         )
         return None
-
-
-generic_secret = _generic_secret(settings.webhook_secret)
 
 
 @app.exception_handler(crm.NotConfigured)
@@ -48,9 +66,9 @@ def _not_configured(exc: crm.NotConfigured) -> Response:
     return json_response(503, {"error": "not_configured", "message": str(exc)})
 
 
-def _required(value: str, provider: str, parameters: str) -> str:
+def _required(value: str, provider: str, fields: str) -> str:
     if not value:
-        raise crm.NotConfigured(f"{provider} webhooks are not configured on this stack: set {parameters}")
+        raise crm.NotConfigured(f"{provider} webhooks are not configured on this stack: set {fields}")
     return value
 
 
@@ -91,7 +109,7 @@ def _receive(provider: str, deliveries: list[crm.Delivery]) -> crm.Receipt:
 @app.post("/v1/webhooks/hubspot")
 def hubspot() -> Response:
     secret = _required(
-        settings.hubspot_client_secret.get_secret_value(), "hubspot", "the HubspotClientSecret parameter"
+        _credentials().hubspot_client_secret.get_secret_value(), "hubspot", SECRET_FIELDS["hubspot"]
     )
     event = app.current_event
     body = _body()
@@ -113,9 +131,10 @@ def hubspot() -> Response:
 
 @app.post("/v1/webhooks/pipedrive")
 def pipedrive() -> Response:
-    user = _required(settings.pipedrive_user, "pipedrive", "PipedriveUser and PipedrivePassword")
+    credentials = _credentials()
+    user = _required(credentials.pipedrive_user, "pipedrive", SECRET_FIELDS["pipedrive"])
     password = _required(
-        settings.pipedrive_password.get_secret_value(), "pipedrive", "PipedriveUser and PipedrivePassword"
+        credentials.pipedrive_password.get_secret_value(), "pipedrive", SECRET_FIELDS["pipedrive"]
     )
     crm.verify_pipedrive(user, password, app.current_event.headers.get("authorization"))
     deliveries = crm.pipedrive_deliveries(_body(), _config(), clock.current().now())
@@ -124,9 +143,11 @@ def pipedrive() -> Response:
 
 @app.post("/v1/webhooks/salesforce")
 def salesforce() -> Response:
-    needs = "SalesforceOrgId and SalesforceSecret"
-    org_id = _required(settings.salesforce_org_id, "salesforce", needs)
-    secret = _required(settings.salesforce_secret.get_secret_value(), "salesforce", needs)
+    credentials = _credentials()
+    org_id = _required(credentials.salesforce_org_id, "salesforce", SECRET_FIELDS["salesforce"])
+    secret = _required(
+        credentials.salesforce_secret.get_secret_value(), "salesforce", SECRET_FIELDS["salesforce"]
+    )
     event = app.current_event
     # Checked before the XML is read: nothing from an unauthenticated caller gets parsed.
     crm.verify_salesforce_secret(
@@ -140,8 +161,11 @@ def salesforce() -> Response:
 
 @app.post("/v1/webhooks/generic")
 def generic() -> Response:
+    generic_secret = _generic_secret(_credentials().webhook_secret)
     if generic_secret is None:
-        raise crm.NotConfigured("generic webhooks are not configured on this stack: set CrmWebhookSecret")
+        raise crm.NotConfigured(
+            f"generic webhooks are not configured on this stack: set {SECRET_FIELDS['generic']}"
+        )
     event = app.current_event
     body = _body()
     verify(generic_secret, event.headers, body, clock.current().now(), crm.SIGNATURE_TOLERANCE)

@@ -12,6 +12,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from kindling import clock, email_links
 from kindling.adapters.email_store import DynamoEmailStore
 from kindling.adapters.eventbridge import EventBridgePublisher
+from kindling.adapters.secrets import SecretsManagerSecret
 from kindling.email_render import LinkSigner
 from kindling.errors import InvalidInput, NotFound
 from kindling.http import raw_body
@@ -20,10 +21,15 @@ from kindling.settings import EmailLinksSettings
 from kindling.tracking import ONE_PIXEL_GIF
 
 settings = EmailLinksSettings()  # type: ignore[call-arg]
-links = LinkSigner(settings.link_secret.get_secret_value().encode())
+link_secret = SecretsManagerSecret(settings.link_secret_arn)
 store = DynamoEmailStore(settings.table_name)
 publisher = EventBridgePublisher(settings.bus_name)
 app = APIGatewayHttpResolver()
+
+
+def _links() -> LinkSigner:
+    """The signer with the key in force (read through the secret's cache, so a rotation applies)."""
+    return LinkSigner(link_secret.value().encode())
 
 
 def _html(status: int, page: str) -> Response:
@@ -49,7 +55,7 @@ def _unknown(exc: NotFound) -> Response:
 def click(token: str) -> Response:
     url = email_links.follow_click(
         token,
-        links,
+        _links(),
         store,
         publisher,
         clock.current().now(),
@@ -64,7 +70,7 @@ def open_pixel(token: str) -> Response:
     try:
         email_links.record_open(
             token.removesuffix(".gif"),
-            links,
+            _links(),
             store,
             publisher,
             clock.current().now(),
@@ -91,7 +97,7 @@ def _token() -> str:
 @app.get("/v1/unsubscribe")
 @app.get("/v1/preferences")
 def unsubscribe_page() -> Response:
-    return _html(200, email_links.confirmation_page(_token(), links, store))
+    return _html(200, email_links.confirmation_page(_token(), _links(), store))
 
 
 @app.post("/v1/unsubscribe")
@@ -99,7 +105,7 @@ def unsubscribe() -> Response:
     form = parse_qs(raw_body(app.current_event).decode("utf-8", "replace"))
     # RFC 8058: mail clients POST "List-Unsubscribe=One-Click"; our page posts a choice.
     choice: Literal["all", "monthly"] = "monthly" if form.get("choice") == ["monthly"] else "all"
-    email_links.unsubscribe(_token(), choice, links, store, publisher, clock.current().now())
+    email_links.unsubscribe(_token(), choice, _links(), store, publisher, clock.current().now())
     return _html(200, email_links.done_page(choice))
 
 

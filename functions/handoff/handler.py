@@ -14,6 +14,7 @@ from pydantic import Json
 from kindling import clock
 from kindling.adapters.http import UrllibTransport
 from kindling.adapters.score_store import DynamoHandoffLog
+from kindling.adapters.secrets import SecretsManagerSecret
 from kindling.bus import BusEnvelope
 from kindling.handoff import hand_off
 from kindling.observability import logger, metrics
@@ -26,7 +27,7 @@ class MqlRecord(SqsRecordModel):
 
 
 settings = HandoffSettings()  # type: ignore[call-arg]
-secret = WebhookSecret(settings.handoff_secret.get_secret_value())
+handoff_secret = SecretsManagerSecret(settings.handoff_secret_arn)
 transport = UrllibTransport()
 log = DynamoHandoffLog(settings.table_name)
 processor = BatchProcessor(event_type=EventType.SQS, model=MqlRecord)
@@ -38,7 +39,7 @@ def record_handler(record: MqlRecord) -> None:
         mql,
         kind=record.body.detail_type,
         url=settings.handoff_url,
-        secret=secret,
+        secret=WebhookSecret(handoff_secret.value()),
         transport=transport,
         log=log,
         now=clock.current().now(),

@@ -14,6 +14,7 @@ from kindling.adapters.metrics_store import DynamoMetricsStore
 from kindling.adapters.program_store import DynamoProgramStore
 from kindling.adapters.queue import SqsQueue
 from kindling.adapters.score_store import DynamoScoreStore
+from kindling.adapters.secrets import SecretsManagerSecret
 from kindling.email_sender import SendEmailCommand, queue_email
 from kindling.errors import InvalidInput, NotFound
 from kindling.http import json_response, raw_body, register_errors, require_bearer
@@ -27,6 +28,7 @@ from kindling.tracking import parse_json_object
 
 settings = LeadsApiSettings()  # type: ignore[call-arg]
 store = DynamoLeadStore(settings.table_name)
+admin_token = SecretsManagerSecret(settings.admin_token_secret_arn)
 scores = DynamoScoreStore(settings.table_name)
 email_config = EmailConfig(settings.table_name)
 programs_config = ProgramsConfig(settings.table_name)
@@ -40,7 +42,7 @@ register_errors(app, auth_scheme="Bearer")
 
 @app.get("/v1/leads/<lead_id>")
 def get_lead(lead_id: str) -> Response:
-    require_bearer(app.current_event, settings.admin_token.get_secret_value())
+    require_bearer(app.current_event, admin_token.value())
     view = read_lead(store, lead_id)
     if view is None:
         raise NotFound(f"no lead {lead_id}")
@@ -49,7 +51,7 @@ def get_lead(lead_id: str) -> Response:
 
 @app.get("/v1/leads/<lead_id>/score")
 def explain_score(lead_id: str) -> Response:
-    require_bearer(app.current_event, settings.admin_token.get_secret_value())
+    require_bearer(app.current_event, admin_token.value())
     view = read_lead(store, lead_id, timeline_limit=0)
     if view is None:
         raise NotFound(f"no lead {lead_id}")
@@ -58,7 +60,7 @@ def explain_score(lead_id: str) -> Response:
 
 @app.post("/v1/emails")
 def send_email() -> Response:
-    require_bearer(app.current_event, settings.admin_token.get_secret_value())
+    require_bearer(app.current_event, admin_token.value())
     try:
         command = SendEmailCommand.model_validate(parse_json_object(raw_body(app.current_event)))
     except ValidationError as exc:
@@ -80,7 +82,7 @@ def send_email() -> Response:
 
 @app.get("/v1/leads/<lead_id>/enrollments")
 def enrollments(lead_id: str) -> Response:
-    require_bearer(app.current_event, settings.admin_token.get_secret_value())
+    require_bearer(app.current_event, admin_token.value())
     view = read_lead(store, lead_id, timeline_limit=0)
     if view is None:
         raise NotFound(f"no lead {lead_id}")
@@ -97,7 +99,7 @@ def enrollments(lead_id: str) -> Response:
 
 @app.get("/v1/leads")
 def find_lead() -> Response:
-    require_bearer(app.current_event, settings.admin_token.get_secret_value())
+    require_bearer(app.current_event, admin_token.value())
     email = app.current_event.get_query_string_value("email")
     if not email:
         raise InvalidInput("email: give ?email=<address> to look a lead up")
@@ -129,7 +131,7 @@ def reports_page() -> Response:
 
 @app.get("/v1/reports/emails")
 def email_metrics_report() -> Response:
-    require_bearer(app.current_event, settings.admin_token.get_secret_value())
+    require_bearer(app.current_event, admin_token.value())
     query = app.current_event.get_query_string_value
     report = reports.emails(metrics_reader, query("from"), query("to"), query("program"), query("by"))
     return json_response(200, report)
@@ -137,14 +139,14 @@ def email_metrics_report() -> Response:
 
 @app.get("/v1/reports/funnel")
 def funnel_metrics_report() -> Response:
-    require_bearer(app.current_event, settings.admin_token.get_secret_value())
+    require_bearer(app.current_event, admin_token.value())
     query = app.current_event.get_query_string_value
     return json_response(200, reports.funnel(metrics_reader, query("from"), query("to"), query("by")))
 
 
 @app.get("/v1/reports/programs/<program_id>")
 def program_metrics_report(program_id: str) -> Response:
-    require_bearer(app.current_event, settings.admin_token.get_secret_value())
+    require_bearer(app.current_event, admin_token.value())
     query = app.current_event.get_query_string_value
     known = list(programs_config.programs().programs)
     report = reports.program(metrics_reader, program_id, known, query("from"), query("to"), query("by"))

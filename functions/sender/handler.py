@@ -13,6 +13,7 @@ from kindling import clock
 from kindling.adapters.config_store import EmailConfig
 from kindling.adapters.email_store import DynamoEmailStore
 from kindling.adapters.eventbridge import EventBridgePublisher
+from kindling.adapters.secrets import SecretsManagerSecret
 from kindling.adapters.ses import SesMailer
 from kindling.email_render import LinkSigner
 from kindling.email_sender import EmailSender, SendRequest
@@ -27,20 +28,21 @@ class SendRecord(SqsRecordModel):
 settings = SenderSettings()  # type: ignore[call-arg]
 store = DynamoEmailStore(settings.table_name)
 config = EmailConfig(settings.table_name)
-sender = EmailSender(
-    store,
-    SesMailer(settings.configuration_set),
-    config,
-    LinkSigner(settings.link_secret.get_secret_value().encode()),
-    settings.public_api_url,
-    EventBridgePublisher(settings.bus_name),
-)
+mailer = SesMailer(settings.configuration_set)
+publisher = EventBridgePublisher(settings.bus_name)
+link_secret = SecretsManagerSecret(settings.link_secret_arn)
 processor = BatchProcessor(event_type=EventType.SQS, model=SendRecord)
+
+
+def _sender() -> EmailSender:
+    """The sender with the link key in force (read through the secret's cache, so a rotation applies)."""
+    links = LinkSigner(link_secret.value().encode())
+    return EmailSender(store, mailer, config, links, settings.public_api_url, publisher)
 
 
 def record_handler(record: SendRecord) -> None:
     try:
-        outcome = sender.handle(record.body, clock.current().now())
+        outcome = _sender().handle(record.body, clock.current().now())
     except Exception as exc:
         store.note_failure(record.body.send_id, record.body.lead_id, f"{type(exc).__name__}: {exc}")
         raise

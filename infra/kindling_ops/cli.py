@@ -472,6 +472,68 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    import time
+
+    import boto3
+
+    from kindling import clock
+    from kindling_ops import doctor
+    from kindling_ops.config import documents
+    from kindling_ops.local.stack import dev_secret_defaults
+
+    loaded = _load_config(args.config)
+    if loaded is None:
+        print(
+            "kindling: config/ is not valid, so it cannot be compared with what is applied", file=sys.stderr
+        )
+        return 2
+    try:
+        if args.local:
+            port = args.port if args.port is not None else int(os.environ.get("PORT", "3000"))
+            where = "--local"
+
+            def local_session(endpoint: str) -> object:
+                session = boto3.session.Session(
+                    aws_access_key_id="local", aws_secret_access_key="local", region_name="us-east-1"
+                )
+                return _EndpointSession(session, endpoint)
+
+            inst = doctor.from_local(port, local_session)
+        else:
+            where = f"--stack {args.stack}"
+            inst = doctor.from_stack(args.stack, boto3.session.Session(), dev_secret_defaults())
+    except OSError as exc:
+        print(f"kindling: cannot reach the local stack: {exc} (is `make run` running?)", file=sys.stderr)
+        return 1
+    except Exception as exc:  # botocore's errors: no credentials, no such stack
+        print(f"kindling: cannot read the installation: {exc}", file=sys.stderr)
+        return 1
+    print(f"checking {inst.name}", flush=True)
+    checks = doctor.run(
+        inst,
+        template_outputs=doctor.template_output_names(args.template),
+        config_documents=documents(loaded),
+        where=where,
+        now=clock.current().now(),
+        sleep=time.sleep,
+        round_trip=not args.no_round_trip,
+    )
+    print(doctor.report(checks))
+    return 1 if any(check.status == "fail" for check in checks) else 0
+
+
+class _EndpointSession:
+    """A boto3 session whose clients all go to one endpoint (the local stack's embedded AWS)."""
+
+    def __init__(self, session: object, endpoint: str) -> None:
+        self._session = session
+        self._endpoint = endpoint
+
+    def client(self, service: str) -> object:
+        return self._session.client(service, endpoint_url=self._endpoint)  # type: ignore[attr-defined]
+
+
 def _moment(text: str) -> datetime:
     """An argparse type: an ISO 8601 time that says which offset it is in."""
     try:
@@ -576,6 +638,22 @@ def build_parser() -> argparse.ArgumentParser:
         place.add_argument("--stack", help="a deployed CloudFormation stack")
         command.add_argument("--port", type=int, default=None, help="the local stack's port")
         command.set_defaults(run=_dlq)
+
+    check = commands.add_parser(
+        "doctor",
+        help="check an installation: outputs, config, SES, secrets, dead letters, errors, a round trip",
+        description="Prints a table of checks with what to do for each that does not pass; exits 1 when "
+        "one fails. The round trip sends a synthetic event through the public API, waits for it on a "
+        "lead's timeline, then removes that lead.",
+    )
+    place = check.add_mutually_exclusive_group(required=True)
+    place.add_argument("--local", action="store_true", help="the running local stack")
+    place.add_argument("--stack", help="a deployed CloudFormation stack")
+    check.add_argument("--port", type=int, default=None, help="the local stack's port")
+    check.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="the config/ to compare")
+    check.add_argument("--template", type=Path, default=DEFAULT_TEMPLATE, help=argparse.SUPPRESS)
+    check.add_argument("--no-round-trip", action="store_true", help="skip the synthetic event")
+    check.set_defaults(run=_doctor)
 
     demo = commands.add_parser(
         "demo",

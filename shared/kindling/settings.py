@@ -1,11 +1,11 @@
 """One settings model per function, read from the environment once at cold start.
 
-The template sets every variable named here (a test holds it to that).
+The template sets every variable named here (a test holds it to that). Secrets are not
+here: a ``*_secret_arn`` names the Secrets Manager secret, read on use (``kindling.secrets``).
 """
 
 from __future__ import annotations
 
-from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -15,7 +15,7 @@ class _Settings(BaseSettings):
 
 class CaptureSettings(_Settings):
     bus_name: str
-    write_key: SecretStr
+    write_key_secret_arn: str
     allowed_origins: str  # comma-separated; "*" for any
 
     @property
@@ -30,7 +30,7 @@ class ProfilesSettings(_Settings):
 
 class LeadsApiSettings(_Settings):
     table_name: str
-    admin_token: SecretStr
+    admin_token_secret_arn: str
     send_queue_url: str
 
 
@@ -42,14 +42,14 @@ class ScoringSettings(_Settings):
 class HandoffSettings(_Settings):
     table_name: str
     handoff_url: str
-    handoff_secret: SecretStr
+    handoff_secret_arn: str
 
 
 class SenderSettings(_Settings):
     table_name: str
     bus_name: str
     configuration_set: str
-    link_secret: SecretStr
+    link_secret_arn: str
     public_api_url: str
 
 
@@ -61,7 +61,7 @@ class SesEventsSettings(_Settings):
 class EmailLinksSettings(_Settings):
     table_name: str
     bus_name: str
-    link_secret: SecretStr
+    link_secret_arn: str
 
 
 class DueWorkSettings(_Settings):
@@ -84,17 +84,12 @@ class SalesSettings(_Settings):
 
 
 class CrmWebhooksSettings(_Settings):
-    """Credentials left empty turn that provider's endpoint off (it answers 503, not configured)."""
+    """The credentials are one JSON secret; a provider left empty there answers 503, not configured."""
 
     table_name: str
     bus_name: str
     public_api_url: str
-    hubspot_client_secret: SecretStr
-    pipedrive_user: str
-    pipedrive_password: SecretStr
-    salesforce_org_id: str
-    salesforce_secret: SecretStr
-    webhook_secret: SecretStr
+    crm_secrets_arn: str
 
 
 class MetricsSettings(_Settings):

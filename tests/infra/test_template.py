@@ -24,11 +24,8 @@ from kindling import settings as settings_module
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH = ROOT / "template.yaml"
 
-#: Values for the parameters that have no default (both must pass MinLength).
-PARAMETER_VALUES = {
-    "WriteKey": "test-write-key-0123456789",
-    "AdminToken": "test-admin-token-0123456789",
-}
+#: Values for the parameters that have no default.
+PARAMETER_VALUES = {"HandoffUrl": "https://crm.example/hooks/mql"}
 
 #: What the managed-policy loader would otherwise fetch from IAM: only the policies SAM attaches itself.
 MANAGED_POLICIES = {
@@ -375,3 +372,308 @@ def test_no_function_policy_grants_every_action_or_every_table(
                     assert "*" not in as_list(statement.get("Resource")), (
                         f"{where} allows {dynamodb} on Resource '*'"
                     )
+
+
+# --- operations: alarms, logs, dashboard ------------------------------------------------------------
+#
+# Every expected list below comes from the template's own resources: a queue, dead-letter queue or
+# function added without its alarms or log group fails here.
+
+#: What CloudWatch Logs accepts as RetentionInDays.
+LOG_RETENTION_DAYS = {1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827}
+LOG_RETENTION_DAYS |= {2192, 2557, 2922, 3288, 3653}
+
+#: Access-log variables that would write query strings, headers, raw paths (link tokens) or bodies.
+PRIVATE_ACCESS_LOG_VARIABLES = ("querystring", "header", "$context.path", "$input", "$request", "$method")
+
+
+def subject(value: Any) -> str | None:
+    """The logical id a dimension value names: !Ref X, or !GetAtt X.<attribute>."""
+    if isinstance(value, dict) and len(value) == 1:
+        (function, argument), *_ = value.items()
+        if function == "Ref" and isinstance(argument, str):
+            return argument
+        if function == "Fn::GetAtt":
+            parts = argument if isinstance(argument, list) else str(argument).split(".", 1)
+            return str(parts[0])
+    return None
+
+
+def alarms(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        name: resource["Properties"]
+        for name, resource in resources_of_type(template, "AWS::CloudWatch::Alarm").items()
+    }
+
+
+def alarms_on(
+    template: dict[str, Any], namespace: str, metric: str, dimension: str | None
+) -> dict[str | None, list[dict[str, Any]]]:
+    """Alarms on one metric, by the resource their ``dimension`` names (None: alarms without dimensions)."""
+    found: dict[str | None, list[dict[str, Any]]] = {}
+    for properties in alarms(template).values():
+        if (properties.get("Namespace"), properties.get("MetricName")) != (namespace, metric):
+            continue
+        dimensions = {d["Name"]: d["Value"] for d in properties.get("Dimensions", [])}
+        if dimension is None:
+            key = None if not dimensions else "<has dimensions>"
+        else:
+            key = subject(dimensions.get(dimension))
+        found.setdefault(key, []).append(properties)
+    return found
+
+
+def fires_at(properties: dict[str, Any], value: float) -> bool:
+    """Whether the alarm's comparison is breached by ``value``."""
+    threshold = float(properties["Threshold"])
+    return {
+        "GreaterThanOrEqualToThreshold": value >= threshold,
+        "GreaterThanThreshold": value > threshold,
+        "LessThanThreshold": value < threshold,
+        "LessThanOrEqualToThreshold": value <= threshold,
+    }[properties["ComparisonOperator"]]
+
+
+def dead_letter_queues(template: dict[str, Any]) -> set[str]:
+    """Queues named ...DeadLetterQueue, and every queue a redrive policy points at."""
+    queues = resources_of_type(template, "AWS::SQS::Queue")
+    targets = {
+        referenced_resource((q.get("Properties") or {}).get("RedrivePolicy", {}).get("deadLetterTargetArn"))
+        for q in queues.values()
+    }
+    found = {name for name in queues if name.endswith("DeadLetterQueue") or name in targets}
+    assert found, "expected dead-letter queues"
+    return found
+
+
+def work_queues(template: dict[str, Any]) -> set[str]:
+    found = set(resources_of_type(template, "AWS::SQS::Queue")) - dead_letter_queues(template)
+    assert found, "expected queues that are not dead-letter queues"
+    return found
+
+
+def alarm_topics(template: dict[str, Any]) -> set[str]:
+    return set(resources_of_type(template, "AWS::SNS::Topic"))
+
+
+def log_group_of(template: dict[str, Any], value: Any, where: str) -> dict[str, Any]:
+    name = referenced_resource(value)
+    assert name in resources_of_type(template, "AWS::Logs::LogGroup"), (
+        f"{where}: {value!r} is not a log group of the template"
+    )
+    return template["Resources"][name]["Properties"]
+
+
+def dashboard_bodies(template: dict[str, Any]) -> dict[str, str]:
+    dashboards = resources_of_type(template, "AWS::CloudWatch::Dashboard")
+    assert dashboards, "expected a CloudWatch dashboard"
+    bodies = {}
+    for name, dashboard in dashboards.items():
+        body = dashboard["Properties"]["DashboardBody"]
+        if isinstance(body, dict) and "Fn::Sub" in body:
+            body = body["Fn::Sub"] if isinstance(body["Fn::Sub"], str) else body["Fn::Sub"][0]
+        assert isinstance(body, str), f"{name}: DashboardBody should be a JSON string (or !Sub of one)"
+        bodies[name] = body
+    return bodies
+
+
+def emitted_metric_names() -> tuple[set[str], set[str]]:
+    """Names the code passes to add_metric: exact ones, and the fixed prefixes of f-string names."""
+    exact: set[str] = set()
+    prefixes: set[str] = set()
+    for path in python_files(*CODE_DIRS):
+        for node in ast.walk(parse_module(path)):
+            if not (isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "add_metric"):
+                continue
+            for keyword in node.keywords:
+                if keyword.arg != "name":
+                    continue
+                value = keyword.value
+                if isinstance(value, ast.Constant) and isinstance(value.value, str):
+                    exact.add(value.value)
+                elif isinstance(value, ast.JoinedStr) and isinstance(value.values[0], ast.Constant):
+                    prefixes.add(str(value.values[0].value))
+    return exact, prefixes
+
+
+def test_every_alarm_notifies_the_alarm_topic_and_says_what_to_do(sam_template: dict[str, Any]) -> None:
+    topics = alarm_topics(sam_template)
+    assert topics, "expected an SNS topic for alarms"
+    found = alarms(sam_template)
+    assert found, "expected CloudWatch alarms"
+    for name, properties in found.items():
+        actions = [referenced_resource(a) for a in properties.get("AlarmActions", [])]
+        assert actions and set(actions) <= topics, (
+            f"{name}: AlarmActions must be the alarm topic, not {actions}"
+        )
+        ok_actions = [referenced_resource(a) for a in properties.get("OKActions", [])]
+        assert set(ok_actions) <= topics, f"{name}: OKActions must be the alarm topic"
+        assert properties.get("TreatMissingData") == "notBreaching", f"{name}: missing data is not a breach"
+        description = properties.get("AlarmDescription")
+        if isinstance(description, dict):
+            description = description.get("Fn::Sub")
+        assert isinstance(description, str) and len(description) >= 80, (
+            f"{name}: say what it means and what to do"
+        )
+
+
+def test_the_alarm_topic_can_be_published_to_by_cloudwatch(sam_template: dict[str, Any]) -> None:
+    # CloudWatch cannot use the AWS managed key alias/aws/sns: every alarm action would fail.
+    keys = resources_of_type(sam_template, "AWS::KMS::Key")
+    for name in alarm_topics(sam_template):
+        key = sam_template["Resources"][name]["Properties"].get("KmsMasterKeyId")
+        if key is None:
+            continue
+        assert "alias/aws/sns" not in json.dumps(key), f"{name}: CloudWatch cannot publish with alias/aws/sns"
+        key_name = referenced_resource(key)
+        assert key_name in keys, f"{name}: encrypt with a key of this template whose policy admits CloudWatch"
+        statements = as_list(keys[key_name]["Properties"]["KeyPolicy"]["Statement"])
+        granted = {
+            str(action)
+            for s in statements
+            if s.get("Effect") == "Allow"
+            and "cloudwatch.amazonaws.com" in as_list((s.get("Principal") or {}).get("Service", []))
+            for action in as_list(s.get("Action", []))
+        }
+        assert {"kms:Decrypt", "kms:GenerateDataKey*"} <= granted, f"{key_name}: CloudWatch may not use it"
+
+
+def test_every_dead_letter_queue_alarms_on_its_first_message(sam_template: dict[str, Any]) -> None:
+    by_queue = alarms_on(sam_template, "AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName")
+    for queue in sorted(dead_letter_queues(sam_template)):
+        candidates = [
+            a
+            for a in by_queue.get(queue, [])
+            if fires_at(a, 1)
+            and not fires_at(a, 0)
+            and a.get("Statistic") == "Maximum"
+            and int(a["Period"]) == 60
+            and int(a["EvaluationPeriods"]) == 1
+        ]
+        assert candidates, f"{queue}: no alarm on its first visible message (Maximum, one 60 s period)"
+
+
+def test_every_queue_alarms_when_its_oldest_message_outlives_its_retries(
+    sam_template: dict[str, Any],
+) -> None:
+    by_queue = alarms_on(sam_template, "AWS/SQS", "ApproximateAgeOfOldestMessage", "QueueName")
+    for queue in sorted(work_queues(sam_template)):
+        properties = sam_template["Resources"][queue].get("Properties") or {}
+        redrive = properties.get("RedrivePolicy") or {}
+        # A failing message is retried up to maxReceiveCount times, a visibility timeout apart.
+        retrying = int(properties.get("VisibilityTimeout", 30)) * int(redrive.get("maxReceiveCount", 1))
+        found = by_queue.get(queue, [])
+        assert found, f"{queue}: no ApproximateAgeOfOldestMessage alarm"
+        for alarm in found:
+            assert not fires_at(alarm, retrying), (
+                f"{queue}: retries alone ({retrying} s) would set off its age alarm"
+            )
+            assert fires_at(alarm, 3600), f"{queue}: an hour-old message should set off its age alarm"
+
+
+def test_every_function_alarms_on_errors_and_throttles(sam_template: dict[str, Any]) -> None:
+    for metric in ("Errors", "Throttles"):
+        by_function = alarms_on(sam_template, "AWS/Lambda", metric, "FunctionName")
+        for name in sorted(serverless_functions(sam_template)):
+            candidates = [a for a in by_function.get(name, []) if fires_at(a, 1) and not fires_at(a, 0)]
+            assert candidates, f"{name}: no alarm on its first {metric} datapoint"
+
+
+def test_every_function_logs_to_its_own_log_group_with_the_retention_parameter(
+    sam_template: dict[str, Any],
+) -> None:
+    retention = sam_template["Parameters"]["LogRetentionDays"]
+    assert {int(v) for v in retention["AllowedValues"]} <= LOG_RETENTION_DAYS
+    assert int(retention["Default"]) in LOG_RETENTION_DAYS
+    seen: dict[str | None, str] = {}
+    for name in sorted(serverless_functions(sam_template)):
+        target = function_properties(sam_template, name).get("LoggingConfig", {}).get("LogGroup")
+        log_group = log_group_of(sam_template, target, f"{name} LoggingConfig.LogGroup")
+        assert log_group.get("RetentionInDays") == {"Ref": "LogRetentionDays"}, f"{name}: retention"
+        # Named after the function resource would be a circular dependency (function -> group -> function).
+        assert name not in set(refs_in(log_group)), f"{name}: its log group's name refers to the function"
+        group = referenced_resource(target)
+        assert group not in seen, f"{name} and {seen.get(group)} share a log group"
+        seen[group] = name
+
+
+def test_every_http_api_alarms_on_5xx(sam_template: dict[str, Any]) -> None:
+    apis = resources_of_type(sam_template, "AWS::Serverless::HttpApi")
+    assert apis, "expected an HTTP API"
+    by_api = alarms_on(sam_template, "AWS/ApiGateway", "5xx", "ApiId")
+    for name in sorted(apis):
+        assert any(fires_at(a, 5) for a in by_api.get(name, [])), f"{name}: no alarm on 5xx responses"
+
+
+def test_every_http_api_stage_writes_access_logs_without_query_strings_or_headers(
+    cfn_template: dict[str, Any],
+) -> None:
+    stages = resources_of_type(cfn_template, "AWS::ApiGatewayV2::Stage")
+    assert stages, "expected the HTTP API's stage"
+    for name, stage in stages.items():
+        settings = stage["Properties"].get("AccessLogSettings")
+        assert settings, f"{name} writes no access log"
+        log_group = log_group_of(cfn_template, settings["DestinationArn"], name)
+        assert log_group.get("RetentionInDays") == {"Ref": "LogRetentionDays"}, f"{name}: retention"
+        fields = json.loads(settings["Format"])
+        expected = {"requestId", "ip", "requestTime", "httpMethod", "routeKey", "status", "responseLength"}
+        assert expected | {"integrationErrorMessage"} <= set(fields), f"{name}: access log fields"
+        private = [v for v in fields.values() if any(p in v.lower() for p in PRIVATE_ACCESS_LOG_VARIABLES)]
+        assert not private, f"{name}: the access log must not record {private}"
+
+
+def test_ses_reputation_alarms_fire_before_ses_reviews_the_account(sam_template: dict[str, Any]) -> None:
+    # SES reviews an account at a 5% bounce rate or a 0.1% complaint rate (account-wide metrics).
+    for metric, review_at in (("Reputation.BounceRate", 0.05), ("Reputation.ComplaintRate", 0.001)):
+        found = alarms_on(sam_template, "AWS/SES", metric, None).get(None, [])
+        assert found, f"no account-level alarm on {metric}"
+        for alarm in found:
+            assert float(alarm["Threshold"]) < review_at and fires_at(alarm, review_at), (
+                f"{metric}: the alarm at {alarm['Threshold']} must fire below SES's review at {review_at}"
+            )
+
+
+def test_the_configuration_sets_publish_reputation_metrics(sam_template: dict[str, Any]) -> None:
+    sets = resources_of_type(sam_template, "AWS::SES::ConfigurationSet")
+    for name, configuration_set in sets.items():
+        options = configuration_set["Properties"].get("ReputationOptions", {})
+        assert options.get("ReputationMetricsEnabled") is True, name
+
+
+def test_the_table_has_deletion_protection(sam_template: dict[str, Any]) -> None:
+    tables = resources_of_type(sam_template, "AWS::DynamoDB::Table")
+    assert tables, "expected a DynamoDB table"
+    for name, table in tables.items():
+        assert table["Properties"].get("DeletionProtectionEnabled") is True, f"{name}: no deletion protection"
+        assert table.get("DeletionPolicy") == "Retain", f"{name}: a stack delete would delete it"
+
+
+def dashboard_metrics(template: dict[str, Any]) -> list[list[Any]]:
+    """Every metric line of the dashboards' widgets (``${...}`` left as written: inside JSON strings)."""
+    found = []
+    for name, body in dashboard_bodies(template).items():
+        widgets = json.loads(body)["widgets"]
+        assert widgets, f"{name} has no widgets"
+        for widget in widgets:
+            found.extend(widget.get("properties", {}).get("metrics", []))
+    return found
+
+
+def test_the_dashboard_shows_every_dead_letter_queue_and_function(sam_template: dict[str, Any]) -> None:
+    shown = {tuple(m[:4]) for m in dashboard_metrics(sam_template) if len(m) >= 4}
+    for queue in sorted(dead_letter_queues(sam_template)):
+        line = ("AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", f"${{{queue}.QueueName}}")
+        assert line in shown, f"the dashboard does not show how many messages wait in {queue}"
+    for name in sorted(serverless_functions(sam_template)):
+        assert ("AWS/Lambda", "Errors", "FunctionName", f"${{{name}}}") in shown, (
+            f"the dashboard does not show {name}'s errors"
+        )
+
+
+def test_the_dashboard_shows_only_metrics_the_code_emits(sam_template: dict[str, Any]) -> None:
+    exact, prefixes = emitted_metric_names()
+    assert exact and prefixes, "expected add_metric calls in the handlers"
+    shown = {str(m[1]) for m in dashboard_metrics(sam_template) if m and m[0] == "kindling"}
+    assert shown, "the dashboard shows no kindling metrics"
+    unknown = [m for m in sorted(shown) if m not in exact and not any(m.startswith(p) for p in prefixes)]
+    assert not unknown, f"no handler emits {unknown}"

@@ -8,6 +8,7 @@ import uuid
 from pathlib import Path
 from types import ModuleType
 
+import boto3
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -17,9 +18,14 @@ ADMIN = "admin-token-integration-1"
 
 @pytest.fixture
 def load_handler(monkeypatch: pytest.MonkeyPatch):
-    def load(function: str, **environment: str) -> ModuleType:
+    def load(function: str, secrets: dict[str, str] | None = None, **environment: str) -> ModuleType:
+        """``secrets`` maps a ``*_SECRET_ARN``-style variable to a value, put in Secrets Manager for it."""
         for key, value in environment.items():
             monkeypatch.setenv(key, value)
+        for variable, value in (secrets or {}).items():
+            name = f"test/{variable.lower()}/{uuid.uuid4().hex[:8]}"
+            arn = boto3.client("secretsmanager").create_secret(Name=name, SecretString=value)["ARN"]
+            monkeypatch.setenv(variable, arn)
         path = ROOT / "functions" / function / "handler.py"
         spec = importlib.util.spec_from_file_location(f"handler_{function}_{uuid.uuid4().hex}", path)
         assert spec is not None and spec.loader is not None
@@ -40,4 +46,9 @@ def metrics(load_handler, table: str) -> ModuleType:
 @pytest.fixture
 def leads_api(load_handler, table: str) -> ModuleType:
     """The admin API (profiles and reports), its send queue unused."""
-    return load_handler("leads_api", TABLE_NAME=table, ADMIN_TOKEN=ADMIN, SEND_QUEUE_URL="http://unused")
+    return load_handler(
+        "leads_api",
+        TABLE_NAME=table,
+        SEND_QUEUE_URL="http://unused",
+        secrets={"ADMIN_TOKEN_SECRET_ARN": ADMIN},
+    )

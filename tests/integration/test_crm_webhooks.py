@@ -41,18 +41,22 @@ def crm_table(table: str, now: datetime) -> str:
     return table
 
 
-def environment(table: str, bus: str, **overrides: str) -> dict[str, str]:
+def environment(table: str, bus: str, **overrides: str) -> dict[str, Any]:
+    """The function's settings, and its CRM credentials secret with ``overrides`` (by JSON field)."""
+    credentials = {
+        "hubspot_client_secret": HUBSPOT_SECRET,
+        "pipedrive_user": PIPEDRIVE[0],
+        "pipedrive_password": PIPEDRIVE[1],
+        "salesforce_org_id": ORG,
+        "salesforce_secret": SALESFORCE_SECRET,
+        "webhook_secret": WEBHOOK_SECRET,
+        **overrides,
+    }
     return {
         "TABLE_NAME": table,
         "BUS_NAME": bus,
         "PUBLIC_API_URL": PUBLIC,
-        "HUBSPOT_CLIENT_SECRET": HUBSPOT_SECRET,
-        "PIPEDRIVE_USER": PIPEDRIVE[0],
-        "PIPEDRIVE_PASSWORD": PIPEDRIVE[1],
-        "SALESFORCE_ORG_ID": ORG,
-        "SALESFORCE_SECRET": SALESFORCE_SECRET,
-        "WEBHOOK_SECRET": WEBHOOK_SECRET,
-        **overrides,
+        "secrets": {"CRM_SECRETS_ARN": json.dumps(credentials)},
     }
 
 
@@ -145,7 +149,7 @@ def test_a_signed_hubspot_batch_is_on_the_bus_once(hooks, crm_bus, crm_table, dy
 def test_with_no_public_url_the_apis_own_url_is_the_signed_one(load_handler, crm_table, crm_bus) -> None:
     # What the template sets when PublicApiUrl is empty; http_event's requestContext.apiId is "api".
     default = "https://{api_id}.execute-api.us-east-1.amazonaws.com"
-    module = load_handler("crm_webhooks", **environment(crm_table, crm_bus[0], PUBLIC_API_URL=default))
+    module = load_handler("crm_webhooks", **{**environment(crm_table, crm_bus[0]), "PUBLIC_API_URL": default})
     own = "https://api.execute-api.us-east-1.amazonaws.com/v1/webhooks/hubspot"
     assert invoke(module, hubspot_request([deal_stage()], uri=own))["statusCode"] == 200
     assert invoke(module, hubspot_request([deal_stage(event_id=2)]))["statusCode"] == 401  # signed for PUBLIC
@@ -438,7 +442,7 @@ def test_a_provider_without_credentials_is_refused_as_not_configured(
     module = load_handler(
         "crm_webhooks",
         **environment(
-            crm_table, crm_bus[0], HUBSPOT_CLIENT_SECRET="", PIPEDRIVE_PASSWORD="", WEBHOOK_SECRET=""
+            crm_table, crm_bus[0], hubspot_client_secret="", pipedrive_password="", webhook_secret=""
         ),
     )
     for event in (

@@ -386,11 +386,11 @@ def test_the_sender_handler_keeps_the_reason_of_a_failing_send_for_the_dead_lett
         TABLE_NAME=world["table"],
         BUS_NAME="unused",
         CONFIGURATION_SET="cs",
-        LINK_SECRET="s" * 32,
         PUBLIC_API_URL=API,
+        secrets={"LINK_SECRET_ARN": "s" * 32},
     )
-    sender.sender._mailer = ThrottledSes()
-    sender.sender._publisher = RecordingPublisher()
+    sender.mailer = ThrottledSes()
+    sender.publisher = RecordingPublisher()
     body = json.dumps({"send_id": "fails-1", "lead_id": lead_id, "template": "welcome-1"})
     clock.install(clock.FixedClock(WEDNESDAY_10AM_NEW_YORK))
     try:
@@ -402,9 +402,10 @@ def test_the_sender_handler_keeps_the_reason_of_a_failing_send_for_the_dead_lett
     item = world["store"].client.get_item(TableName=world["table"], Key=key).get("Item", {})
     assert "ThrottlingException" in item["last_error"]["S"]
     assert item["status"]["S"] == "released", "the claim was released for the retry"
-    sender.sender._mailer = world["mailer"]
+    sender.mailer = world["mailer"]
     assert (
-        sender.sender.handle(SendRequest.model_validate_json(body), WEDNESDAY_10AM_NEW_YORK).status == "sent"
+        sender._sender().handle(SendRequest.model_validate_json(body), WEDNESDAY_10AM_NEW_YORK).status
+        == "sent"
     )
 
 

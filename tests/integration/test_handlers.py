@@ -39,7 +39,12 @@ def drain(url: str) -> list[dict[str, Any]]:
 
 @pytest.fixture
 def capture(load_handler, bus_with_queue):
-    return load_handler("capture", BUS_NAME=bus_with_queue[0], WRITE_KEY=WRITE_KEY, ALLOWED_ORIGINS="*")
+    return load_handler(
+        "capture",
+        BUS_NAME=bus_with_queue[0],
+        ALLOWED_ORIGINS="*",
+        secrets={"WRITE_KEY_SECRET_ARN": WRITE_KEY},
+    )
 
 
 def test_an_accepted_event_is_on_the_bus_before_the_api_answers(capture, bus_with_queue) -> None:
@@ -93,7 +98,9 @@ def test_a_malformed_event_gets_400_naming_the_field(capture, bus_with_queue) ->
 
 
 def test_when_the_bus_is_unreachable_the_client_is_told_to_retry(load_handler, moto_endpoint) -> None:
-    capture = load_handler("capture", BUS_NAME="no-such-bus", WRITE_KEY=WRITE_KEY, ALLOWED_ORIGINS="*")
+    capture = load_handler(
+        "capture", BUS_NAME="no-such-bus", ALLOWED_ORIGINS="*", secrets={"WRITE_KEY_SECRET_ARN": WRITE_KEY}
+    )
     capture.publisher._sleep = lambda s: None
     event = http_event(
         "POST", "/v1/track", body={"userId": "u1", "event": "x"}, headers={"Authorization": basic(WRITE_KEY)}

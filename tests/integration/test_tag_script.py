@@ -20,7 +20,7 @@ def capture(load_handler):
     return load_handler(
         "capture",
         BUS_NAME="unused",
-        WRITE_KEY="wk-0123456789",
+        secrets={"WRITE_KEY_SECRET_ARN": "wk-0123456789"},
         ALLOWED_ORIGINS="https://a.io",
         POWERTOOLS_METRICS_DISABLED="true",
     )

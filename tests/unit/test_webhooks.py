@@ -424,3 +424,28 @@ def test_delivery_errors_name_the_webhook_but_never_the_secret_body_or_url(statu
     assert "handoff-lead-42" in message
     for leak in ("MfKQ9r8", "ada@example.com", "s3cr3t-token", "hooks.example.com"):
         assert leak not in message
+
+
+# --- CRM credentials, as the CRM webhooks secret holds them ---------------------------------------
+
+
+def test_crm_credentials_read_every_field_and_default_the_missing_ones_to_off() -> None:
+    from kindling.secrets import CrmCredentials, StaticSecret
+
+    credentials = CrmCredentials.from_secret(StaticSecret('{"pipedrive_user": "hooks", "unknown": 1}'))
+    assert credentials.pipedrive_user == "hooks"
+    assert credentials.hubspot_client_secret.get_secret_value() == ""
+    assert "hooks" not in repr(StaticSecret("hooks"))
+
+
+@pytest.mark.parametrize(
+    ("value", "named"),
+    [("[1, 2]", "must be a JSON object"), ('{"webhook_secret": 5}', "webhook_secret"), ("x=1", "not JSON")],
+)
+def test_crm_credentials_that_cannot_be_read_name_the_problem_not_the_value(value: str, named: str) -> None:
+    from kindling.errors import InvalidInput
+    from kindling.secrets import CrmCredentials, StaticSecret
+
+    with pytest.raises(InvalidInput) as error:
+        CrmCredentials.from_secret(StaticSecret(value))
+    assert named in str(error.value)

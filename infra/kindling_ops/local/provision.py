@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import secrets
+import string
 from collections.abc import Callable
 from typing import Any
 
@@ -30,11 +32,32 @@ _QUEUE_ATTRIBUTES = {
 }
 
 
-def provision(template: Template, session: Any, say: Say) -> None:
+def provision(
+    template: Template, session: Any, say: Say, secret_values: dict[str, str] | None = None
+) -> None:
+    _secrets(template, session.client("secretsmanager"), secret_values or {}, say)
     _tables(template, session.client("dynamodb"), say)
     _queues(template, session.client("sqs"), say)
     _buses_and_rules(template, session.client("events"), say)
     _email(template, session.client("sesv2"), say)
+
+
+def _secrets(template: Template, secretsmanager: Any, values: dict[str, str], say: Say) -> None:
+    """Each secret with the value the local stack was given, else the template's, else a random one.
+
+    ``!Ref`` of a secret is its name here (its ARN in AWS); both work wherever a secret id is read.
+    """
+    for logical in template.of_type("AWS::SecretsManager::Secret"):
+        props = template.resolve(template.properties(logical))
+        if logical in values:
+            value = values[logical]
+        elif "SecretString" in props:
+            value = str(props["SecretString"])
+        else:
+            length = int((props.get("GenerateSecretString") or {}).get("PasswordLength", 32))
+            value = "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(length))
+        secretsmanager.create_secret(Name=template.names[logical], SecretString=value)
+        say(f"secret {template.names[logical]}")
 
 
 def _email(template: Template, sesv2: Any, say: Say) -> None:

@@ -38,7 +38,8 @@ from kindling_ops.local.runtime import LocalRuntime
 from kindling_ops.local.schedules import Schedule, ScheduleError
 from kindling_ops.local.template import REGION, Template, TemplateError, functions
 
-#: Template parameters the local stack takes from the environment, with dev defaults.
+#: Settings the local stack takes from the environment, with dev defaults: the template's
+#: parameters, and the values it puts in the template's secrets (see ``SECRET_VALUES``).
 PARAMETER_ENVIRONMENT = {
     "WriteKey": ("KINDLING_WRITE_KEY", "dev-write-key"),
     "AdminToken": ("KINDLING_ADMIN_TOKEN", "dev-admin-token-change-me"),
@@ -61,6 +62,47 @@ PARAMETER_ENVIRONMENT = {
         "whsec_" + base64.b64encode(b"kindling-local-crm-webhook-key").decode(),
     ),
 }
+
+
+#: Which settings above each secret of the template holds; a dict is a JSON secret, a field per setting.
+SECRET_VALUES: dict[str, str | dict[str, str]] = {
+    "WriteKeySecret": "WriteKey",
+    "AdminTokenSecret": "AdminToken",
+    "LinkSigningSecret": "LinkSigningSecret",
+    "HandoffSigningSecret": "HandoffSigningSecret",
+    "CrmWebhookSecrets": {
+        "hubspot_client_secret": "HubspotClientSecret",
+        "pipedrive_user": "PipedriveUser",
+        "pipedrive_password": "PipedrivePassword",
+        "salesforce_org_id": "SalesforceOrgId",
+        "salesforce_secret": "SalesforceSecret",
+        "webhook_secret": "CrmWebhookSecret",
+    },
+}
+
+
+def secret_strings(settings: dict[str, str]) -> dict[str, str]:
+    """The value of each secret (by logical id) that the local stack fills from its settings."""
+    values = {}
+    for logical, source in SECRET_VALUES.items():
+        if isinstance(source, str):
+            if source in settings:
+                values[logical] = settings[source]
+        else:
+            values[logical] = json.dumps({field: settings.get(name, "") for field, name in source.items()})
+    return values
+
+
+#: Settings in SECRET_VALUES that are identifiers rather than secrets (their defaults are no risk).
+NOT_SECRET = frozenset({"PipedriveUser", "SalesforceOrgId"})
+
+
+def dev_secret_defaults() -> list[str]:
+    """The printed development values of every secret: a deployed stack must hold none of them."""
+    settings: list[str] = []
+    for source in SECRET_VALUES.values():
+        settings += [source] if isinstance(source, str) else list(source.values())
+    return sorted(PARAMETER_ENVIRONMENT[name][1] for name in settings if name not in NOT_SECRET)
 
 
 def local_parameters(environ: dict[str, str], port: int) -> tuple[dict[str, str], list[str]]:
@@ -168,7 +210,12 @@ class LocalStack:
         self.session = boto3.session.Session(region_name=REGION)
         self.template = Template.from_file(self.template_path, self.parameters, endpoint=self.endpoint)
         self.say(f"creating resources from {self.template_path.name}")
-        provision(self.template, self.session, lambda line: self.say(f"  {line}"))
+        provision(
+            self.template,
+            self.session,
+            lambda line: self.say(f"  {line}"),
+            secret_values=secret_strings(self.parameters),
+        )
         self._apply_config_dir()
 
         specs = functions(self.template)
@@ -461,6 +508,42 @@ class LocalStack:
             ("GET", "/_local/webhooks"): lambda request: _json(200, {"received": self.webhooks}),
             ("GET", "/_local/outbox"): lambda request: _json(200, {"messages": outbox()}),
             ("GET", "/_local/health"): lambda request: _json(200, {"ok": True}),
+            ("GET", "/_local/aws"): lambda request: _json(200, self.describe()),
+        }
+
+    def describe(self) -> dict[str, Any]:
+        """Where everything is, as CloudFormation would tell of a deployed stack (for ``kindling doctor``).
+
+        Outputs are the template's, resolved, with ApiUrl this stack's own URL; physical ids are
+        what CloudFormation reports (a queue's URL, a name otherwise); functions are counted failures.
+        """
+        outputs = {}
+        for name, output in (self.template.document.get("Outputs") or {}).items():
+            try:
+                outputs[name] = str(self.template.resolve(output["Value"]))
+            except TemplateError:
+                continue  # what the local stack cannot resolve (a dashboard URL) is left out
+        outputs["ApiUrl"] = self.url
+        resources = {}
+        for logical, resource in self.template.resources.items():
+            kind = resource["Type"]
+            if kind == "AWS::SQS::Queue":
+                physical = self.template.queue_url(logical)
+            else:
+                physical = self.template.names[logical]
+            if kind == "AWS::Serverless::Function":
+                kind = "AWS::Lambda::Function"
+            resources[logical] = {"type": kind, "physical_id": physical}
+        errors = dict.fromkeys(self.runtime.specs, 0)
+        for failure in self.activity.failures:
+            function = failure.split(":", 1)[0]
+            errors[function] = errors.get(function, 0) + 1
+        return {
+            "endpoint": self.endpoint,
+            "outputs": outputs,
+            "resources": resources,
+            "function_errors": errors,
+            "dev_defaults": dev_secret_defaults(),
         }
 
     def _post_config(self, request: Request) -> Response:

@@ -112,6 +112,7 @@ class Template:
             "AWS::Events::Rule": "Name",
             "AWS::Serverless::Function": "FunctionName",
             "AWS::SES::ConfigurationSet": "Name",
+            "AWS::SecretsManager::Secret": "Name",
         }.get(self.resources[logical]["Type"])
         if explicit and explicit in props:
             return str(self.resolve(props[explicit]))
