@@ -13,7 +13,7 @@ Run on demand (``make bench`` or ``.venv/bin/python bench/metrics.py``); it is n
    outcome on every batch; RCU and WCU per event on every PROBE_EVERY-th batch.
 2. Three reports through ``functions/leads_api/handler.py`` over the same date range, after counting
    20 leads and, in another table, 200 (ten times the events): DynamoDB calls, items, RCU and time.
-3. ``kindling.metrics_rebuild.rebuild_metrics`` on the 200-lead table: time, events replayed per
+3. ``kindling.metrics.rebuild.rebuild_metrics`` on the 200-lead table: time, events replayed per
    second, writes and capacity; the reports after it are checked equal to those before.
 
 Calls and capacity are counted with botocore event hooks on the clients the handlers and the rebuild
@@ -340,7 +340,7 @@ class ObservedRecorder:
         self.seen: list[Seen] = []
 
     def record(self, source: str, detail_type: str, detail: dict[str, Any], at: datetime) -> str:
-        from kindling.metrics import parse_event
+        from kindling.metrics.counters import parse_event
 
         parsed = parse_event(source, detail_type, detail, at)
         kind = parsed.kind if parsed is not None else "none"
@@ -623,7 +623,7 @@ def report_reports(
 # --- 3. the rebuild -------------------------------------------------------------------------------
 def bench_rebuild(world: World, meter: Meter, client: Any, before: dict[str, Any]) -> dict[str, Any]:
     from kindling.adapters.metrics_store import DynamoMetricsStore
-    from kindling.metrics_rebuild import rebuild_metrics
+    from kindling.metrics.rebuild import rebuild_metrics
 
     store = DynamoMetricsStore(world.table, client)
     mark = meter.overhead

@@ -2,7 +2,7 @@
 
 Run on demand (``make bench`` or ``.venv/bin/python bench/programs.py``); it is not a test.
 
-1. DynamoDB capacity of ONE minute tick, ``kindling.due.release_due`` as functions/due_work/handler.py
+1. DynamoDB capacity of ONE minute tick, ``kindling.programs.due.release_due`` as functions/due_work/handler.py
    runs it (its dispatch here only collects the payloads; the tick itself deletes what it released),
    with the same 50 steps due, when the table also holds 1,000 and then 100,000 enrollments that are
    not due: their ENROLL items and their DUE items, due hours to weeks ahead, in other hour buckets.
@@ -14,7 +14,7 @@ Run on demand (``make bench`` or ``.venv/bin/python bench/programs.py``); it is 
    wait, wait-until, update, exit): (a) ``ProgramService.run_due`` on moto, wired as
    functions/steps/handler.py wires it, with the send queue and the event bus replaced by in-memory
    collectors, each enrollment run at its due time as the tick releases it, with AWS calls and
-   capacity per run; (b) the pure engine, ``kindling.programs.run``, on the same states.
+   capacity per run; (b) the pure engine, ``kindling.programs.engine.run``, on the same states.
 
 moto is kindling_ops.local.aws.EmbeddedAws (moto's server, one request at a time) in this process,
 sharing its GIL. Figures from moto show the shape of the cost, not its size: moto reads and sorts the
@@ -57,10 +57,10 @@ from common import (
 
 from kindling.adapters.due_store import DynamoDueStore
 from kindling.adapters.program_store import DynamoProgramStore
-from kindling.due import DueItem, hour_of, release_due
-from kindling.leads import new_lead_id
-from kindling.program_service import step_due
-from kindling.programs import (
+from kindling.leads.profiles import new_lead_id
+from kindling.programs.config import Program, Programs
+from kindling.programs.due import DueItem, hour_of, release_due
+from kindling.programs.engine import (
     Enrollment,
     LeadContext,
     enrollment_id,
@@ -69,8 +69,8 @@ from kindling.programs import (
     run,
     start,
 )
-from kindling.programs_config import Program, Programs
-from kindling.scoring_config import ScoringConfig
+from kindling.programs.service import step_due
+from kindling.scoring.config import ScoringConfig
 from kindling_ops.config import documents, load
 
 TICK_TABLE = "bench-due"
@@ -482,7 +482,7 @@ COMPANIES = (
 
 def make_leads(count: int, scoring: ScoringConfig) -> list[LeadSpec]:
     """Marketing leaders (the program's entry filter); every other one engaged with a good fit."""
-    from kindling.scoring import LeadScore, RuleTally
+    from kindling.scoring.rules import LeadScore, RuleTally
 
     points = {rule.id: rule.points for rule in scoring.engagement.rules}
     specs = []
@@ -547,8 +547,8 @@ def bench_steps(
     from kindling.adapters.config_store import DynamoConfigStore, ProgramsConfig
     from kindling.adapters.dynamo import DynamoLeadStore
     from kindling.adapters.score_store import DynamoScoreStore
-    from kindling.leads import Lead
-    from kindling.program_service import ProgramService
+    from kindling.leads.profiles import Lead
+    from kindling.programs.service import ProgramService
 
     create_table(loader, STEPS_TABLE)
     config_store = DynamoConfigStore(STEPS_TABLE, loader)

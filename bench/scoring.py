@@ -40,12 +40,12 @@ from common import (
     write_units,
 )
 
-from kindling.bus import BusEvent
-from kindling.errors import Conflict, Duplicate
-from kindling.scoring import LeadScore, RuleTally, explain, fit_of, target_stage
-from kindling.scoring_config import ScoringConfig, Stage
-from kindling.scoring_service import LeadActivity, LeadFacts, ScoreWrite, ScoringService
-from kindling.tracking import WebEvent
+from kindling.kernel.bus import BusEvent
+from kindling.kernel.errors import Conflict, Duplicate
+from kindling.scoring.config import ScoringConfig, Stage
+from kindling.scoring.rules import LeadScore, RuleTally, explain, fit_of, target_stage
+from kindling.scoring.service import LeadActivity, LeadFacts, ScoreWrite, ScoringService
+from kindling.tracking.segment import WebEvent
 from kindling_ops.config import documents, load
 
 TABLE_NAME = "bench-table"
@@ -71,7 +71,7 @@ def shipped_config() -> tuple[ScoringConfig, dict[str, Any]]:
 
 
 class StaticConfig:
-    """ConfigSource with the version in force already in hand (no pointer read)."""
+    """ScoringConfigSource with the version in force already in hand (no pointer read)."""
 
     def __init__(self, config: ScoringConfig, version: int = 1) -> None:
         self._current = (version, config)
@@ -518,7 +518,7 @@ def bench_moto(config: ScoringConfig, document: dict[str, Any], start: datetime,
         from kindling.adapters.config_store import ConfigCache, DynamoConfigStore
         from kindling.adapters.dynamo import DynamoLeadStore
         from kindling.adapters.score_store import DynamoScoreStore
-        from kindling.leads import Lead
+        from kindling.leads.profiles import Lead
 
         aws.reset()
         probe = boto3.session.Session().client("dynamodb")  # set-up and checks: not metered

@@ -263,8 +263,8 @@ def create_leads(count: int, start: int) -> list[str]:
     the table (below), so the leads carry no more than a sender needs.
     """
     from kindling.adapters.dynamo import DynamoLeadStore
-    from kindling.leads import ProfileService
-    from kindling.tracking import WebEvent
+    from kindling.leads.profiles import ProfileService
+    from kindling.tracking.segment import WebEvent
 
     service = ProfileService(DynamoLeadStore(TABLE_NAME))
     at = NOW - timedelta(days=1)
@@ -304,8 +304,8 @@ class World:
         from kindling.adapters.config_store import DynamoConfigStore, EmailConfig
         from kindling.adapters.email_store import DynamoEmailStore
         from kindling.adapters.ses import SesMailer
-        from kindling.email_render import LinkSigner
-        from kindling.email_sender import EmailSender
+        from kindling.email.render import LinkSigner
+        from kindling.email.sender import EmailSender
         from kindling_ops.config import documents, load
 
         aws.reset()
@@ -346,7 +346,7 @@ class World:
 
 
 def request(n: int, lead_id: str, template: str) -> Any:
-    from kindling.email_sender import SendRequest
+    from kindling.email.sender import SendRequest
 
     return SendRequest(send_id=f"bench-{n:05d}-{uuid.uuid4().hex[:12]}", lead_id=lead_id, template=template)
 
@@ -401,8 +401,8 @@ def bench_moto(world: World) -> dict[str, Any]:
 def bench_domain(world: World, lead_ids: list[str]) -> dict[str, float]:
     """render(...) and ses.mime(...) for the same sends, with no I/O: the sender's own CPU."""
     from kindling.adapters.ses import mime
-    from kindling.email_render import LinkSigner, render
-    from kindling.email_sender import OutgoingEmail
+    from kindling.email.render import LinkSigner, render
+    from kindling.email.sender import OutgoingEmail
 
     world.config.refresh()
     settings, templates = world.config.email(), world.config.templates()

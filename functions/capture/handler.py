@@ -7,15 +7,16 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from kindling import clock, tracking, website_tag
 from kindling.adapters.eventbridge import EventBridgePublisher
 from kindling.adapters.secrets import SecretsManagerSecret
-from kindling.bots import is_bot
-from kindling.http import basic_username, json_response, raw_body, register_errors
-from kindling.observability import logger, metrics
-from kindling.settings import CaptureSettings
+from kindling.kernel import clock
+from kindling.kernel.http_api import basic_username, json_response, raw_body, register_errors
+from kindling.kernel.observability import logger, metrics
+from kindling.kernel.settings import CaptureSettings
+from kindling.tracking import segment, website_tag
+from kindling.tracking.bots import is_bot
 
-settings = CaptureSettings()  # type: ignore[call-arg]
+settings = CaptureSettings()
 publisher = EventBridgePublisher(settings.bus_name)
 write_key = SecretsManagerSecret(settings.write_key_secret_arn)
 app = APIGatewayHttpResolver(
@@ -31,7 +32,7 @@ register_errors(app, auth_scheme='Basic realm="kindling"')
 
 def _capture(endpoint: str, body: bytes, content_encoding: str | None, pixel: bool = False) -> int:
     event = app.current_event
-    request = tracking.CaptureRequest(
+    request = segment.CaptureRequest(
         endpoint=endpoint,
         body=body,
         content_encoding=content_encoding,
@@ -41,7 +42,7 @@ def _capture(endpoint: str, body: bytes, content_encoding: str | None, pixel: bo
         user_agent=event.request_context.http.user_agent,
         endpoint_is_pixel=pixel,
     )
-    count = tracking.capture(
+    count = segment.capture(
         request,
         write_key=write_key.value(),
         now=clock.current().now(),
@@ -60,12 +61,12 @@ def track(endpoint: str) -> Response:
 
 @app.get("/v1/pixel.gif")
 def pixel() -> Response:
-    body = tracking.pixel_request_body(dict(app.current_event.query_string_parameters or {}))
-    _capture(tracking.pixel_endpoint(body), body, None, pixel=True)
+    body = segment.pixel_request_body(dict(app.current_event.query_string_parameters or {}))
+    _capture(segment.pixel_endpoint(body), body, None, pixel=True)
     return Response(
         status_code=200,
         content_type="image/gif",
-        body=tracking.ONE_PIXEL_GIF,
+        body=segment.ONE_PIXEL_GIF,
         headers={"Cache-Control": "no-store, max-age=0"},
         compress=False,
     )

@@ -8,23 +8,25 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import SecretStr
 
-from kindling import clock, crm
 from kindling.adapters.config_store import ConfigCache, DynamoConfigStore
 from kindling.adapters.eventbridge import EventBridgePublisher
 from kindling.adapters.secrets import SecretsManagerSecret
 from kindling.adapters.webhook_ledger import DynamoWebhookLedger
-from kindling.errors import InvalidInput, NotFound
-from kindling.http import json_response, raw_body, register_errors
-from kindling.observability import logger, metrics
-from kindling.secrets import CrmCredentials
-from kindling.settings import CrmWebhooksSettings
-from kindling.webhooks import WebhookSecret, verify
+from kindling.crm import events, generic, hubspot, pipedrive, salesforce
+from kindling.crm.config import CrmConfig
+from kindling.kernel import clock
+from kindling.kernel.errors import InvalidInput, NotFound
+from kindling.kernel.http_api import json_response, raw_body, register_errors
+from kindling.kernel.observability import logger, metrics
+from kindling.kernel.secrets import CrmCredentials
+from kindling.kernel.settings import CrmWebhooksSettings
+from kindling.webhooks.standard import WebhookSecret, verify
 
-settings = CrmWebhooksSettings()  # type: ignore[call-arg]
+settings = CrmWebhooksSettings()
 publisher = EventBridgePublisher(settings.bus_name)
 ledger = DynamoWebhookLedger(settings.table_name)
-crm_config = ConfigCache(DynamoConfigStore(settings.table_name), "crm", crm.CrmConfig)
-NO_CONFIG = crm.CrmConfig()
+crm_config = ConfigCache(DynamoConfigStore(settings.table_name), "crm", CrmConfig)
+NO_CONFIG = CrmConfig()
 #: What an operator sets in the CRM webhooks secret (its JSON) to turn each provider on.
 SECRET_FIELDS = {
     "hubspot": "hubspot_client_secret in the CRM webhooks secret",
@@ -45,7 +47,7 @@ def _credentials() -> CrmCredentials:
         return CrmCredentials.from_secret(crm_secrets)
     except InvalidInput as exc:
         # The operator's mistake, not the caller's: every provider is off until it is fixed.
-        raise crm.NotConfigured(str(exc)) from None
+        raise events.NotConfigured(str(exc)) from None
 
 
 def _generic_secret(value: SecretStr) -> WebhookSecret | None:
@@ -60,19 +62,19 @@ def _generic_secret(value: SecretStr) -> WebhookSecret | None:
         return None
 
 
-@app.exception_handler(crm.NotConfigured)
-def _not_configured(exc: crm.NotConfigured) -> Response:
+@app.exception_handler(events.NotConfigured)
+def _not_configured(exc: events.NotConfigured) -> Response:
     logger.warning("webhook for a provider that is not configured", extra={"reason": str(exc)})
     return json_response(503, {"error": "not_configured", "message": str(exc)})
 
 
 def _required(value: str, provider: str, fields: str) -> str:
     if not value:
-        raise crm.NotConfigured(f"{provider} webhooks are not configured on this stack: set {fields}")
+        raise events.NotConfigured(f"{provider} webhooks are not configured on this stack: set {fields}")
     return value
 
 
-def _config() -> crm.CrmConfig:
+def _config() -> CrmConfig:
     try:
         return crm_config.current()[1]
     except NotFound:
@@ -82,12 +84,12 @@ def _config() -> crm.CrmConfig:
 
 def _body() -> bytes:
     body = raw_body(app.current_event)
-    crm.check_size(body)
+    events.check_size(body)
     return body
 
 
-def _receive(provider: str, deliveries: list[crm.Delivery]) -> crm.Receipt:
-    receipt = crm.receive(deliveries, ledger, publisher, clock.current().now())
+def _receive(provider: str, deliveries: list[events.Delivery]) -> events.Receipt:
+    receipt = events.receive(deliveries, ledger, publisher, clock.current().now())
     for event in receipt.unknown_stages:
         # Kept and passed on as given; a person adds it to config/crm.yaml, nobody guesses it.
         logger.warning(
@@ -107,17 +109,17 @@ def _receive(provider: str, deliveries: list[crm.Delivery]) -> crm.Receipt:
 
 
 @app.post("/v1/webhooks/hubspot")
-def hubspot() -> Response:
+def receive_hubspot() -> Response:
     secret = _required(
         _credentials().hubspot_client_secret.get_secret_value(), "hubspot", SECRET_FIELDS["hubspot"]
     )
     event = app.current_event
     body = _body()
-    crm.verify_hubspot(
+    hubspot.verify_hubspot(
         secret,
         method=event.request_context.http.method,
-        uri=crm.hubspot_request_uri(
-            crm.public_base_url(settings.public_api_url, event.request_context.api_id),
+        uri=hubspot.hubspot_request_uri(
+            hubspot.public_base_url(settings.public_api_url, event.request_context.api_id),
             event.raw_path,
             event.raw_query_string,
         ),
@@ -125,24 +127,24 @@ def hubspot() -> Response:
         headers=event.headers,
         now=clock.current().now(),
     )
-    receipt = _receive("hubspot", crm.hubspot_deliveries(body, _config()))
+    receipt = _receive("hubspot", hubspot.hubspot_deliveries(body, _config()))
     return json_response(200, receipt.summary())
 
 
 @app.post("/v1/webhooks/pipedrive")
-def pipedrive() -> Response:
+def receive_pipedrive() -> Response:
     credentials = _credentials()
     user = _required(credentials.pipedrive_user, "pipedrive", SECRET_FIELDS["pipedrive"])
     password = _required(
         credentials.pipedrive_password.get_secret_value(), "pipedrive", SECRET_FIELDS["pipedrive"]
     )
-    crm.verify_pipedrive(user, password, app.current_event.headers.get("authorization"))
-    deliveries = crm.pipedrive_deliveries(_body(), _config(), clock.current().now())
+    pipedrive.verify_pipedrive(user, password, app.current_event.headers.get("authorization"))
+    deliveries = pipedrive.pipedrive_deliveries(_body(), _config(), clock.current().now())
     return json_response(200, _receive("pipedrive", deliveries).summary())
 
 
 @app.post("/v1/webhooks/salesforce")
-def salesforce() -> Response:
+def receive_salesforce() -> Response:
     credentials = _credentials()
     org_id = _required(credentials.salesforce_org_id, "salesforce", SECRET_FIELDS["salesforce"])
     secret = _required(
@@ -150,26 +152,26 @@ def salesforce() -> Response:
     )
     event = app.current_event
     # Checked before the XML is read: nothing from an unauthenticated caller gets parsed.
-    crm.verify_salesforce_secret(
-        secret, event.headers.get(crm.SALESFORCE_SECRET_HEADER), event.get_query_string_value("secret")
+    salesforce.verify_salesforce_secret(
+        secret, event.headers.get(salesforce.SALESFORCE_SECRET_HEADER), event.get_query_string_value("secret")
     )
-    message = crm.parse_salesforce(_body())
-    crm.verify_salesforce_org(org_id, message)
-    _receive("salesforce", crm.salesforce_deliveries(message, _config(), clock.current().now()))
-    return Response(status_code=200, content_type="text/xml; charset=utf-8", body=crm.SALESFORCE_ACK)
+    message = salesforce.parse_salesforce(_body())
+    salesforce.verify_salesforce_org(org_id, message)
+    _receive("salesforce", salesforce.salesforce_deliveries(message, _config(), clock.current().now()))
+    return Response(status_code=200, content_type="text/xml; charset=utf-8", body=salesforce.SALESFORCE_ACK)
 
 
 @app.post("/v1/webhooks/generic")
-def generic() -> Response:
+def receive_generic() -> Response:
     generic_secret = _generic_secret(_credentials().webhook_secret)
     if generic_secret is None:
-        raise crm.NotConfigured(
+        raise events.NotConfigured(
             f"generic webhooks are not configured on this stack: set {SECRET_FIELDS['generic']}"
         )
     event = app.current_event
     body = _body()
-    verify(generic_secret, event.headers, body, clock.current().now(), crm.SIGNATURE_TOLERANCE)
-    receipt = _receive("generic", crm.generic_deliveries(body, event.headers, _config()))
+    verify(generic_secret, event.headers, body, clock.current().now(), events.SIGNATURE_TOLERANCE)
+    receipt = _receive("generic", generic.generic_deliveries(body, event.headers, _config()))
     return json_response(200, receipt.summary())
 
 

@@ -5,15 +5,15 @@ from __future__ import annotations
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from kindling import clock
 from kindling.adapters.due_store import DynamoDueStore
 from kindling.adapters.queue import SqsQueue
-from kindling.due import DueItem, release_due
-from kindling.errors import InvalidInput
-from kindling.observability import logger, metrics
-from kindling.settings import DueWorkSettings
+from kindling.kernel import clock
+from kindling.kernel.errors import InvalidInput
+from kindling.kernel.observability import logger, metrics
+from kindling.kernel.settings import DueWorkSettings
+from kindling.programs.due import DueItem, release_due
 
-settings = DueWorkSettings()  # type: ignore[call-arg]
+settings = DueWorkSettings()
 store = DynamoDueStore(settings.table_name)
 queues = {
     "send": SqsQueue(settings.send_queue_url),

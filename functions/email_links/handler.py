@@ -9,18 +9,19 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from kindling import clock, email_links
 from kindling.adapters.email_store import DynamoEmailStore
 from kindling.adapters.eventbridge import EventBridgePublisher
 from kindling.adapters.secrets import SecretsManagerSecret
-from kindling.email_render import LinkSigner
-from kindling.errors import InvalidInput, NotFound
-from kindling.http import raw_body
-from kindling.observability import logger
-from kindling.settings import EmailLinksSettings
-from kindling.tracking import ONE_PIXEL_GIF
+from kindling.email import links
+from kindling.email.render import LinkSigner
+from kindling.kernel import clock
+from kindling.kernel.errors import InvalidInput, NotFound
+from kindling.kernel.http_api import raw_body
+from kindling.kernel.observability import logger
+from kindling.kernel.settings import EmailLinksSettings
+from kindling.tracking.segment import ONE_PIXEL_GIF
 
-settings = EmailLinksSettings()  # type: ignore[call-arg]
+settings = EmailLinksSettings()
 link_secret = SecretsManagerSecret(settings.link_secret_arn)
 store = DynamoEmailStore(settings.table_name)
 publisher = EventBridgePublisher(settings.bus_name)
@@ -43,17 +44,17 @@ def _html(status: int, page: str) -> Response:
 
 @app.exception_handler(InvalidInput)
 def _invalid(exc: InvalidInput) -> Response:
-    return _html(400, email_links.invalid_page())
+    return _html(400, links.invalid_page())
 
 
 @app.exception_handler(NotFound)
 def _unknown(exc: NotFound) -> Response:
-    return _html(404, email_links.invalid_page())
+    return _html(404, links.invalid_page())
 
 
 @app.get("/v1/c/<token>")
 def click(token: str) -> Response:
-    url = email_links.follow_click(
+    url = links.follow_click(
         token,
         _links(),
         store,
@@ -68,7 +69,7 @@ def click(token: str) -> Response:
 def open_pixel(token: str) -> Response:
     status = 200
     try:
-        email_links.record_open(
+        links.record_open(
             token.removesuffix(".gif"),
             _links(),
             store,
@@ -97,7 +98,7 @@ def _token() -> str:
 @app.get("/v1/unsubscribe")
 @app.get("/v1/preferences")
 def unsubscribe_page() -> Response:
-    return _html(200, email_links.confirmation_page(_token(), _links(), store))
+    return _html(200, links.confirmation_page(_token(), _links(), store))
 
 
 @app.post("/v1/unsubscribe")
@@ -105,8 +106,8 @@ def unsubscribe() -> Response:
     form = parse_qs(raw_body(app.current_event).decode("utf-8", "replace"))
     # RFC 8058: mail clients POST "List-Unsubscribe=One-Click"; our page posts a choice.
     choice: Literal["all", "monthly"] = "monthly" if form.get("choice") == ["monthly"] else "all"
-    email_links.unsubscribe(_token(), choice, _links(), store, publisher, clock.current().now())
-    return _html(200, email_links.done_page(choice))
+    links.unsubscribe(_token(), choice, _links(), store, publisher, clock.current().now())
+    return _html(200, links.done_page(choice))
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

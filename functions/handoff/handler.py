@@ -11,22 +11,22 @@ from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import Json
 
-from kindling import clock
-from kindling.adapters.http import UrllibTransport
 from kindling.adapters.score_store import DynamoHandoffLog
 from kindling.adapters.secrets import SecretsManagerSecret
-from kindling.bus import BusEnvelope
-from kindling.handoff import hand_off
-from kindling.observability import logger, metrics
-from kindling.settings import HandoffSettings
-from kindling.webhooks import WebhookSecret
+from kindling.adapters.webhook_transport import UrllibTransport
+from kindling.kernel import clock
+from kindling.kernel.bus import BusEnvelope
+from kindling.kernel.observability import logger, metrics
+from kindling.kernel.settings import HandoffSettings
+from kindling.scoring.handoff import hand_off
+from kindling.webhooks.standard import WebhookSecret
 
 
 class MqlRecord(SqsRecordModel):
     body: Json[BusEnvelope]
 
 
-settings = HandoffSettings()  # type: ignore[call-arg]
+settings = HandoffSettings()
 handoff_secret = SecretsManagerSecret(settings.handoff_secret_arn)
 transport = UrllibTransport()
 log = DynamoHandoffLog(settings.table_name)

@@ -7,7 +7,6 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
-from kindling import clock, report_page, reports
 from kindling.adapters.config_store import ConfigCache, DynamoConfigStore, EmailConfig, ProgramsConfig
 from kindling.adapters.dynamo import DynamoLeadStore
 from kindling.adapters.metrics_store import DynamoMetricsStore
@@ -15,18 +14,20 @@ from kindling.adapters.program_store import DynamoProgramStore
 from kindling.adapters.queue import SqsQueue
 from kindling.adapters.score_store import DynamoScoreStore
 from kindling.adapters.secrets import SecretsManagerSecret
-from kindling.email_sender import SendEmailCommand, queue_email
-from kindling.errors import InvalidInput, NotFound
-from kindling.http import json_response, raw_body, register_errors, require_bearer
-from kindling.leads import Lead, find_lead_by_email, read_lead
-from kindling.observability import logger
-from kindling.programs import describe_enrollments
-from kindling.scoring_config import ScoringConfig
-from kindling.scoring_service import explain_lead_score
-from kindling.settings import LeadsApiSettings
-from kindling.tracking import parse_json_object
+from kindling.email.sender import SendEmailCommand, queue_email
+from kindling.kernel import clock
+from kindling.kernel.errors import InvalidInput, NotFound
+from kindling.kernel.http_api import json_response, raw_body, register_errors, require_bearer
+from kindling.kernel.observability import logger
+from kindling.kernel.settings import LeadsApiSettings
+from kindling.leads.profiles import Lead, find_lead_by_email, read_lead
+from kindling.metrics import report_page, reports
+from kindling.programs.engine import describe_enrollments
+from kindling.scoring.config import ScoringConfig
+from kindling.scoring.service import explain_lead_score
+from kindling.tracking.segment import parse_json_object
 
-settings = LeadsApiSettings()  # type: ignore[call-arg]
+settings = LeadsApiSettings()
 store = DynamoLeadStore(settings.table_name)
 admin_token = SecretsManagerSecret(settings.admin_token_secret_arn)
 scores = DynamoScoreStore(settings.table_name)

@@ -12,17 +12,17 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import Json
 
 from kindling.adapters.metrics_store import DynamoMetricsStore
-from kindling.bus import BusEnvelope
-from kindling.metrics import MetricsRecorder
-from kindling.observability import logger, metrics
-from kindling.settings import MetricsSettings
+from kindling.kernel.bus import BusEnvelope
+from kindling.kernel.observability import logger, metrics
+from kindling.kernel.settings import MetricsSettings
+from kindling.metrics.counters import MetricsRecorder
 
 
 class MetricRecord(SqsRecordModel):
     body: Json[BusEnvelope]
 
 
-settings = MetricsSettings()  # type: ignore[call-arg]
+settings = MetricsSettings()
 recorder = MetricsRecorder(
     DynamoMetricsStore(settings.table_name), timedelta(days=settings.attribution_window_days)
 )

@@ -8,14 +8,14 @@ from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import Json
 
-from kindling import clock
 from kindling.adapters.dynamo import DynamoLeadStore
 from kindling.adapters.eventbridge import EventBridgePublisher
-from kindling.bus import BusEnvelope
-from kindling.leads import ProfileService
-from kindling.observability import logger, metrics
-from kindling.settings import ProfilesSettings
-from kindling.tracking import WebEvent
+from kindling.kernel import clock
+from kindling.kernel.bus import BusEnvelope
+from kindling.kernel.observability import logger, metrics
+from kindling.kernel.settings import ProfilesSettings
+from kindling.leads.profiles import ProfileService
+from kindling.tracking.segment import WebEvent
 
 
 class WebEventEnvelope(BusEnvelope):
@@ -26,7 +26,7 @@ class WebEventRecord(SqsRecordModel):
     body: Json[WebEventEnvelope]
 
 
-settings = ProfilesSettings()  # type: ignore[call-arg]
+settings = ProfilesSettings()
 service = ProfileService(DynamoLeadStore(settings.table_name), EventBridgePublisher(settings.bus_name))
 processor = BatchProcessor(event_type=EventType.SQS, model=WebEventRecord)
 

@@ -11,18 +11,18 @@ from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import Json
 
-from kindling import clock
 from kindling.adapters.wiring import program_service
-from kindling.bus import BusEnvelope
-from kindling.observability import logger, metrics
-from kindling.settings import ProgramsSettings
+from kindling.kernel import clock
+from kindling.kernel.bus import BusEnvelope
+from kindling.kernel.observability import logger, metrics
+from kindling.kernel.settings import ProgramsSettings
 
 
 class LeadChangeRecord(SqsRecordModel):
     body: Json[BusEnvelope]
 
 
-settings = ProgramsSettings()  # type: ignore[call-arg]
+settings = ProgramsSettings()
 service, config, _ = program_service(settings.table_name, settings.bus_name, settings.send_queue_url)
 processor = BatchProcessor(event_type=EventType.SQS, model=LeadChangeRecord)
 

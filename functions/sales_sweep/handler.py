@@ -5,12 +5,12 @@ from __future__ import annotations
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from kindling import clock
 from kindling.adapters.wiring import sales_service
-from kindling.observability import logger, metrics
-from kindling.settings import SalesSettings
+from kindling.kernel import clock
+from kindling.kernel.observability import logger, metrics
+from kindling.kernel.settings import SalesSettings
 
-settings = SalesSettings()  # type: ignore[call-arg]
+settings = SalesSettings()
 service, policy, programs_config = sales_service(
     settings.table_name, settings.bus_name, settings.send_queue_url
 )

@@ -9,15 +9,15 @@ from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import Json
 
-from kindling import clock
 from kindling.adapters.config_store import ConfigCache, DynamoConfigStore
 from kindling.adapters.eventbridge import EventBridgePublisher
 from kindling.adapters.score_store import DynamoScoreStore
-from kindling.bus import BusEnvelope
-from kindling.observability import logger, metrics
-from kindling.scoring_config import ScoringConfig
-from kindling.scoring_service import LeadActivity, ScoringService
-from kindling.settings import ScoringSettings
+from kindling.kernel import clock
+from kindling.kernel.bus import BusEnvelope
+from kindling.kernel.observability import logger, metrics
+from kindling.kernel.settings import ScoringSettings
+from kindling.scoring.config import ScoringConfig
+from kindling.scoring.service import LeadActivity, ScoringService
 
 
 class ActivityEnvelope(BusEnvelope):
@@ -28,7 +28,7 @@ class ActivityRecord(SqsRecordModel):
     body: Json[ActivityEnvelope]
 
 
-settings = ScoringSettings()  # type: ignore[call-arg]
+settings = ScoringSettings()
 config = ConfigCache(DynamoConfigStore(settings.table_name), "scoring", ScoringConfig)
 service = ScoringService(
     DynamoScoreStore(settings.table_name), config, EventBridgePublisher(settings.bus_name)

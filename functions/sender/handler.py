@@ -9,23 +9,23 @@ from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import Json
 
-from kindling import clock
 from kindling.adapters.config_store import EmailConfig
 from kindling.adapters.email_store import DynamoEmailStore
 from kindling.adapters.eventbridge import EventBridgePublisher
 from kindling.adapters.secrets import SecretsManagerSecret
 from kindling.adapters.ses import SesMailer
-from kindling.email_render import LinkSigner
-from kindling.email_sender import EmailSender, SendRequest
-from kindling.observability import logger, metrics
-from kindling.settings import SenderSettings
+from kindling.email.render import LinkSigner
+from kindling.email.sender import EmailSender, SendRequest
+from kindling.kernel import clock
+from kindling.kernel.observability import logger, metrics
+from kindling.kernel.settings import SenderSettings
 
 
 class SendRecord(SqsRecordModel):
     body: Json[SendRequest]
 
 
-settings = SenderSettings()  # type: ignore[call-arg]
+settings = SenderSettings()
 store = DynamoEmailStore(settings.table_name)
 config = EmailConfig(settings.table_name)
 mailer = SesMailer(settings.configuration_set)

@@ -9,13 +9,13 @@ from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import Json
 
-from kindling import clock
 from kindling.adapters.email_store import DynamoEmailStore
 from kindling.adapters.eventbridge import EventBridgePublisher
-from kindling.bus import BusEnvelope
-from kindling.observability import logger, metrics
-from kindling.ses_events import SesEvent, apply_ses_event
-from kindling.settings import SesEventsSettings
+from kindling.email.ses_events import SesEvent, apply_ses_event
+from kindling.kernel import clock
+from kindling.kernel.bus import BusEnvelope
+from kindling.kernel.observability import logger, metrics
+from kindling.kernel.settings import SesEventsSettings
 
 
 class SesEnvelope(BusEnvelope):
@@ -26,7 +26,7 @@ class SesRecord(SqsRecordModel):
     body: Json[SesEnvelope]
 
 
-settings = SesEventsSettings()  # type: ignore[call-arg]
+settings = SesEventsSettings()
 store = DynamoEmailStore(settings.table_name)
 publisher = EventBridgePublisher(settings.bus_name)
 processor = BatchProcessor(event_type=EventType.SQS, model=SesRecord)

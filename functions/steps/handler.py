@@ -9,10 +9,10 @@ from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, Json
 
-from kindling import clock
 from kindling.adapters.wiring import program_service
-from kindling.observability import logger, metrics
-from kindling.settings import ProgramsSettings
+from kindling.kernel import clock
+from kindling.kernel.observability import logger, metrics
+from kindling.kernel.settings import ProgramsSettings
 
 
 class StepDue(BaseModel):
@@ -25,7 +25,7 @@ class StepRecord(SqsRecordModel):
     body: Json[StepDue]
 
 
-settings = ProgramsSettings()  # type: ignore[call-arg]
+settings = ProgramsSettings()
 service, config, _ = program_service(settings.table_name, settings.bus_name, settings.send_queue_url)
 processor = BatchProcessor(event_type=EventType.SQS, model=StepRecord)
 

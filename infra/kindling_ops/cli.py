@@ -16,7 +16,7 @@ DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "config"
 
 
 def _local(args: argparse.Namespace) -> int:
-    from kindling import clock
+    from kindling.kernel import clock
     from kindling_ops.local.stack import LocalStack, local_parameters
     from kindling_ops.local.template import TemplateError
 
@@ -105,10 +105,10 @@ def _config_validate(args: argparse.Namespace) -> int:
 
 
 def _summary(model: object) -> str:
-    from kindling.crm import CrmConfig
-    from kindling.email_config import EmailSettings, EmailTemplates
-    from kindling.programs_config import Programs, Segments
-    from kindling.scoring_config import ScoringConfig
+    from kindling.crm.config import CrmConfig
+    from kindling.email.config import EmailSettings, EmailTemplates
+    from kindling.programs.config import Programs, Segments
+    from kindling.scoring.config import ScoringConfig
 
     if isinstance(model, ScoringConfig):
         return f"{len(model.engagement.rules)} engagement rules, {len(model.fit.rules)} fit rules"
@@ -141,7 +141,7 @@ def _named(names: list[str], what: str) -> str:
 
 def _days(days: Iterable[str]) -> str:
     """``mon-fri``, ``mon,wed,fri``: runs of consecutive days collapsed."""
-    from kindling.email_config import DAYS
+    from kindling.email.config import DAYS
 
     numbers = sorted(DAYS.index(d) for d in days)
     runs: list[list[int]] = []
@@ -177,8 +177,8 @@ def _config_apply(args: argparse.Namespace) -> int:
 def _apply_to_aws(documents: dict[str, dict], table: str | None, stack: str | None) -> list[str] | None:
     import boto3
 
-    from kindling import clock
     from kindling.adapters.config_store import DynamoConfigStore
+    from kindling.kernel import clock
     from kindling_ops.config import apply
 
     table = table or _stack_table(stack)
@@ -196,8 +196,8 @@ def _programs(args: argparse.Namespace) -> int:
         return 0
     import boto3
 
-    from kindling import clock
     from kindling.adapters.program_store import DynamoProgramStore
+    from kindling.kernel import clock
     from kindling_ops.programs import change_program_state
 
     table = args.table or _stack_table(args.stack)
@@ -419,8 +419,8 @@ def _metrics_rebuild(args: argparse.Namespace) -> int:
     import boto3
 
     from kindling.adapters.metrics_store import DynamoMetricsStore
-    from kindling.errors import Conflict
-    from kindling.metrics_rebuild import rebuild_metrics
+    from kindling.kernel.errors import Conflict
+    from kindling.metrics.rebuild import rebuild_metrics
 
     days = args.attribution_days
     if days is None and args.stack:
@@ -477,7 +477,7 @@ def _doctor(args: argparse.Namespace) -> int:
 
     import boto3
 
-    from kindling import clock
+    from kindling.kernel import clock
     from kindling_ops import doctor
     from kindling_ops.config import documents
     from kindling_ops.local.stack import dev_secret_defaults

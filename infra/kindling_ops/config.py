@@ -16,10 +16,10 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from kindling.adapters.config_store import DynamoConfigStore
-from kindling.crm import CrmConfig
-from kindling.email_config import EmailSettings, EmailTemplates, TemplateProblem
-from kindling.programs_config import Program, Programs, Segments, check_references
-from kindling.scoring_config import ScoringConfig
+from kindling.crm.config import CrmConfig
+from kindling.email.config import EmailSettings, EmailTemplates, TemplateProblem
+from kindling.programs.config import Program, Programs, Segments, check_references
+from kindling.scoring.config import ScoringConfig
 from kindling_ops.email_templates import load_templates
 
 #: Each config file (or folder) and the model it must satisfy. The name without

@@ -526,7 +526,7 @@ class DemoStack:
     """The running local stack, reached over HTTP only: capture API, webhooks, reports, ``/_local``."""
 
     def __init__(self, url: str, write_key: str, admin_token: str, webhook_secret: str) -> None:
-        from kindling.webhooks import WebhookSecret
+        from kindling.webhooks.standard import WebhookSecret
 
         self.url = url.rstrip("/")
         self.write_key = write_key
@@ -621,7 +621,7 @@ class DemoStack:
 
     def crm(self, move: CrmMove, start: datetime, now: datetime) -> None:
         """The deal change, as a CRM posts it: a Standard Webhooks request, signed now."""
-        from kindling.webhooks import sign
+        from kindling.webhooks.standard import sign
 
         data: dict[str, Any] = {
             "email": move.email,

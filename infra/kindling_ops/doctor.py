@@ -18,9 +18,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from kindling.errors import InvalidInput
-from kindling.secrets import CrmCredentials, StaticSecret
-from kindling.webhooks import WebhookSecret
+from kindling.kernel.errors import InvalidInput
+from kindling.kernel.secrets import CrmCredentials, StaticSecret
+from kindling.webhooks.standard import WebhookSecret
 
 Status = Literal["pass", "warn", "fail"]
 

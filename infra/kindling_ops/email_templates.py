@@ -12,7 +12,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from kindling.email_config import SLUG, EmailTemplate, TemplateProblem, template_problems
+from kindling.email.config import SLUG, EmailTemplate, TemplateProblem
+from kindling.email.render import template_problems
 
 
 def load_templates(directory: Path) -> dict[str, EmailTemplate]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from kindling.program_service import HoldStore, pause_program, resume_program
+from kindling.programs.service import HoldStore, pause_program, resume_program
 
 
 def change_program_state(store: HoldStore, program_id: str, action: str, now: datetime) -> str:

@@ -19,7 +19,7 @@ from pydantic_settings import BaseSettings
 from samtranslator.translator.transform import transform
 from samtranslator.yaml_helper import yaml_parse
 
-from kindling import settings as settings_module
+from kindling.kernel import settings as settings_module
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH = ROOT / "template.yaml"

@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 from standardwebhooks import Webhook
 
-from kindling import crm
 from kindling.adapters.config_store import DynamoConfigStore
+from kindling.crm import hubspot
+from kindling.crm.config import CrmConfig
 from kindling_ops.config import documents, load_file
 from tests.integration.events import Context, bus_routed_to_queue, http_event
 from tests.integration.test_handlers import drain
@@ -36,7 +37,7 @@ def crm_bus(moto_endpoint: str) -> tuple[str, str]:
 
 @pytest.fixture
 def crm_table(table: str, now: datetime) -> str:
-    config = load_file(ROOT / "config" / "crm.yaml", crm.CrmConfig)
+    config = load_file(ROOT / "config" / "crm.yaml", CrmConfig)
     DynamoConfigStore(table).apply("crm", documents({"crm.yaml": config})["crm.yaml"], now)
     return table
 
@@ -103,8 +104,8 @@ def hubspot_request(
     body = json.dumps(events).encode()
     timestamp = str(int((signed_at or datetime.now(UTC)).timestamp() * 1000))
     raw_query = "&".join(f"{k}={v}" for k, v in (query or {}).items())
-    signed_uri = uri or crm.hubspot_request_uri(PUBLIC, "/v1/webhooks/hubspot", raw_query)
-    signature = crm.hubspot_signature(HUBSPOT_SECRET, "POST", signed_uri, body, timestamp)
+    signed_uri = uri or hubspot.hubspot_request_uri(PUBLIC, "/v1/webhooks/hubspot", raw_query)
+    signature = hubspot.hubspot_signature(HUBSPOT_SECRET, "POST", signed_uri, body, timestamp)
     return http_event(
         "POST",
         "/v1/webhooks/hubspot",

@@ -10,7 +10,7 @@ import boto3
 import pytest
 
 from kindling.adapters.config_store import DynamoConfigStore
-from kindling.scoring_config import ScoringConfig
+from kindling.scoring.config import ScoringConfig
 from kindling_ops import doctor
 from kindling_ops.config import documents, load_file
 from kindling_ops.local.stack import dev_secret_defaults

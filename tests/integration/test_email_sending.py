@@ -18,13 +18,13 @@ from kindling.adapters.due_store import DynamoDueStore
 from kindling.adapters.dynamo import DynamoLeadStore
 from kindling.adapters.email_store import DynamoEmailStore
 from kindling.adapters.ses import SesMailer
-from kindling.due import release_due
-from kindling.email_render import LinkSigner
-from kindling.email_sender import EmailSender, SendRequest
-from kindling.errors import Retryable
-from kindling.leads import ProfileService
-from kindling.ses_events import SesEvent, apply_ses_event
-from kindling.tracking import WebEvent
+from kindling.email.render import LinkSigner
+from kindling.email.sender import EmailSender, SendRequest
+from kindling.email.ses_events import SesEvent, apply_ses_event
+from kindling.kernel.errors import Retryable
+from kindling.leads.profiles import ProfileService
+from kindling.programs.due import release_due
+from kindling.tracking.segment import WebEvent
 from kindling_ops.config import documents, load
 
 CONFIG = documents(load(Path(__file__).resolve().parents[2] / "config"))
@@ -372,7 +372,7 @@ def test_the_sender_handler_keeps_the_reason_of_a_failing_send_for_the_dead_lett
 ) -> None:
     from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
-    from kindling import clock
+    from kindling.kernel import clock
     from tests.integration.events import Context
     from tests.integration.test_handlers import sqs_record
 
@@ -448,8 +448,8 @@ def test_the_ses_events_handler_applies_an_eventbridge_envelope_from_its_queue(w
 
 def test_list_unsubscribe_goes_out_as_a_plain_url_not_encoded_words(world) -> None:
     from kindling.adapters.ses import mime
-    from kindling.email_render import RenderedEmail
-    from kindling.email_sender import OutgoingEmail
+    from kindling.email.render import RenderedEmail
+    from kindling.email.sender import OutgoingEmail
 
     url = "https://api.acme.example/v1/unsubscribe?token=" + "T" * 150
     rendered = RenderedEmail(

@@ -11,8 +11,8 @@ from typing import Any
 import boto3
 import pytest
 
-from kindling import clock
 from kindling.adapters.dynamo import DynamoLeadStore
+from kindling.kernel import clock
 from tests.integration.conftest import ADMIN
 from tests.integration.events import Context, basic, bus_routed_to_queue, http_event
 

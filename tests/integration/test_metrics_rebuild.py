@@ -9,8 +9,8 @@ from datetime import date, timedelta
 from typing import Any
 
 from kindling.adapters.metrics_store import DynamoMetricsStore
-from kindling.metrics import FunnelKey, MetricEvent
-from kindling.metrics_rebuild import rebuild_metrics
+from kindling.metrics.counters import FunnelKey, MetricEvent
+from kindling.metrics.rebuild import rebuild_metrics
 from tests.integration.events import Context, http_event
 from tests.integration.test_handlers import sqs_record
 from tests.integration.test_metrics import ADMIN

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from kindling.adapters.dynamo import DynamoLeadStore
-from kindling.leads import Identity, ProfileService, find_lead_by_email, read_lead
-from kindling.tracking import WebEvent
+from kindling.leads.profiles import Identity, ProfileService, find_lead_by_email, read_lead
+from kindling.tracking.segment import WebEvent
 
 _ids = itertools.count()
 

@@ -14,10 +14,10 @@ from kindling.adapters.due_store import DynamoDueStore
 from kindling.adapters.dynamo import DynamoLeadStore
 from kindling.adapters.program_store import DynamoProgramStore
 from kindling.adapters.sales_store import DynamoSalesStore
-from kindling.leads import ProfileService
-from kindling.program_service import ProgramService
-from kindling.sales import SalesService
-from kindling.tracking import WebEvent
+from kindling.crm.sales import SalesService
+from kindling.leads.profiles import ProfileService
+from kindling.programs.service import ProgramService
+from kindling.tracking.segment import WebEvent
 from kindling_ops.config import documents, load
 
 CONFIG = documents(load(Path(__file__).resolve().parents[2] / "config"))
@@ -198,7 +198,7 @@ def test_a_crm_event_for_nobody_we_know_changes_nothing(world) -> None:
 
 
 def test_a_program_update_step_tags_a_new_lead(world) -> None:
-    from kindling.programs import UpdateLead
+    from kindling.programs.engine import UpdateLead
 
     lead_id, _ = new_lead(world)
     world["store"].update_lead(lead_id, UpdateLead("tag", None, ("stalled-mql",), (), None), "p.x.1", T0)

@@ -13,12 +13,12 @@ import pytest
 from kindling.adapters.config_store import ConfigCache, DynamoConfigStore
 from kindling.adapters.dynamo import DynamoLeadStore
 from kindling.adapters.score_store import DynamoScoreStore
-from kindling.bus import BusEvent
-from kindling.errors import NotFound
-from kindling.leads import ProfileService
-from kindling.scoring_config import ScoringConfig
-from kindling.scoring_service import LeadActivity, ScoringService
-from kindling.tracking import WebEvent
+from kindling.kernel.bus import BusEvent
+from kindling.kernel.errors import NotFound
+from kindling.leads.profiles import ProfileService
+from kindling.scoring.config import ScoringConfig
+from kindling.scoring.service import LeadActivity, ScoringService
+from kindling.tracking.segment import WebEvent
 from kindling_ops.config import documents, load
 
 SHIPPED = documents(load(Path(__file__).resolve().parents[2] / "config"))["scoring.yaml"]

@@ -10,10 +10,10 @@ from kindling.adapters.config_store import DynamoConfigStore, ProgramsConfig
 from kindling.adapters.due_store import DynamoDueStore
 from kindling.adapters.dynamo import DynamoLeadStore
 from kindling.adapters.program_store import DynamoProgramStore
-from kindling.due import release_due
-from kindling.leads import ProfileService
-from kindling.program_service import ProgramService
-from kindling.tracking import WebEvent
+from kindling.leads.profiles import ProfileService
+from kindling.programs.due import release_due
+from kindling.programs.service import ProgramService
+from kindling.tracking.segment import WebEvent
 
 T0 = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)
 SEGMENTS = {

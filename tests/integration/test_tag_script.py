@@ -7,7 +7,7 @@ import gzip
 
 import pytest
 
-from kindling import website_tag
+from kindling.tracking import website_tag
 from tests.integration.events import Context, http_event
 
 # A script request records no metric, so Powertools says it has none to publish.

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from kindling.adapters.http import UrllibTransport
-from kindling.errors import InvalidInput, Retryable
-from kindling.webhooks import OutboundWebhook, WebhookSecret, deliver
+from kindling.adapters.webhook_transport import UrllibTransport
+from kindling.kernel.errors import InvalidInput, Retryable
+from kindling.webhooks.standard import OutboundWebhook, WebhookSecret, deliver
 
 SECRET = WebhookSecret.generate()
 

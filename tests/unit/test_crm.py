@@ -13,14 +13,15 @@ import pytest
 from hubspot.utils.signature import Signature
 from pydantic import ValidationError
 
-from kindling import crm
-from kindling.bus import BusEvent
-from kindling.errors import InvalidInput, Unauthorized
+from kindling.crm import events, generic, hubspot, pipedrive, salesforce
+from kindling.crm.config import CrmConfig
+from kindling.kernel.bus import BusEvent
+from kindling.kernel.errors import InvalidInput, Unauthorized
 from kindling_ops.config import ConfigError, load_file
 
 ROOT = Path(__file__).resolve().parents[2]
-CONFIG = load_file(ROOT / "config" / "crm.yaml", crm.CrmConfig)
-assert isinstance(CONFIG, crm.CrmConfig)
+CONFIG = load_file(ROOT / "config" / "crm.yaml", CrmConfig)
+assert isinstance(CONFIG, CrmConfig)
 NOW = datetime(2026, 11, 25, 9, 30, tzinfo=UTC)
 PUBLIC = "https://api.kindling.example"
 PATH = "/v1/webhooks/hubspot"
@@ -60,18 +61,16 @@ def test_stage_names_match_ignoring_case_and_spaces_but_nothing_else() -> None:
 
 def test_config_problems_are_named() -> None:
     with pytest.raises(ValidationError) as caught:
-        crm.CrmConfig.model_validate({"stages": {"hubspt": {"a": "sql"}}})
+        CrmConfig.model_validate({"stages": {"hubspt": {"a": "sql"}}})
     assert "stages.hubspt" in str(caught.value)
     with pytest.raises(ValidationError, match="same stage"):
-        crm.CrmConfig.model_validate(
-            {"stages": {"salesforce": {"Closed Won": "customer", "closed won": "sql"}}}
-        )
+        CrmConfig.model_validate({"stages": {"salesforce": {"Closed Won": "customer", "closed won": "sql"}}})
     with pytest.raises(ValidationError, match="not one of quiet_stages"):
-        crm.CrmConfig.model_validate(
+        CrmConfig.model_validate(
             {"quiet_stages": ["sql"], "reactivation": {"program": "p", "max_silence_days": {"customer": 5}}}
         )
     with pytest.raises(ValidationError, match=r"stages\.generic\.demo"):
-        crm.CrmConfig.model_validate({"stages": {"generic": {"demo": "sales"}}})
+        CrmConfig.model_validate({"stages": {"generic": {"demo": "sales"}}})
 
 
 def test_a_crm_config_naming_a_missing_program_fails_validation(tmp_path: Path) -> None:
@@ -133,12 +132,12 @@ def deal_stage(stage: str = "presentationscheduled", **extra: Any) -> dict[str, 
     }
 
 
-def hubspot(*events: dict[str, Any]) -> list[crm.Delivery]:
-    return crm.hubspot_deliveries(json.dumps(list(events)).encode(), CONFIG)
+def from_hubspot(*given: dict[str, Any]) -> list[events.Delivery]:
+    return hubspot.hubspot_deliveries(json.dumps(list(given)).encode(), CONFIG)
 
 
 def test_a_deal_stage_change_becomes_one_deal_stage_changed_event() -> None:
-    [delivery] = hubspot(deal_stage())
+    [delivery] = from_hubspot(deal_stage())
     [event] = delivery.events
     assert event.model_dump(mode="json") == {
         "event_id": "hubspot:62515:7:100:9001",
@@ -165,15 +164,15 @@ def test_a_deal_stage_change_becomes_one_deal_stage_changed_event() -> None:
 
 
 def test_an_email_added_on_the_way_names_the_lead() -> None:
-    [delivery] = hubspot(deal_stage(contactEmail=" Ada@Acme.io "))
-    assert delivery.events[0].lead == crm.CrmLead(email="ada@acme.io", crm_id="9001", crm_object="deal")
+    [delivery] = from_hubspot(deal_stage(contactEmail=" Ada@Acme.io "))
+    assert delivery.events[0].lead == events.CrmLead(email="ada@acme.io", crm_id="9001", crm_object="deal")
 
 
 def test_hubspots_documented_batch_becomes_contact_updates() -> None:
-    lifecycle, created = hubspot(*HUBSPOT_DOCUMENTED)
+    lifecycle, created = from_hubspot(*HUBSPOT_DOCUMENTED)
     [event] = lifecycle.events
     assert event.type == "crm.contact_updated"
-    assert event.lead == crm.CrmLead(crm_id="1246965", crm_object="contact")
+    assert event.lead == events.CrmLead(crm_id="1246965", crm_object="contact")
     assert (event.crm_stage, event.lifecycle_stage, event.stage_known) == ("subscriber", "subscriber", True)
     assert event.properties == {"lifecyclestage": "subscriber"}
     assert event.occurred_at == datetime(2016, 5, 2, 19, 11, 47, 945000, tzinfo=UTC)
@@ -184,39 +183,39 @@ def test_hubspots_documented_batch_becomes_contact_updates() -> None:
 
 def test_a_contact_email_change_names_the_lead_by_the_new_address() -> None:
     change = {**HUBSPOT_DOCUMENTED[0], "propertyName": "email", "propertyValue": "Grace@Fintech.io"}
-    [event] = hubspot(change)[0].events
+    [event] = from_hubspot(change)[0].events
     assert event.lead.email == "grace@fintech.io" and event.crm_stage is None
 
 
 def test_a_hubspot_owner_change_becomes_owner_assigned() -> None:
-    [event] = hubspot(deal_stage(propertyName="hubspot_owner_id", propertyValue="4177"))[0].events
+    [event] = from_hubspot(deal_stage(propertyName="hubspot_owner_id", propertyValue="4177"))[0].events
     assert (event.type, event.owner, event.deal_id) == ("crm.owner_assigned", "4177", "9001")
 
 
 def test_an_unknown_stage_is_kept_and_reported_never_guessed() -> None:
-    [event] = hubspot(deal_stage("1234567"))[0].events
+    [event] = from_hubspot(deal_stage("1234567"))[0].events
     assert (event.crm_stage, event.lifecycle_stage, event.stage_known) == ("1234567", None, False)
-    receipt = crm.receive(hubspot(deal_stage("1234567")), FakeLedger(), FakePublisher(), NOW)
+    receipt = events.receive(from_hubspot(deal_stage("1234567")), FakeLedger(), FakePublisher(), NOW)
     assert receipt.unknown_stages == [event]
 
 
 def test_events_that_do_not_matter_are_acknowledged_and_ignored() -> None:
-    [delivery] = hubspot(deal_stage(subscriptionType="company.creation", propertyName=None))
+    [delivery] = from_hubspot(deal_stage(subscriptionType="company.creation", propertyName=None))
     assert delivery.events == () and "company.creation" in (delivery.ignored or "")
-    [delivery] = hubspot(deal_stage(propertyName="amount", propertyValue="100"))
+    [delivery] = from_hubspot(deal_stage(propertyName="amount", propertyValue="100"))
     assert delivery.events == ()
 
 
 def test_the_generic_object_subscription_types_are_understood() -> None:
-    [event] = hubspot(deal_stage(subscriptionType="object.propertyChange", objectTypeId="0-3"))[0].events
+    [event] = from_hubspot(deal_stage(subscriptionType="object.propertyChange", objectTypeId="0-3"))[0].events
     assert event.type == "crm.deal_stage_changed"
 
 
 def test_a_retried_event_is_the_same_delivery() -> None:
-    [first] = hubspot(deal_stage())
-    [retry] = hubspot(deal_stage(attemptNumber=3))
+    [first] = from_hubspot(deal_stage())
+    [retry] = from_hubspot(deal_stage(attemptNumber=3))
     assert (first.id, first.digest, first.events) == (retry.id, retry.digest, retry.events)
-    [other] = hubspot(deal_stage(eventId=101))
+    [other] = from_hubspot(deal_stage(eventId=101))
     assert other.id != first.id
 
 
@@ -233,32 +232,33 @@ def test_a_retried_event_is_the_same_delivery() -> None:
 )
 def test_a_malformed_batch_names_the_problem(body: bytes, problem: str) -> None:
     with pytest.raises(InvalidInput) as caught:
-        crm.hubspot_deliveries(body, CONFIG)
+        hubspot.hubspot_deliveries(body, CONFIG)
     assert any(p.startswith(problem) for p in caught.value.problems), caught.value.problems
 
 
 def test_the_signed_uri_is_the_public_url_with_hubspots_characters_decoded() -> None:
-    uri = crm.hubspot_request_uri(PUBLIC + "/", PATH, "a=b%3Ac%2Cd%40e&f=%20%2B%25")
+    uri = hubspot.hubspot_request_uri(PUBLIC + "/", PATH, "a=b%3Ac%2Cd%40e&f=%20%2B%25")
     # HubSpot decodes : , @ (and the rest of its list), nothing else: %20 %2B %25 stay.
     assert uri == f"{PUBLIC}{PATH}?a=b:c,d@e&f=%20%2B%25"
-    assert crm.hubspot_request_uri(PUBLIC, PATH, "") == PUBLIC + PATH
-    assert crm.hubspot_request_uri(PUBLIC, PATH, "x=%253A") == f"{PUBLIC}{PATH}?x=%253A"  # decoded once
+    assert hubspot.hubspot_request_uri(PUBLIC, PATH, "") == PUBLIC + PATH
+    assert hubspot.hubspot_request_uri(PUBLIC, PATH, "x=%253A") == f"{PUBLIC}{PATH}?x=%253A"  # decoded once
 
 
 def test_with_no_public_url_configured_the_apis_own_url_is_used() -> None:
     default = "https://{api_id}.execute-api.eu-west-1.amazonaws.com"
     assert (
-        crm.public_base_url(default, "a1b2c3d4e5") == "https://a1b2c3d4e5.execute-api.eu-west-1.amazonaws.com"
+        hubspot.public_base_url(default, "a1b2c3d4e5")
+        == "https://a1b2c3d4e5.execute-api.eu-west-1.amazonaws.com"
     )
-    assert crm.public_base_url(PUBLIC, "a1b2c3d4e5") == PUBLIC
+    assert hubspot.public_base_url(PUBLIC, "a1b2c3d4e5") == PUBLIC
     with pytest.raises(ValueError, match="not an API Gateway API id"):
-        crm.public_base_url(default, "evil.example/")
+        hubspot.public_base_url(default, "evil.example/")
 
 
 def hubspot_headers(body: bytes, at: datetime, uri: str = PUBLIC + PATH, secret: str = CLIENT_SECRET) -> dict:
     timestamp = millis(at)
     return {
-        "x-hubspot-signature-v3": crm.hubspot_signature(secret, "POST", uri, body, timestamp),
+        "x-hubspot-signature-v3": hubspot.hubspot_signature(secret, "POST", uri, body, timestamp),
         "x-hubspot-request-timestamp": timestamp,
     }
 
@@ -266,14 +266,14 @@ def hubspot_headers(body: bytes, at: datetime, uri: str = PUBLIC + PATH, secret:
 def verify_hubspot(
     body: bytes, headers: dict[str, str], now: datetime = NOW, uri: str = PUBLIC + PATH
 ) -> None:
-    crm.verify_hubspot(CLIENT_SECRET, method="POST", uri=uri, body=body, headers=headers, now=now)
+    hubspot.verify_hubspot(CLIENT_SECRET, method="POST", uri=uri, body=body, headers=headers, now=now)
 
 
 def test_our_v3_signature_is_the_one_hubspots_client_library_accepts() -> None:
     # HubSpot's library checks the timestamp against the wall clock: sign as of now.
     now = datetime.now(UTC)
     body = json.dumps([deal_stage()]).encode()
-    uri = crm.hubspot_request_uri(PUBLIC, PATH, "portal=62515&tag=a%3Ab")
+    uri = hubspot.hubspot_request_uri(PUBLIC, PATH, "portal=62515&tag=a%3Ab")
     headers = hubspot_headers(body, now, uri)
     assert Signature.is_valid(
         signature=headers["x-hubspot-signature-v3"],
@@ -409,15 +409,15 @@ DEAL = {
 }
 
 
-def pipedrive(payload: dict[str, Any]) -> list[crm.Delivery]:
-    return crm.pipedrive_deliveries(json.dumps(payload).encode(), CONFIG, NOW)
+def from_pipedrive(payload: dict[str, Any]) -> list[events.Delivery]:
+    return pipedrive.pipedrive_deliveries(json.dumps(payload).encode(), CONFIG, NOW)
 
 
 def test_a_v1_deal_moved_to_another_stage_becomes_deal_stage_changed() -> None:
-    [delivery] = pipedrive(pipedrive_v1(DEAL, {**DEAL, "stage_id": 2}))
+    [delivery] = from_pipedrive(pipedrive_v1(DEAL, {**DEAL, "stage_id": 2}))
     [event] = delivery.events
     assert event.type == "crm.deal_stage_changed"
-    assert event.lead == crm.CrmLead(crm_id="42", crm_object="person")
+    assert event.lead == events.CrmLead(crm_id="42", crm_object="person")
     assert (event.deal_id, event.crm_stage, event.lifecycle_stage, event.stage_known) == (
         "501",
         "3",
@@ -430,9 +430,9 @@ def test_a_v1_deal_moved_to_another_stage_becomes_deal_stage_changed() -> None:
 
 
 def test_a_won_deal_says_so_by_its_status() -> None:
-    [event] = pipedrive(pipedrive_v1({**DEAL, "status": "won"}, DEAL))[0].events
+    [event] = from_pipedrive(pipedrive_v1({**DEAL, "status": "won"}, DEAL))[0].events
     assert (event.crm_stage, event.lifecycle_stage) == ("won", "customer")
-    [event] = pipedrive(pipedrive_v2({**DEAL, "status": "lost", "owner_id": 11}, {"status": "open"}))[
+    [event] = from_pipedrive(pipedrive_v2({**DEAL, "status": "lost", "owner_id": 11}, {"status": "open"}))[
         0
     ].events
     assert (event.crm_stage, event.lifecycle_stage) == ("lost", "closed_lost")
@@ -441,28 +441,28 @@ def test_a_won_deal_says_so_by_its_status() -> None:
 def test_v2_previous_holds_only_what_changed() -> None:
     data = {**DEAL, "owner_id": 11}
     data.pop("user_id")
-    [event] = pipedrive(pipedrive_v2(data, {"stage_id": 1}))[0].events
+    [event] = from_pipedrive(pipedrive_v2(data, {"stage_id": 1}))[0].events
     assert (event.type, event.crm_stage, event.owner) == ("crm.deal_stage_changed", "3", "11")
     assert event.occurred_at == NOW
-    [delivery] = pipedrive(pipedrive_v2(data, {"title": "Acme"}))
+    [delivery] = from_pipedrive(pipedrive_v2(data, {"title": "Acme"}))
     assert delivery.events == () and "no stage or owner change" in (delivery.ignored or "")
 
 
 def test_a_pipedrive_owner_change_becomes_owner_assigned() -> None:
-    [event] = pipedrive(pipedrive_v1({**DEAL, "user_id": {"id": 12, "name": "Sam"}}, DEAL))[0].events
+    [event] = from_pipedrive(pipedrive_v1({**DEAL, "user_id": {"id": 12, "name": "Sam"}}, DEAL))[0].events
     assert (event.type, event.owner, event.deal_id) == ("crm.owner_assigned", "12", "501")
 
 
 def test_a_new_deal_enters_its_stage_and_names_the_persons_email_when_given() -> None:
     person = {"value": 42, "name": "Ada", "email": [{"value": "ada@acme.io", "primary": True}]}
-    created = pipedrive(pipedrive_v1({**DEAL, "person_id": person}, None, action="added"))
+    created = from_pipedrive(pipedrive_v1({**DEAL, "person_id": person}, None, action="added"))
     [event] = created[0].events
     assert event.type == "crm.deal_stage_changed" and event.crm_stage == "3"
-    assert event.lead == crm.CrmLead(email="ada@acme.io", crm_id="42", crm_object="person")
+    assert event.lead == events.CrmLead(email="ada@acme.io", crm_id="42", crm_object="person")
 
 
 def test_an_unknown_pipedrive_stage_is_reported() -> None:
-    [event] = pipedrive(pipedrive_v1({**DEAL, "stage_id": 42}, DEAL))[0].events
+    [event] = from_pipedrive(pipedrive_v1({**DEAL, "stage_id": 42}, DEAL))[0].events
     assert (event.crm_stage, event.lifecycle_stage, event.stage_known) == ("42", None, False)
 
 
@@ -473,7 +473,7 @@ def test_persons_and_activities() -> None:
         "emails": [{"value": "ada@acme.io", "primary": True}],
         "owner_id": 11,
     }
-    [event] = pipedrive(pipedrive_v2(person, {"name": "Ada"}, entity="person"))[0].events
+    [event] = from_pipedrive(pipedrive_v2(person, {"name": "Ada"}, entity="person"))[0].events
     assert event.type == "crm.contact_updated" and event.lead.email == "ada@acme.io"
     assert event.properties == {"name": "Ada Lovelace"}
     activity = {
@@ -484,25 +484,27 @@ def test_persons_and_activities() -> None:
         "deal_id": 501,
         "user_id": 11,
     }
-    [event] = pipedrive(pipedrive_v1(activity, None, action="added", object="activity"))[0].events
+    [event] = from_pipedrive(pipedrive_v1(activity, None, action="added", object="activity"))[0].events
     assert event.type == "crm.activity_logged"
-    assert event.activity == crm.CrmActivity(type="call", subject="Discovery call")
+    assert event.activity == events.CrmActivity(type="call", subject="Discovery call")
     assert (event.lead.crm_id, event.deal_id) == ("42", "501")
 
 
 def test_deletions_and_other_objects_are_ignored() -> None:
-    assert pipedrive(pipedrive_v1(DEAL, DEAL, action="deleted"))[0].events == ()
-    assert pipedrive(pipedrive_v1({"id": 3, "name": "Acme"}, None, object="organization"))[0].events == ()
+    assert from_pipedrive(pipedrive_v1(DEAL, DEAL, action="deleted"))[0].events == ()
+    assert (
+        from_pipedrive(pipedrive_v1({"id": 3, "name": "Acme"}, None, object="organization"))[0].events == ()
+    )
 
 
 def test_a_pipedrive_retry_is_the_same_delivery() -> None:
-    first = pipedrive(pipedrive_v1(DEAL, {**DEAL, "stage_id": 2}))[0]
-    again = pipedrive({**pipedrive_v1(DEAL, {**DEAL, "stage_id": 2}), "retry": 2})[0]
+    first = from_pipedrive(pipedrive_v1(DEAL, {**DEAL, "stage_id": 2}))[0]
+    again = from_pipedrive({**pipedrive_v1(DEAL, {**DEAL, "stage_id": 2}), "retry": 2})[0]
     assert first.id == again.id and first.events == again.events
     v2 = pipedrive_v2(DEAL, {"stage_id": 1})
     retried = {**v2, "meta": {**v2["meta"], "attempt": 3}}
-    assert pipedrive(v2)[0].id == pipedrive(retried)[0].id
-    assert pipedrive(pipedrive_v1({**DEAL, "stage_id": 4}, DEAL))[0].id != first.id
+    assert from_pipedrive(v2)[0].id == from_pipedrive(retried)[0].id
+    assert from_pipedrive(pipedrive_v1({**DEAL, "stage_id": 4}, DEAL))[0].id != first.id
 
 
 @pytest.mark.parametrize(
@@ -520,7 +522,7 @@ def test_a_pipedrive_retry_is_the_same_delivery() -> None:
 )
 def test_a_malformed_pipedrive_payload_names_the_problem(payload: Any, problem: str) -> None:
     with pytest.raises(InvalidInput) as caught:
-        pipedrive(payload)
+        from_pipedrive(payload)
     assert any(p.startswith(problem) for p in caught.value.problems), caught.value.problems
 
 
@@ -529,7 +531,7 @@ def basic(user: str, password: str) -> str:
 
 
 def test_pipedrive_basic_credentials() -> None:
-    crm.verify_pipedrive("kindling", "s3cret-s3cret-s3cret", basic("kindling", "s3cret-s3cret-s3cret"))
+    pipedrive.verify_pipedrive("kindling", "s3cret-s3cret-s3cret", basic("kindling", "s3cret-s3cret-s3cret"))
     for header in (
         None,
         "",
@@ -540,7 +542,7 @@ def test_pipedrive_basic_credentials() -> None:
         "Basic " + base64.b64encode(b"kindling").decode(),
     ):
         with pytest.raises(Unauthorized):
-            crm.verify_pipedrive("kindling", "s3cret-s3cret-s3cret", header)
+            pipedrive.verify_pipedrive("kindling", "s3cret-s3cret-s3cret", header)
 
 
 # --- Salesforce ------------------------------------------------------------------------------------
@@ -587,18 +589,18 @@ OPPORTUNITY = notification(
 )
 
 
-def salesforce(body: bytes) -> list[crm.Delivery]:
-    return crm.salesforce_deliveries(crm.parse_salesforce(body), CONFIG, NOW)
+def from_salesforce(body: bytes) -> list[events.Delivery]:
+    return salesforce.salesforce_deliveries(salesforce.parse_salesforce(body), CONFIG, NOW)
 
 
 def test_an_opportunity_notification_becomes_deal_stage_changed() -> None:
-    message = crm.parse_salesforce(outbound(OPPORTUNITY))
+    message = salesforce.parse_salesforce(outbound(OPPORTUNITY))
     assert (message.organization_id, message.action_id) == (ORG, "04k5e000000Gm3HAAS")
-    [delivery] = crm.salesforce_deliveries(message, CONFIG, NOW)
+    [delivery] = salesforce.salesforce_deliveries(message, CONFIG, NOW)
     [event] = delivery.events
     assert delivery.id == "04l5e00000BnCxWAAV" and event.event_id == "salesforce:04l5e00000BnCxWAAV"
     assert event.type == "crm.deal_stage_changed"
-    assert event.lead == crm.CrmLead(crm_id="0035e00000QwErTAAZ", crm_object="contact")
+    assert event.lead == events.CrmLead(crm_id="0035e00000QwErTAAZ", crm_object="contact")
     assert (event.deal_id, event.crm_stage, event.lifecycle_stage) == (
         "0065e00000AbCdEAAZ",
         "Proposal/Price Quote",
@@ -626,15 +628,17 @@ def test_leads_contacts_tasks_and_unknown_stages() -> None:
     )
     odd = notification("04l5e00000BnCxZAAV", "Opportunity", Id="0065e00000AbCdFAAZ", StageName="Custom Stage")
     account = notification("04l5e00000BnCyAAAV", "Account", Id="0015e00000")
-    lead_delivery, task_delivery, odd_delivery, account_delivery = salesforce(
+    lead_delivery, task_delivery, odd_delivery, account_delivery = from_salesforce(
         outbound(lead, task, odd, account)
     )
     [event] = lead_delivery.events
     assert event.type == "crm.contact_updated"
-    assert event.lead == crm.CrmLead(email="grace@fintech.io", crm_id="00Q5e00000Lm4kAEAR", crm_object="lead")
+    assert event.lead == events.CrmLead(
+        email="grace@fintech.io", crm_id="00Q5e00000Lm4kAEAR", crm_object="lead"
+    )
     assert (event.crm_stage, event.lifecycle_stage, event.occurred_at) == ("Working - Contacted", "sql", NOW)
     [event] = task_delivery.events
-    assert event.type == "crm.activity_logged" and event.activity == crm.CrmActivity(
+    assert event.type == "crm.activity_logged" and event.activity == events.CrmActivity(
         type="Call", subject="Call"
     )
     assert event.lead.crm_object == "lead"
@@ -648,21 +652,21 @@ def test_leads_contacts_tasks_and_unknown_stages() -> None:
 
 
 def test_the_secret_comes_from_the_url_or_a_header() -> None:
-    crm.verify_salesforce_secret("the-shared-secret-0123456789", None, "the-shared-secret-0123456789")
-    crm.verify_salesforce_secret("the-shared-secret-0123456789", "the-shared-secret-0123456789", None)
+    salesforce.verify_salesforce_secret("the-shared-secret-0123456789", None, "the-shared-secret-0123456789")
+    salesforce.verify_salesforce_secret("the-shared-secret-0123456789", "the-shared-secret-0123456789", None)
     for given in [(None, None), ("", ""), ("wrong", None), (None, "the-shared-secret-012345678")]:
         with pytest.raises(Unauthorized):
-            crm.verify_salesforce_secret("the-shared-secret-0123456789", *given)
+            salesforce.verify_salesforce_secret("the-shared-secret-0123456789", *given)
 
 
 def test_the_organization_must_be_ours_in_either_id_form() -> None:
-    message = crm.parse_salesforce(outbound(OPPORTUNITY))
-    crm.verify_salesforce_org(ORG, message)
-    crm.verify_salesforce_org(ORG[:15], message)
+    message = salesforce.parse_salesforce(outbound(OPPORTUNITY))
+    salesforce.verify_salesforce_org(ORG, message)
+    salesforce.verify_salesforce_org(ORG[:15], message)
     with pytest.raises(Unauthorized, match="another Salesforce organization"):
-        crm.verify_salesforce_org("00D5e000000TkQYEA0", message)
+        salesforce.verify_salesforce_org("00D5e000000TkQYEA0", message)
     with pytest.raises(Unauthorized):
-        crm.verify_salesforce_org(ORG.lower(), message)  # ids are case-sensitive
+        salesforce.verify_salesforce_org(ORG.lower(), message)  # ids are case-sensitive
 
 
 BILLION_LAUGHS = b"""<?xml version="1.0"?>
@@ -694,7 +698,7 @@ EXTERNAL_DTD = outbound(OPPORTUNITY).replace(
 )
 def test_xml_bombs_and_external_entities_are_refused(body: bytes) -> None:
     with pytest.raises(InvalidInput, match="DTD, entities or external references"):
-        crm.parse_salesforce(body)
+        salesforce.parse_salesforce(body)
 
 
 @pytest.mark.parametrize(
@@ -714,7 +718,7 @@ def test_xml_bombs_and_external_entities_are_refused(body: bytes) -> None:
 )
 def test_a_malformed_outbound_message_names_the_problem(body: bytes, problem: str) -> None:
     with pytest.raises(InvalidInput) as caught:
-        crm.parse_salesforce(body)
+        salesforce.parse_salesforce(body)
     assert any(p.startswith(problem) for p in caught.value.problems), caught.value.problems
 
 
@@ -727,12 +731,12 @@ HOOK_HEADERS = {
 }
 
 
-def generic(payload: Any) -> list[crm.Delivery]:
-    return crm.generic_deliveries(json.dumps(payload).encode(), HOOK_HEADERS, CONFIG)
+def from_generic(payload: Any) -> list[events.Delivery]:
+    return generic.generic_deliveries(json.dumps(payload).encode(), HOOK_HEADERS, CONFIG)
 
 
 def test_each_generic_type_becomes_its_event() -> None:
-    [stage] = generic(
+    [stage] = from_generic(
         {
             "type": "deal.stage_changed",
             "timestamp": "2026-11-25T09:30:00Z",
@@ -747,23 +751,25 @@ def test_each_generic_type_becomes_its_event() -> None:
     )
     [event] = stage.events
     assert (stage.id, event.event_id, event.type) == ("msg_2Kq", "generic:msg_2Kq", "crm.deal_stage_changed")
-    assert event.lead == crm.CrmLead(email="ada@acme.io")
+    assert event.lead == events.CrmLead(email="ada@acme.io")
     assert (event.crm_stage, event.lifecycle_stage, event.amount, event.occurred_at) == (
         "Proposal",
         "opportunity",
         12000.0,
         NOW,
     )
-    [event] = generic({"type": "owner.assigned", "data": {"crm_id": 88, "owner": "sam@acme.io"}})[0].events
+    [event] = from_generic({"type": "owner.assigned", "data": {"crm_id": 88, "owner": "sam@acme.io"}})[
+        0
+    ].events
     assert (event.type, event.lead.crm_id, event.owner) == ("crm.owner_assigned", "88", "sam@acme.io")
-    [event] = generic(
+    [event] = from_generic(
         {
             "type": "activity.logged",
             "data": {"crm_id": "88", "activity": {"type": "meeting", "subject": "Demo"}},
         }
     )[0].events
-    assert event.activity == crm.CrmActivity(type="meeting", subject="Demo")
-    [event] = generic(
+    assert event.activity == events.CrmActivity(type="meeting", subject="Demo")
+    [event] = from_generic(
         {
             "type": "contact.updated",
             "data": {
@@ -808,7 +814,7 @@ def test_each_generic_type_becomes_its_event() -> None:
 )
 def test_a_bad_generic_body_names_the_field(payload: Any, problem: str) -> None:
     with pytest.raises(InvalidInput) as caught:
-        generic(payload)
+        from_generic(payload)
     assert any(p.startswith(problem) for p in caught.value.problems), caught.value.problems
 
 
@@ -842,41 +848,47 @@ class FakePublisher:
 
 def test_a_delivery_is_published_once_however_often_it_arrives() -> None:
     ledger, publisher = FakeLedger(), FakePublisher()
-    batch = hubspot(
+    batch = from_hubspot(
         deal_stage(), deal_stage(attemptNumber=1), deal_stage(eventId=101, propertyValue="closedwon")
     )
-    receipt = crm.receive(batch, ledger, publisher, NOW)
+    receipt = events.receive(batch, ledger, publisher, NOW)
     assert receipt.summary() == {"published": 2, "duplicates": 1, "ignored": 0}
     assert [e.detail["crm_stage"] for e in publisher.events] == ["presentationscheduled", "closedwon"]
     assert ledger.records[("hubspot", "62515:7:100:9001")] == ["hubspot:62515:7:100:9001"]
-    again = crm.receive(hubspot(deal_stage(attemptNumber=2)), ledger, publisher, NOW)
+    again = events.receive(from_hubspot(deal_stage(attemptNumber=2)), ledger, publisher, NOW)
     assert again.summary() == {"published": 0, "duplicates": 1, "ignored": 0} and len(publisher.events) == 2
 
 
 def test_nothing_is_remembered_when_the_bus_fails_so_the_retry_publishes() -> None:
     ledger = FakeLedger()
     with pytest.raises(RuntimeError):
-        crm.receive(hubspot(deal_stage()), ledger, FakePublisher(fail=True), NOW)
+        events.receive(from_hubspot(deal_stage()), ledger, FakePublisher(fail=True), NOW)
     assert ledger.records == {}
     publisher = FakePublisher()
-    assert crm.receive(hubspot(deal_stage()), ledger, publisher, NOW).summary()["published"] == 1
+    assert events.receive(from_hubspot(deal_stage()), ledger, publisher, NOW).summary()["published"] == 1
 
 
 def test_ignored_deliveries_publish_and_record_nothing() -> None:
     ledger, publisher = FakeLedger(), FakePublisher()
-    receipt = crm.receive(hubspot(deal_stage(subscriptionType="deal.deletion")), ledger, publisher, NOW)
+    receipt = events.receive(
+        from_hubspot(deal_stage(subscriptionType="deal.deletion")), ledger, publisher, NOW
+    )
     assert receipt.summary() == {"published": 0, "duplicates": 0, "ignored": 1}
     assert ledger.records == {} and publisher.events == []
 
 
 def test_a_crm_event_must_name_its_lead() -> None:
     with pytest.raises(ValidationError, match="email or crm_id"):
-        crm.CrmEvent(
-            event_id="x", type="crm.contact_updated", provider="generic", occurred_at=NOW, lead=crm.CrmLead()
+        events.CrmEvent(
+            event_id="x",
+            type="crm.contact_updated",
+            provider="generic",
+            occurred_at=NOW,
+            lead=events.CrmLead(),
         )
 
 
 def test_bodies_over_a_megabyte_are_refused() -> None:
-    crm.check_size(b"x" * crm.MAX_BODY_BYTES)
+    events.check_size(b"x" * events.MAX_BODY_BYTES)
     with pytest.raises(InvalidInput, match="at most 1024 KB"):
-        crm.check_size(b"x" * (crm.MAX_BODY_BYTES + 1))
+        events.check_size(b"x" * (events.MAX_BODY_BYTES + 1))

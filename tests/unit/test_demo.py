@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from kindling.bots import is_bot
-from kindling.scoring_config import ScoringConfig
-from kindling.tracking import CaptureRequest, accept
+from kindling.scoring.config import ScoringConfig
+from kindling.tracking.bots import is_bot
+from kindling.tracking.segment import CaptureRequest, accept
 from kindling_ops.cli import build_parser
 from kindling_ops.config import load
 from kindling_ops.demo import (

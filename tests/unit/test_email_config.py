@@ -11,14 +11,14 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from kindling.email_config import (
+from kindling.email.config import (
     EmailSettings,
     EmailTemplate,
     EmailTemplates,
     TemplateProblem,
-    template_problems,
     zone,
 )
+from kindling.email.render import template_problems
 from kindling_ops.config import FILES, ConfigError, documents, load
 from kindling_ops.email_templates import load_templates
 

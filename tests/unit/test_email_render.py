@@ -15,8 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jinja2.exceptions import SecurityError
 
-from kindling.email_config import EmailSettings, EmailTemplate, FrequencyCap, SendWindow
-from kindling.email_render import (
+from kindling.email.config import EmailSettings, EmailTemplate, FrequencyCap, SendWindow
+from kindling.email.render import (
     LinkSigner,
     RenderedEmail,
     RenderFailed,
@@ -26,7 +26,7 @@ from kindling.email_render import (
     next_send_time,
     render,
 )
-from kindling.errors import InvalidInput
+from kindling.kernel.errors import InvalidInput
 from kindling_ops.email_templates import load_templates
 
 SHIPPED = Path(__file__).resolve().parents[2] / "config"

@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from kindling.emails import normalize_email
-from kindling.leads import Identity, Lead, can_merge, choose_primary, identities_of, profile_change
-from kindling.tracking import WebEvent
+from kindling.leads.addresses import normalize_email
+from kindling.leads.profiles import Identity, Lead, can_merge, choose_primary, identities_of, profile_change
+from kindling.tracking.segment import WebEvent
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from kindling.clock import OffsetClock
+from kindling.kernel.clock import OffsetClock
 from kindling_ops.cli import build_parser
 
 MONDAY_MORNING = datetime(2026, 3, 2, 14, 0, tzinfo=UTC)

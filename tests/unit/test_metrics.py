@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kindling.errors import InvalidInput, Retryable
-from kindling.metrics import (
+from kindling.kernel.errors import InvalidInput, Retryable
+from kindling.metrics.counters import (
     ANY_TOUCH,
     LAST_TOUCH,
     MAX_RECENT_SENDS,
@@ -22,7 +22,7 @@ from kindling.metrics import (
     CounterKey,
     Counters,
     FunnelKey,
-    LeadContext,
+    LeadBreakdown,
     LeadState,
     LoggedEvent,
     MetricEvent,
@@ -169,7 +169,7 @@ def test_an_advance_credits_the_last_email_and_every_email_in_the_window() -> No
 
 
 def test_a_stage_move_counts_once_under_each_breakdown_value_with_the_deal_amount() -> None:
-    context = LeadContext.of("Software", "google", ["enterprise", "emea"], ["pricing"])
+    context = LeadBreakdown.of("Software", "google", ["enterprise", "emea"], ["pricing"])
     won = moved("w", "ld_1", T0, "opportunity", "customer", amount=1250.5, context=context)
     fields = {"customer:entered": 1, "customer:amount_cents": 125050, "customer:with_amount": 1}
     assert counted(changes_for(won)) == {
@@ -198,10 +198,10 @@ def test_a_stage_move_counts_once_under_each_breakdown_value_with_the_deal_amoun
 
 
 def test_a_lead_context_is_trimmed_sorted_and_capped() -> None:
-    context = LeadContext.of(" Retail ", "", [f"seg-{i}" for i in range(9, -1, -1)], ["", None, "demo"])
+    context = LeadBreakdown.of(" Retail ", "", [f"seg-{i}" for i in range(9, -1, -1)], ["", None, "demo"])
     assert (context.industry, context.source, context.intent) == ("Retail", None, ("demo",))
     assert context.segments == tuple(f"seg-{i}" for i in range(MAX_VALUES))
-    assert LeadContext.from_json(context.to_json()) == context
+    assert LeadBreakdown.from_json(context.to_json()) == context
 
 
 def test_leaving_a_stage_records_how_long_the_lead_was_in_it() -> None:
@@ -360,7 +360,7 @@ def test_an_email_report_sums_days_gives_rates_totals_and_a_daily_series() -> No
 
 
 def test_counters_read_back_as_the_same_increments() -> None:
-    context = LeadContext.of("Retail|Food", "google", ["a#b"])
+    context = LeadBreakdown.of("Retail|Food", "google", ["a#b"])
     change = changes_for(moved("w", "ld_1", T0, "sql", "customer", amount=10.0, context=context))
     once = counted(change)
     again: Counters = {}
@@ -376,7 +376,7 @@ class MemoryMetricsStore:
     """The consumer's store in memory, with the Dynamo store's semantics (dedup, markers, versions)."""
 
     send_templates: dict[str, str]
-    contexts: dict[str, LeadContext] = field(default_factory=dict)
+    contexts: dict[str, LeadBreakdown] = field(default_factory=dict)
     counters: Counters = field(default_factory=dict)
     applied: set[str] = field(default_factory=set)
     seen: set[str] = field(default_factory=set)
@@ -389,8 +389,8 @@ class MemoryMetricsStore:
     def send_template(self, send_id: str) -> str | None:
         return self.send_templates.get(send_id)
 
-    def lead_context(self, lead_id: str) -> LeadContext:
-        return self.contexts.get(lead_id, LeadContext())
+    def lead_context(self, lead_id: str) -> LeadBreakdown:
+        return self.contexts.get(lead_id, LeadBreakdown())
 
     def commit(self, logged: LoggedEvent, event: MetricEvent, change: Change, state_version: int) -> str:
         if event.event_id in self.applied:
@@ -516,9 +516,9 @@ def event_stream(seed: int, leads: int = 300) -> tuple[list[MetricEvent], dict[s
     return with_duplicates, templates
 
 
-def lead_contexts() -> dict[str, LeadContext]:
+def lead_contexts() -> dict[str, LeadBreakdown]:
     return {
-        f"ld_{i:04d}": LeadContext.of(
+        f"ld_{i:04d}": LeadBreakdown.of(
             ["Software", None, "Health"][i % 3],
             [None, "google", "linkedin.com"][i % 3],
             [["enterprise"], [], ["smb", "emea"]][i % 3],

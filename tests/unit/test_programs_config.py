@@ -12,8 +12,8 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from kindling.email_config import EmailTemplates
-from kindling.programs_config import Program, Programs, Segments, check_references, parse_duration
+from kindling.email.config import EmailTemplates
+from kindling.programs.config import Program, Programs, Segments, check_references, parse_duration
 from kindling_ops.cli import main
 from kindling_ops.config import FILES, ConfigError, documents, load
 

@@ -7,7 +7,8 @@ from typing import Any, Literal
 
 import pytest
 
-from kindling.programs import (
+from kindling.programs.config import Condition, Program, Segment
+from kindling.programs.engine import (
     Advance,
     Enrollment,
     LeadContext,
@@ -22,7 +23,6 @@ from kindling.programs import (
     segments_of,
     start,
 )
-from kindling.programs_config import Condition, Program, Segment
 
 Status = Literal["active", "waiting", "held", "exited", "completed"]
 MONDAY = datetime(2024, 3, 4, 9, 0, tzinfo=UTC)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from kindling import report_page
+from kindling.metrics import report_page
 
 
 def test_the_page_names_the_services_today_without_loosening_its_policy() -> None:

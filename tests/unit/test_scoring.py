@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kindling.scoring import LeadScore, explain, label, reasons, score_event
-from kindling.scoring_config import ScoringConfig
+from kindling.scoring.config import ScoringConfig
+from kindling.scoring.rules import LeadScore, explain, label, reasons, score_event
 from kindling_ops.config import load
 
 CONFIG: ScoringConfig = load(Path(__file__).resolve().parents[2] / "config")["scoring.yaml"]  # type: ignore[assignment]

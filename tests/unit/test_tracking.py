@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kindling.errors import InvalidInput, PayloadTooLarge, Unauthorized
-from kindling.tracking import (
+from kindling.kernel.errors import InvalidInput, PayloadTooLarge, Unauthorized
+from kindling.tracking.segment import (
     MAX_EVENT_BYTES,
     CaptureRequest,
     accept,
@@ -186,7 +186,7 @@ def test_bot_traffic_is_accepted_but_flagged() -> None:
     chrome = (
         "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0"
     )
-    from kindling.bots import is_bot
+    from kindling.tracking.bots import is_bot
 
     events = [
         accept(

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from kindling.errors import InvalidInput, Retryable, Unauthorized
-from kindling.webhooks import (
+from kindling.kernel.errors import InvalidInput, Retryable, Unauthorized
+from kindling.webhooks.standard import (
     OutboundWebhook,
     WebhookSecret,
     deliver,
@@ -430,7 +430,7 @@ def test_delivery_errors_name_the_webhook_but_never_the_secret_body_or_url(statu
 
 
 def test_crm_credentials_read_every_field_and_default_the_missing_ones_to_off() -> None:
-    from kindling.secrets import CrmCredentials, StaticSecret
+    from kindling.kernel.secrets import CrmCredentials, StaticSecret
 
     credentials = CrmCredentials.from_secret(StaticSecret('{"pipedrive_user": "hooks", "unknown": 1}'))
     assert credentials.pipedrive_user == "hooks"
@@ -443,8 +443,8 @@ def test_crm_credentials_read_every_field_and_default_the_missing_ones_to_off() 
     [("[1, 2]", "must be a JSON object"), ('{"webhook_secret": 5}', "webhook_secret"), ("x=1", "not JSON")],
 )
 def test_crm_credentials_that_cannot_be_read_name_the_problem_not_the_value(value: str, named: str) -> None:
-    from kindling.errors import InvalidInput
-    from kindling.secrets import CrmCredentials, StaticSecret
+    from kindling.kernel.errors import InvalidInput
+    from kindling.kernel.secrets import CrmCredentials, StaticSecret
 
     with pytest.raises(InvalidInput) as error:
         CrmCredentials.from_secret(StaticSecret(value))

@@ -6,7 +6,7 @@ import gzip
 
 import pytest
 
-from kindling import website_tag
+from kindling.tracking import website_tag
 
 #: What the issue promises site owners: under 3 KB once gzipped.
 MAX_GZIPPED_BYTES = 3 * 1024

@@ -24,9 +24,9 @@ from typing import Any
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
-from kindling import clock as kindling_clock
 from kindling.adapters import aws
 from kindling.adapters.config_store import DynamoConfigStore
+from kindling.kernel import clock as kindling_clock
 from kindling_ops.config import ConfigError
 from kindling_ops.config import apply as apply_config
 from kindling_ops.config import documents as config_documents
@@ -581,7 +581,7 @@ class LocalStack:
     def _post_metrics_rebuild(self, request: Request) -> Response:
         """Rebuild every metric from the logged events (what `kindling metrics rebuild --local` sends)."""
         from kindling.adapters.metrics_store import DynamoMetricsStore
-        from kindling.metrics_rebuild import rebuild_metrics
+        from kindling.metrics.rebuild import rebuild_metrics
 
         window = timedelta(days=float(self.template.parameters["AttributionWindowDays"]))
         store = DynamoMetricsStore(self.table_name, self.session.client("dynamodb"))

@@ -1,1 +1,1 @@
-"""The only modules that talk to AWS. Each maps AWS errors onto kindling.errors."""
+"""The only modules that talk to AWS. Each maps AWS errors onto kindling.kernel.errors."""

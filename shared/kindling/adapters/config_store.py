@@ -18,8 +18,8 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
 from kindling.adapters import aws
-from kindling.clock import isoformat
-from kindling.errors import Conflict, NotFound
+from kindling.kernel.clock import isoformat
+from kindling.kernel.errors import Conflict, NotFound
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -129,7 +129,7 @@ class EmailConfig:
     """The email settings and templates in force, for the sender."""
 
     def __init__(self, table_name: str, client: Any = None) -> None:
-        from kindling.email_config import EmailSettings, EmailTemplates
+        from kindling.email.config import EmailSettings, EmailTemplates
 
         store = DynamoConfigStore(table_name, client)
         self._settings = ConfigCache(store, "email", EmailSettings)
@@ -153,8 +153,8 @@ class ProgramsConfig:
     """
 
     def __init__(self, table_name: str, client: Any = None) -> None:
-        from kindling.programs_config import Programs, Segments
-        from kindling.scoring_config import ScoringConfig
+        from kindling.programs.config import Programs, Segments
+        from kindling.scoring.config import ScoringConfig
 
         store = DynamoConfigStore(table_name, client)
         self._programs = ConfigCache(store, "programs", Programs)
@@ -186,7 +186,7 @@ class ProgramsConfig:
             return None
 
     def event_window_days(self) -> int:
-        from kindling.programs_config import event_window_days
+        from kindling.programs.config import event_window_days
 
         return event_window_days(self.programs(), self.segments())
 

@@ -13,8 +13,8 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from kindling.adapters import aws
-from kindling.clock import isoformat
-from kindling.due import DueItem, hour_of
+from kindling.kernel.clock import isoformat
+from kindling.programs.due import DueItem, hour_of
 
 INDEX = "GSI1"
 

@@ -19,9 +19,9 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from kindling.adapters import aws
-from kindling.clock import isoformat
-from kindling.errors import Conflict, Duplicate, Retryable
-from kindling.leads import Identity, Lead, ProfileChange, TimelineEntry
+from kindling.kernel.clock import isoformat
+from kindling.kernel.errors import Conflict, Duplicate, Retryable
+from kindling.leads.profiles import Identity, Lead, ProfileChange, TimelineEntry
 
 #: Longer than the bus archive keeps events, so a replay from the archive dedups too.
 DEDUP_RETENTION = timedelta(days=400)

@@ -17,11 +17,11 @@ from botocore.exceptions import ClientError
 from kindling.adapters import aws
 from kindling.adapters.due_store import DynamoDueStore
 from kindling.adapters.dynamo import DynamoLeadStore, lead_key, timeline_sk, to_item
-from kindling.clock import isoformat
-from kindling.due import DueItem
-from kindling.email_sender import SendRequest, SendState
-from kindling.errors import Conflict, Retryable
-from kindling.leads import Lead, TimelineEntry, read_lead
+from kindling.email.sender import SendRequest, SendState
+from kindling.kernel.clock import isoformat
+from kindling.kernel.errors import Conflict, Retryable
+from kindling.leads.profiles import Lead, TimelineEntry, read_lead
+from kindling.programs.due import DueItem
 
 
 def send_key(send_id: str) -> dict[str, Any]:

@@ -9,8 +9,8 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from kindling.adapters import aws
-from kindling.bus import BusEvent
-from kindling.errors import Retryable
+from kindling.kernel.bus import BusEvent
+from kindling.kernel.errors import Retryable
 
 MAX_ENTRIES_PER_CALL = 10
 MAX_BYTES_PER_CALL = 256 * 1024

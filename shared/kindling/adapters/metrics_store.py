@@ -37,8 +37,8 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from kindling.adapters import aws
-from kindling.errors import Conflict, Retryable
-from kindling.metrics import (
+from kindling.kernel.errors import Conflict, Retryable
+from kindling.metrics.counters import (
     ALL,
     Change,
     CounterKey,
@@ -46,7 +46,7 @@ from kindling.metrics import (
     Days,
     FunnelKey,
     Increment,
-    LeadContext,
+    LeadBreakdown,
     LeadState,
     LoggedEvent,
     MetricEvent,
@@ -134,7 +134,7 @@ class DynamoMetricsStore:
             return None
         return str(item["template"]["S"])
 
-    def lead_context(self, lead_id: str) -> LeadContext:
+    def lead_context(self, lead_id: str) -> LeadBreakdown:
         """The profile's industry, first-touch source and segments, and the score's intent tags (one call)."""
         lead = f"LEAD#{lead_id}"
         response = self.client.batch_get_item(
@@ -165,7 +165,7 @@ class DynamoMetricsStore:
             v.get("S") for v in (profile.get("segments") or {}).get("L") or []
         ]
         intent = json.loads(score["state"]["S"]).get("intent") or [] if "state" in score else []
-        return LeadContext.of(trait("industry"), trait("first_touch_source"), segments, intent)
+        return LeadBreakdown.of(trait("industry"), trait("first_touch_source"), segments, intent)
 
     def commit(self, logged: LoggedEvent, event: MetricEvent, change: Change, state_version: int) -> str:
         generation = self.generations()[1]
@@ -379,7 +379,7 @@ class DynamoMetricsStore:
                     time=datetime.fromisoformat(item["time"]["S"]),
                     detail=json.loads(item["detail"]["S"]),
                     template=item["template"]["S"] if "template" in item else None,
-                    context=LeadContext.from_json(json.loads(context["S"])) if context else None,
+                    context=LeadBreakdown.from_json(json.loads(context["S"])) if context else None,
                 ),
                 int(item["generation"]["N"]),
             )

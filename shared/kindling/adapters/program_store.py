@@ -18,12 +18,12 @@ from kindling.adapters import aws
 from kindling.adapters.due_store import DynamoDueStore
 from kindling.adapters.dynamo import DynamoLeadStore, lead_key
 from kindling.adapters.score_store import DynamoScoreStore
-from kindling.clock import isoformat
-from kindling.due import DueItem
-from kindling.errors import Conflict
-from kindling.leads import read_lead
-from kindling.programs import Enrollment, LeadContext, UpdateLead
-from kindling.scoring_config import Decay
+from kindling.kernel.clock import isoformat
+from kindling.kernel.errors import Conflict
+from kindling.leads.profiles import read_lead
+from kindling.programs.due import DueItem
+from kindling.programs.engine import Enrollment, LeadContext, UpdateLead
+from kindling.scoring.config import Decay
 
 
 def enrollment_key(lead_id: str, enrollment_id: str) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from kindling.adapters import aws
-from kindling.errors import Retryable
+from kindling.kernel.errors import Retryable
 
 
 class SqsQueue:

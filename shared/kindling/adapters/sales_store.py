@@ -12,10 +12,10 @@ from botocore.exceptions import ClientError
 from kindling.adapters import aws
 from kindling.adapters.dynamo import DynamoLeadStore, lead_key
 from kindling.adapters.email_store import timeline_put
-from kindling.clock import isoformat
-from kindling.emails import normalize_email
-from kindling.errors import Conflict
-from kindling.leads import Identity, Lead, TimelineEntry, read_lead
+from kindling.kernel.clock import isoformat
+from kindling.kernel.errors import Conflict
+from kindling.leads.addresses import normalize_email
+from kindling.leads.profiles import Identity, Lead, TimelineEntry, read_lead
 
 
 class DynamoSalesStore:

@@ -15,11 +15,11 @@ from botocore.exceptions import ClientError
 
 from kindling.adapters import aws
 from kindling.adapters.dynamo import DEDUP_RETENTION, from_item, lead_key
-from kindling.bus import BusEvent
-from kindling.clock import isoformat
-from kindling.errors import Conflict, Duplicate, Retryable
-from kindling.scoring import LeadScore
-from kindling.scoring_service import LeadFacts, ScoreWrite
+from kindling.kernel.bus import BusEvent
+from kindling.kernel.clock import isoformat
+from kindling.kernel.errors import Conflict, Duplicate, Retryable
+from kindling.scoring.rules import LeadScore
+from kindling.scoring.service import LeadFacts, ScoreWrite
 
 
 def score_key(lead_id: str) -> dict[str, Any]:

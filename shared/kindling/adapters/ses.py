@@ -13,8 +13,8 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from kindling.adapters import aws
-from kindling.email_sender import OutgoingEmail
-from kindling.errors import InvalidInput, Retryable
+from kindling.email.sender import OutgoingEmail
+from kindling.kernel.errors import InvalidInput, Retryable
 
 #: SES refusals that no retry will cure.
 PERMANENT = frozenset(

@@ -15,9 +15,9 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from kindling.adapters import aws
-from kindling.clock import isoformat
-from kindling.crm import DEDUP_RETENTION
-from kindling.errors import Retryable
+from kindling.crm.events import DEDUP_RETENTION
+from kindling.kernel.clock import isoformat
+from kindling.kernel.errors import Retryable
 
 
 def webhook_key(provider: str, delivery_id: str) -> dict[str, Any]:

@@ -12,8 +12,8 @@ from kindling.adapters.eventbridge import EventBridgePublisher
 from kindling.adapters.program_store import DynamoProgramStore
 from kindling.adapters.queue import SqsQueue
 from kindling.adapters.sales_store import DynamoSalesStore
-from kindling.program_service import ProgramService
-from kindling.sales import SalesService
+from kindling.crm.sales import SalesService
+from kindling.programs.service import ProgramService
 
 
 def program_service(

@@ -1,0 +1,1 @@
+"""Email: settings and templates, rendering, sending, links, and what SES tells us."""

@@ -1,0 +1,1 @@
+"""The shared kernel: clock, errors, the bus envelope, settings, secrets, observability, HTTP helpers."""

@@ -1,0 +1,1 @@
+"""Leads: profiles, identities and timelines, applied exactly once."""

@@ -1,0 +1,453 @@
+"""Lead profiles: who did what, applied exactly once.
+
+A web event names a person by some of: a userId, an email, an anonymousId (and, for
+``alias``, a previousId). Each identity is owned by at most one lead, claimed with a
+conditional write, so two concurrent events for a new visitor still make one lead.
+When an event ties together identities owned by two leads (an anonymous visitor who
+identifies with the email of a known lead), the anonymous one is merged into the known
+one, its timeline and traits with it. Every step of a merge is idempotent, so a merge
+interrupted by a crash is finished by whichever event next touches those identities.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any, Literal, NamedTuple, Protocol
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, Field
+
+from kindling.kernel.bus import BusEvent, EventPublisher
+from kindling.kernel.errors import Conflict, Duplicate, InvalidInput
+from kindling.leads.addresses import normalize_email
+from kindling.scoring.config import Stage
+from kindling.tracking.segment import WebEvent
+
+IdentityKind = Literal["user", "email", "anon", "crm"]
+
+#: Traits that are identities or bookkeeping, not free-form person data.
+_RESERVED_TRAITS = frozenset({"email", "userId", "anonymousId"})
+MAX_RESOLVE_ATTEMPTS = 12
+
+
+class Identity(NamedTuple):
+    kind: IdentityKind
+    value: str
+
+
+class Lead(BaseModel):
+    lead_id: str
+    email: str | None = None
+    user_id: str | None = None
+    anonymous_ids: list[str] = Field(default_factory=list)
+    traits: dict[str, Any] = Field(default_factory=dict)
+    created_at: datetime
+    first_seen_at: datetime
+    last_activity_at: datetime | None = None
+    stage: Stage | None = None
+    stage_changed_at: datetime | None = None
+    # Email reachability and consent: set by unsubscribes, SES bounces and complaints.
+    unsubscribed: bool = False
+    unsubscribed_at: datetime | None = None
+    email_status: Literal["hard_bounced", "complained"] | None = None
+    soft_bounces: int = 0
+    email_frequency: Literal["normal", "monthly"] = "normal"
+    tags: list[str] = Field(default_factory=list)
+    segments: list[str] = Field(default_factory=list)
+    # Set while sales is talking to the lead (CRM stages): marketing email holds.
+    quiet: bool = False
+    quiet_since: datetime | None = None
+    last_crm_activity_at: datetime | None = None
+    owner: str | None = None
+    merged_into: str | None = None
+
+    @property
+    def timezone(self) -> str | None:
+        for key in ("timezone", "time_zone", "timeZone"):
+            value = self.traits.get(key)
+            if isinstance(value, str) and value:
+                return value
+        return None
+
+    @property
+    def identities(self) -> list[Identity]:
+        found: list[Identity] = []
+        if self.user_id:
+            found.append(Identity("user", self.user_id))
+        if self.email:
+            found.append(Identity("email", self.email))
+        found.extend(Identity("anon", a) for a in self.anonymous_ids)
+        return found
+
+    @property
+    def is_known(self) -> bool:
+        return bool(self.user_id or self.email)
+
+
+class TimelineEntry(BaseModel):
+    """One event on a lead's timeline, as stored and as the API shows it."""
+
+    message_id: str
+    type: str
+    timestamp: datetime
+    received_at: datetime
+    event: str | None = None
+    name: str | None = None
+    properties: dict[str, Any] = Field(default_factory=dict)
+    traits: dict[str, Any] = Field(default_factory=dict)
+    page: dict[str, Any] = Field(default_factory=dict)
+    campaign: dict[str, Any] = Field(default_factory=dict)
+    bot: bool = False
+
+    @classmethod
+    def from_web_event(cls, event: WebEvent) -> TimelineEntry:
+        page = event.context.get("page")
+        campaign = event.context.get("campaign")
+        return cls(
+            message_id=event.message_id,
+            type=event.type,
+            timestamp=event.timestamp,
+            received_at=event.received_at,
+            event=event.event,
+            name=event.name,
+            properties=event.properties,
+            traits=event.traits,
+            page=page if isinstance(page, dict) else {},
+            campaign=campaign if isinstance(campaign, dict) else {},
+            bot=event.bot,
+        )
+
+
+@dataclass(frozen=True)
+class ProfileChange:
+    """What one event changes on its lead, applied atomically with its timeline entry."""
+
+    traits: dict[str, Any] = field(default_factory=dict)
+    email: str | None = None
+    user_id: str | None = None
+    anonymous_id: str | None = None
+    invalid_email: str | None = None
+    #: Set only where the lead has none yet: where it first came from (see ``first_touch``).
+    first_touch: dict[str, str] = field(default_factory=dict)
+
+    def limited_to(self, owned: set[Identity]) -> ProfileChange:
+        """Drop identities the lead does not own (they belong to another person's lead)."""
+        return replace(
+            self,
+            email=self.email if self.email and Identity("email", self.email) in owned else None,
+            user_id=self.user_id if self.user_id and Identity("user", self.user_id) in owned else None,
+            anonymous_id=(
+                self.anonymous_id
+                if self.anonymous_id and Identity("anon", self.anonymous_id) in owned
+                else None
+            ),
+        )
+
+
+class LeadStore(Protocol):
+    def owners(self, identities: Sequence[Identity]) -> dict[Identity, str]: ...
+    def get(self, lead_id: str) -> Lead | None: ...
+    def create(self, lead: Lead) -> None:
+        """Create the lead and claim its identities, all or nothing (``Conflict`` if taken)."""
+
+    def claim(self, identity: Identity, lead_id: str) -> None:
+        """Make ``lead_id`` own ``identity`` unless another lead does (``Conflict``)."""
+
+    def append(self, lead_id: str, entry: TimelineEntry, change: ProfileChange) -> None:
+        """Add the entry and apply the change atomically.
+
+        ``Duplicate`` if the message was applied before; ``Conflict`` if the lead was
+        merged away meanwhile.
+        """
+
+    def touch(self, lead_id: str, active_at: datetime) -> None:
+        """Move last activity forward to ``active_at`` (never back)."""
+
+    def mark_merged(self, lead_id: str, into: str) -> None: ...
+    def repoint(self, identity: Identity, from_lead: str, to_lead: str) -> None: ...
+    def move_timeline(self, from_lead: str, to_lead: str) -> None: ...
+    def absorb(self, lead_id: str, other: Lead) -> None:
+        """Fold the other lead's anonymous ids, missing traits and first-seen time into this one."""
+
+    def timeline(self, lead_id: str, limit: int) -> list[TimelineEntry]: ...
+    def lead_for_email(self, email: str) -> str | None: ...
+
+
+def identities_of(event: WebEvent) -> tuple[list[Identity], list[Identity]]:
+    """(identities to look up, identities this event lets its lead claim)."""
+    lookup: list[Identity] = []
+    claim: list[Identity] = []
+    if event.user_id:
+        lookup.append(Identity("user", event.user_id))
+        claim.append(Identity("user", event.user_id))
+    email = normalize_email(event.email)
+    if email:
+        lookup.append(Identity("email", email))
+        claim.append(Identity("email", email))
+    if event.anonymous_id:
+        lookup.append(Identity("anon", event.anonymous_id))
+        claim.append(Identity("anon", event.anonymous_id))
+    if event.type == "alias" and event.previous_id:
+        # previousId is whatever the visitor was known by before: an anonymous id or an old userId.
+        lookup.extend([Identity("user", event.previous_id), Identity("anon", event.previous_id)])
+    return lookup, claim
+
+
+def profile_change(event: WebEvent) -> ProfileChange:
+    traits: dict[str, Any] = {}
+    if event.type == "identify":
+        traits = {k: v for k, v in event.traits.items() if k and k not in _RESERVED_TRAITS}
+    elif event.type == "group":
+        traits = {"company": {**event.traits, "id": event.group_id}}
+    email = normalize_email(event.email)
+    invalid = event.email if event.email and not email else None
+    return ProfileChange(
+        traits=traits,
+        email=email,
+        user_id=event.user_id,
+        anonymous_id=event.anonymous_id,
+        invalid_email=invalid,
+        first_touch=first_touch(event),
+    )
+
+
+def first_touch(event: WebEvent) -> dict[str, str]:
+    """Where a page view came from, as first-touch traits: the UTM source (and medium and campaign)
+    when the link had them, else the referring site, else ``direct``.
+
+    Only page views are touches. The profile keeps the first it is given and ignores the rest,
+    so the funnel can be broken down by the source that brought each lead.
+    """
+    if event.type != "page" or event.bot:
+        return {}
+    campaign = event.context.get("campaign")
+    campaign = campaign if isinstance(campaign, dict) else {}
+    source = _clean(campaign.get("source"))
+    if source:
+        touch = {"first_touch_source": source.lower()}
+        for name in ("medium", "name"):
+            value = _clean(campaign.get(name))
+            if value:
+                touch[f"first_touch_{'campaign' if name == 'name' else name}"] = value.lower()
+        return touch
+    page = event.context.get("page")
+    page = page if isinstance(page, dict) else {}
+    referrer = _host(page.get("referrer"))
+    if referrer and referrer != _host(page.get("url")):
+        return {"first_touch_source": referrer, "first_touch_medium": "referral"}
+    return {"first_touch_source": "direct", "first_touch_medium": "none"}
+
+
+def _clean(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return None
+    return value.strip()[:100] or None
+
+
+def _host(url: Any) -> str | None:
+    if not isinstance(url, str) or not url:
+        return None
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        return None
+    return host.removeprefix("www.") if host else None
+
+
+def choose_primary(leads: Iterable[Lead], event: WebEvent) -> Lead:
+    """The lead an event's identities converge on: the userId's, else a known one, else the oldest."""
+
+    def rank(lead: Lead) -> tuple[int, int, datetime]:
+        return (
+            0 if event.user_id and lead.user_id == event.user_id else 1,
+            0 if lead.is_known else 1,
+            lead.created_at,
+        )
+
+    return min(leads, key=rank)
+
+
+def can_merge(other: Lead, primary: Lead) -> bool:
+    """Merge only what cannot be two different people: conflicting userIds or emails stay apart."""
+    if other.user_id and primary.user_id and other.user_id != primary.user_id:
+        return False
+    return not (other.email and primary.email and other.email != primary.email)
+
+
+def new_lead_id() -> str:
+    return f"ld_{uuid.uuid4().hex}"
+
+
+class RecordOutcome(NamedTuple):
+    lead_id: str
+    created: bool
+    duplicate: bool
+    merged: tuple[str, ...]
+
+
+class ProfileService:
+    """Applies web events to lead profiles; every method is safe to run twice."""
+
+    def __init__(
+        self,
+        store: LeadStore,
+        publisher: EventPublisher | None = None,
+        new_id: Callable[[], str] = new_lead_id,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._store = store
+        self._publisher = publisher
+        self._new_id = new_id
+        self._sleep = sleep
+
+    def record(self, event: WebEvent, now: datetime) -> RecordOutcome:
+        lookup, claim = identities_of(event)
+        entry = TimelineEntry.from_web_event(event)
+        change = profile_change(event)
+        merged_here: list[str] = []  # across attempts: a merge done before a lost race still counts
+        for attempt in range(MAX_RESOLVE_ATTEMPTS):
+            try:
+                lead_id, created, _, owned = self._resolve(event, lookup, claim, now, merged_here)
+                merged = tuple(dict.fromkeys(m for m in merged_here if m != lead_id))
+                duplicate = False
+                try:
+                    self._store.append(lead_id, entry, change.limited_to(owned))
+                except Duplicate:
+                    duplicate = True
+                if not event.bot:
+                    self._store.touch(lead_id, event.timestamp)
+                outcome = RecordOutcome(lead_id, created, duplicate, merged)
+                self._announce(event, outcome)
+                return outcome
+            except Conflict:
+                # Lost a race for an identity or the lead was merged away: look again.
+                self._sleep(random.uniform(0, min(0.5, 0.01 * 2**attempt)))  # full jitter
+        raise Conflict(f"could not settle the lead for message {event.message_id}")
+
+    def _resolve(
+        self,
+        event: WebEvent,
+        lookup: list[Identity],
+        claim: list[Identity],
+        now: datetime,
+        merged_here: list[str] | None = None,
+    ) -> tuple[str, bool, tuple[str, ...], set[Identity]]:
+        """The lead this event belongs to, and the identities it now owns of those the event names."""
+        merged_here = merged_here if merged_here is not None else []
+        if event.lead_id:
+            known = self._live(event.lead_id, merged_here)
+            if known is not None:
+                return known.lead_id, False, (), set()
+        owners = self._store.owners(lookup)
+        live_owner: dict[str, str] = {}
+        leads: dict[str, Lead] = {}
+        for owner_id in set(owners.values()):
+            lead = self._live(owner_id, merged_here)
+            if lead is not None:
+                live_owner[owner_id] = lead.lead_id
+                leads[lead.lead_id] = lead
+        if not leads:
+            lead = Lead(
+                lead_id=self._new_id(),
+                email=next((i.value for i in claim if i.kind == "email"), None),
+                user_id=event.user_id,
+                anonymous_ids=[event.anonymous_id] if event.anonymous_id else [],
+                created_at=now,
+                first_seen_at=event.timestamp,
+            )
+            self._store.create(lead)
+            return lead.lead_id, True, (), set(claim)
+        primary = choose_primary(leads.values(), event)
+        merged = []
+        for other in leads.values():
+            if other.lead_id != primary.lead_id and can_merge(other, primary):
+                self.merge(other, primary.lead_id)
+                merged_here.append(other.lead_id)
+                live_owner = {k: primary.lead_id if v == other.lead_id else v for k, v in live_owner.items()}
+                merged.append(other.lead_id)
+        owned = set()
+        for identity in claim:
+            raw_owner = owners.get(identity)
+            owner = live_owner.get(raw_owner) if raw_owner else None
+            if owner is None:
+                self._store.claim(identity, primary.lead_id)
+            elif owner != primary.lead_id:
+                continue  # another person's identity: leave it where it is
+            owned.add(identity)
+        return primary.lead_id, False, tuple(merged), owned
+
+    def _live(self, lead_id: str, merged_here: list[str] | None = None) -> Lead | None:
+        """Follow merge pointers, finishing any merge a crash left half-done (and reporting it)."""
+        lead = self._store.get(lead_id)
+        hops = 0
+        while lead is not None and lead.merged_into and hops < 5:
+            target = lead.merged_into
+            self._finish_merge(lead, target)
+            if merged_here is not None:
+                merged_here.append(lead.lead_id)
+            lead = self._store.get(target)
+            hops += 1
+        return lead
+
+    def merge(self, other: Lead, into: str) -> None:
+        self._store.mark_merged(other.lead_id, into)
+        # Read it again: anything written to it before it was marked is folded in too.
+        self._finish_merge(self._store.get(other.lead_id) or other, into)
+
+    def _finish_merge(self, other: Lead, into: str) -> None:
+        for identity in other.identities:
+            self._store.repoint(identity, other.lead_id, into)
+        self._store.move_timeline(other.lead_id, into)
+        self._store.absorb(into, other)
+
+    def _announce(self, event: WebEvent, outcome: RecordOutcome) -> None:
+        """Tell the bus, duplicates included: a crash may have come between append and publish."""
+        if self._publisher is None:
+            return
+        self._publisher.publish(
+            [
+                BusEvent(
+                    source="kindling.profiles",
+                    detail_type="lead.activity",
+                    detail={
+                        "lead_id": outcome.lead_id,
+                        "new_lead": outcome.created,
+                        "merged": list(outcome.merged),
+                        "event": event.model_dump(mode="json"),
+                    },
+                    time=event.timestamp,
+                )
+            ]
+        )
+
+
+class LeadView(BaseModel):
+    """A profile with its recent timeline, as the admin API returns it."""
+
+    lead: Lead
+    timeline: list[TimelineEntry]
+
+
+def read_lead(store: LeadStore, lead_id: str, timeline_limit: int = 50) -> LeadView | None:
+    lead = store.get(lead_id)
+    hops = 0
+    while lead is not None and lead.merged_into and hops < 5:
+        lead = store.get(lead.merged_into)
+        hops += 1
+    if lead is None:
+        return None
+    timeline = store.timeline(lead.lead_id, timeline_limit) if timeline_limit > 0 else []
+    return LeadView(lead=lead, timeline=timeline)
+
+
+def find_lead_by_email(store: LeadStore, email: str, timeline_limit: int = 50) -> LeadView | None:
+    normal = normalize_email(email)
+    if normal is None:
+        raise InvalidInput(f"email: {email!r} is not a valid email address")
+    lead_id = store.lead_for_email(normal)
+    return read_lead(store, lead_id, timeline_limit) if lead_id else None

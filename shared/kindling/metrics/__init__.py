@@ -1,0 +1,1 @@
+"""Metrics: counters, the rebuild, the reports and the report page."""

@@ -1,0 +1,1 @@
+"""Scoring: rules and config, the scoring service, and the MQL hand-off to sales."""

@@ -1,0 +1,1 @@
+"""Tracking: the Segment spec at the edge, bots, and the website tag."""
