@@ -4,7 +4,8 @@ Run on demand (``make bench`` or ``.venv/bin/python bench/programs.py``); it is 
 
 1. DynamoDB capacity of ONE minute tick, ``kindling.programs.due.release_due`` as
    functions/due_work/handler.py runs it (its dispatch here only collects the payloads; the tick
-   itself deletes what it released), with the same 50 steps due, when the table also holds 1,000 and then 100,000 enrollments that are
+   itself deletes what it released), with the same 50 steps due, when the table also holds 1,000
+   and then 100,000 enrollments that are
    not due: their ENROLL items and their DUE items, due hours to weeks ahead, in other hour buckets.
    Those are written with BatchWriteItem (25 items a call) in the shapes DynamoProgramStore and
    DynamoDueStore.item() produce, from the enrollment states the engine leaves at every stop of the
