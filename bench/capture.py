@@ -28,7 +28,6 @@ import time
 import uuid
 import warnings
 from collections import Counter
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,6 @@ from typing import Any
 from common import (
     AWS_ENV,
     QUIET_POWERTOOLS,
-    REGION,
     ROOT,
     create_table,
     embedded_aws,
@@ -46,6 +44,9 @@ from common import (
     say,
     write_units,
 )
+
+from kindling_ops.lambda_events import LambdaContext, http_event, sqs_event, sqs_record_of
+from tests.fakes import NullPublisher
 
 CAPTURE_HANDLER = ROOT / "functions" / "capture" / "handler.py"
 PROFILES_HANDLER = ROOT / "functions" / "profiles" / "handler.py"
@@ -160,17 +161,14 @@ def identify_message(anon: str, user_id: str, email: str, when: datetime) -> dic
     }
 
 
-def http_event(endpoint: str, payload: dict[str, Any]) -> dict[str, Any]:
-    """An API Gateway HTTP API (payload 2.0) event, as the gateway sends for a Segment client."""
-    path = f"/v1/{endpoint}"
-    now = datetime.now(UTC)
+def segment_request(endpoint: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """The API Gateway HTTP API (payload 2.0) event for a Segment client's POST to ``/v1/<endpoint>``."""
     auth = base64.b64encode(f"{WRITE_KEY}:".encode()).decode()
-    return {
-        "version": "2.0",
-        "routeKey": f"POST {path}",
-        "rawPath": path,
-        "rawQueryString": "",
-        "headers": {
+    return http_event(
+        "POST",
+        f"/v1/{endpoint}",
+        body=payload,
+        headers={
             "accept": "*/*",
             "authorization": f"Basic {auth}",
             "content-type": "application/json",
@@ -181,43 +179,9 @@ def http_event(endpoint: str, payload: dict[str, Any]) -> dict[str, Any]:
             "x-forwarded-port": "443",
             "x-forwarded-proto": "https",
         },
-        "requestContext": {
-            "accountId": "123456789012",
-            "apiId": "abc123",
-            "domainName": "abc123.execute-api.us-east-1.amazonaws.com",
-            "domainPrefix": "abc123",
-            "http": {
-                "method": "POST",
-                "path": path,
-                "protocol": "HTTP/1.1",
-                "sourceIp": "203.0.113.7",
-                "userAgent": UA,
-            },
-            "requestId": str(uuid.uuid4()),
-            "routeKey": f"POST {path}",
-            "stage": "$default",
-            "time": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
-            "timeEpoch": int(now.timestamp() * 1000),
-        },
-        "body": json.dumps(payload),
-        "isBase64Encoded": False,
-    }
-
-
-class LambdaContext:
-    """Just what Powertools reads from the Lambda context."""
-
-    def __init__(self, function_name: str) -> None:
-        self.function_name = function_name
-        self.function_version = "$LATEST"
-        self.memory_limit_in_mb = 512
-        self.invoked_function_arn = f"arn:aws:lambda:{REGION}:123456789012:function:{function_name}"
-        self.aws_request_id = str(uuid.uuid4())
-        self.log_group_name = f"/aws/lambda/{function_name}"
-        self.log_stream_name = "bench"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 30_000
+        source_ip="203.0.113.7",
+        api_id="abc123",
+    )
 
 
 def load_module(name: str, path: Path) -> Any:
@@ -324,11 +288,6 @@ def diff(after: Counter[str], before: Counter[str]) -> Counter[str]:
 
 
 # --- 1. throughput -----------------------------------------------------------------------
-class NullPublisher:
-    def publish(self, events: Sequence[Any]) -> None:
-        del events
-
-
 def throughput(
     handler: Any, requests: list[dict[str, Any]], events_per_request: int, meter: Meter
 ) -> dict[str, float]:
@@ -367,7 +326,7 @@ def throughput(
 def bench_throughput(capture: Any, meter: Meter) -> dict[str, float]:
     now = datetime.now(UTC)
     singles = [
-        http_event("track", track_message(f"anon-{i % 50}", i, now - timedelta(seconds=i)))
+        segment_request("track", track_message(f"anon-{i % 50}", i, now - timedelta(seconds=i)))
         for i in range(200)
     ]
     batches = []
@@ -376,7 +335,7 @@ def bench_throughput(capture: Any, meter: Meter) -> dict[str, float]:
             (page_message if i % 2 else track_message)(f"anon-{b}", i, now - timedelta(seconds=i))
             for i in range(BATCH_SIZE)
         ]
-        batches.append(http_event("batch", {"batch": batch, "sentAt": iso(now)}))
+        batches.append(segment_request("batch", {"batch": batch, "sentAt": iso(now)}))
     body_bytes = statistics.mean(len(e["body"]) for e in singles)
     say("1. Capture handler throughput (in-process lambda_handler, one thread)")
     say(
@@ -411,27 +370,6 @@ WCU_METHOD = (
 
 
 # --- 2. pipeline -------------------------------------------------------------------------
-def sqs_record(message: dict[str, Any], queue_arn: str, receive_count: int = 1) -> dict[str, Any]:
-    attributes = message.get("Attributes") or {}
-    now_ms = str(int(time.time() * 1000))
-    return {
-        "messageId": message["MessageId"],
-        "receiptHandle": message["ReceiptHandle"],
-        "body": message["Body"],
-        "attributes": {
-            "ApproximateReceiveCount": str(receive_count),
-            "SentTimestamp": attributes.get("SentTimestamp", now_ms),
-            "SenderId": attributes.get("SenderId", "AIDAEVENTBRIDGE"),
-            "ApproximateFirstReceiveTimestamp": attributes.get("ApproximateFirstReceiveTimestamp", now_ms),
-        },
-        "messageAttributes": {},
-        "md5OfBody": message["MD5OfBody"],
-        "eventSource": "aws:sqs",
-        "eventSourceARN": queue_arn,
-        "awsRegion": REGION,
-    }
-
-
 class Tally:
     def __init__(self) -> None:
         self.events = 0
@@ -518,7 +456,7 @@ def bench_pipeline(
     for category, endpoint, message in plan:
         category_of[message["messageId"]] = category
         before = meter.snapshot()
-        response = capture.lambda_handler(http_event(endpoint, message), context)
+        response = capture.lambda_handler(segment_request(endpoint, message), context)
         if response["statusCode"] != 200:
             raise SystemExit(f"capture answered {response['statusCode']}: {response.get('body')}")
         capture_tally.add(before, meter.snapshot())
@@ -546,9 +484,9 @@ def bench_pipeline(
     all_profiles = Tally()
     redeliver: list[str] = []
     for _, _, message in plan:
-        record = sqs_record(received[message["messageId"]], queue_arn)
+        record = sqs_record_of(received[message["messageId"]], queue_arn, receive_count=1)
         before = meter.snapshot()
-        result = profiles.lambda_handler({"Records": [record]}, context)
+        result = profiles.lambda_handler(sqs_event([record]), context)
         after = meter.snapshot()
         if result.get("batchItemFailures"):
             raise SystemExit(f"profiles failed a record: {result}")
@@ -557,9 +495,9 @@ def bench_pipeline(
         if message["type"] == "page" and len(redeliver) < 4 and message["messageId"] not in redeliver:
             redeliver.append(message["messageId"])
     for message_id in redeliver[::2]:  # SQS delivers at least once: the same message again
-        record = sqs_record(received[message_id], queue_arn, receive_count=2)
+        record = sqs_record_of(received[message_id], queue_arn, receive_count=2)
         before = meter.snapshot()
-        profiles.lambda_handler({"Records": [record]}, context)
+        profiles.lambda_handler(sqs_event([record]), context)
         tallies.setdefault("page, redelivered duplicate", Tally()).add(before, meter.snapshot())
 
     leads = probe.scan(

@@ -2,7 +2,8 @@
 
 Imported as ``common`` by the benches, which run as scripts (``.venv/bin/python bench/<name>.py``) and so
 have bench/ first on sys.path. Importing it also puts the source tree on sys.path when kindling is not
-installed, as the Lambda layer does.
+installed, as the Lambda layer does, and the repository root, for the ``tests`` package (its fakes and
+event streams).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if importlib.util.find_spec("kindling") is None:  # not installed: use the source tree, as the layer does
     sys.path.insert(0, str(ROOT / "shared"))
     sys.path.insert(0, str(ROOT / "infra"))
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
 REGION = "us-east-1"
 KEY_ATTRIBUTES = ("PK", "SK")  # the table's key schema in template.yaml

@@ -390,12 +390,11 @@ def make_world(leads: int, loader: Any, meter: Meter, docs: dict[str, dict[str, 
 def deliver(world: World, meter: Meter) -> None:
     """Every event, in SQS batches of BATCH_SIZE; the first batch (a cold container) and every
     PROBE_EVERY-th (sized) are not timed."""
-    from tests.integration.events import Context
-    from tests.integration.test_handlers import sqs_record
+    from kindling_ops.lambda_events import LambdaContext, sqs_event, sqs_record
     from tests.integration.test_metrics_rebuild import body_of
 
     bodies = [body_of(e) for e in world.events]
-    context = Context()
+    context = LambdaContext("bench-metrics")
     for number, first in enumerate(range(0, len(bodies), BATCH_SIZE)):
         batch = bodies[first : first + BATCH_SIZE]
         records = [sqs_record(body, str(i)) for i, body in enumerate(batch)]
@@ -404,7 +403,7 @@ def deliver(world: World, meter: Meter) -> None:
         with meter.probed() if probed else contextlib.nullcontext():
             mark, began = meter.overhead, time.perf_counter()
             with meter.measuring() as calls:
-                response = world.metrics.lambda_handler({"Records": records}, context)
+                response = world.metrics.lambda_handler(sqs_event(records), context)
             seconds = time.perf_counter() - began - (meter.overhead - mark)
         if response["batchItemFailures"]:
             raise SystemExit(f"batch {number} of {world.table}: {response['batchItemFailures']}")
@@ -508,10 +507,10 @@ def report_consumer(small: World, large: World) -> None:
 
 # --- 2. reports as the events grow ----------------------------------------------------------------
 def get(api: Any, path: str, query: dict[str, str]) -> dict[str, Any]:
-    from tests.integration.events import Context, http_event
+    from kindling_ops.lambda_events import LambdaContext, http_event
 
-    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-    response = api.lambda_handler(http_event("GET", path, headers=headers, query=query), Context())
+    event = http_event("GET", path, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, query=query)
+    response = api.lambda_handler(event, LambdaContext("bench-leads-api"))
     if response["statusCode"] != 200:
         raise SystemExit(f"{path}: {response['statusCode']} {response['body'][:200]}")
     body: dict[str, Any] = json.loads(response["body"])
@@ -688,7 +687,6 @@ def main() -> None:
     from kindling_ops.config import documents, load
 
     started = time.perf_counter()
-    sys.path.insert(0, str(ROOT))  # the tests package, whose event stream and items the bench uses
     # Powertools warns on every invocation that adds no metric.
     warnings.filterwarnings("ignore", message="No application metrics to publish")
     # Powertools prints metrics to stdout (even when disabled, every 100 values): discard them.

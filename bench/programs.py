@@ -73,6 +73,7 @@ from kindling.programs.engine import (
 from kindling.programs.service import step_due
 from kindling.scoring.config import ScoringConfig
 from kindling_ops.config import documents, load
+from tests.fakes import RecordingPublisher, RecordingQueue
 
 TICK_TABLE = "bench-due"
 STEPS_TABLE = "bench-steps"
@@ -447,24 +448,6 @@ def report_tick(results: list[dict[str, Any]]) -> None:
 
 
 # --- 2. steps per second ----------------------------------------------------------------------------
-class SendCollector:
-    """The send queue (SqsQueue.send_all), in memory."""
-
-    def __init__(self) -> None:
-        self.bodies: list[dict[str, Any]] = []
-
-    def send_all(self, bodies: Any) -> None:
-        self.bodies.extend(bodies)
-
-
-class BusCollector:
-    def __init__(self) -> None:
-        self.events: list[Any] = []
-
-    def publish(self, events: Any) -> None:
-        self.events.extend(events)
-
-
 @dataclasses.dataclass
 class LeadSpec:
     lead_id: str
@@ -595,7 +578,7 @@ def bench_steps(
 
     # As functions/steps/handler.py wires it, with the queue and the bus in memory.
     config = ProgramsConfig(STEPS_TABLE)
-    sends, bus = SendCollector(), BusCollector()
+    sends, bus = RecordingQueue(), RecordingPublisher()
     service = ProgramService(DynamoProgramStore(STEPS_TABLE, decay=config.decay), config, sends, bus)
     # A warm container: the config versions in force are cached, the connection is open.
     config.refresh()

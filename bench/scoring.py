@@ -47,6 +47,7 @@ from kindling.scoring.rules import LeadScore, RuleTally, explain, fit_of, target
 from kindling.scoring.service import LeadActivity, LeadFacts, ScoreWrite, ScoringService
 from kindling.tracking.segment import WebEvent
 from kindling_ops.config import documents, load
+from tests.fakes import NullPublisher
 
 TABLE_NAME = "bench-table"
 
@@ -78,11 +79,6 @@ class StaticConfig:
 
     def current(self) -> tuple[int, ScoringConfig]:
         return self._current
-
-
-class NullPublisher:
-    def publish(self, events: Sequence[BusEvent]) -> None:
-        del events
 
 
 # --- a realistic event mix ---------------------------------------------------------------

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -14,6 +13,7 @@ from pydantic import Json
 from kindling.adapters.wiring import sales_service
 from kindling.kernel import clock
 from kindling.kernel.bus import BusEnvelope
+from kindling.kernel.consumer import SqsConsumer
 from kindling.kernel.observability import logger, metrics
 from kindling.kernel.settings import SalesSettings
 
@@ -26,7 +26,6 @@ settings = SalesSettings()
 service, policy, programs_config = sales_service(
     settings.table_name, settings.bus_name, settings.send_queue_url
 )
-processor = BatchProcessor(event_type=EventType.SQS, model=CrmRecord)
 
 
 def record_handler(record: CrmRecord) -> None:
@@ -37,11 +36,10 @@ def record_handler(record: CrmRecord) -> None:
         metrics.add_metric(name="CrmEventsUnmatched", unit=MetricUnit.Count, value=1)
 
 
+consumer = SqsConsumer(CrmRecord, record_handler, config=(policy, programs_config))
+
+
 @logger.inject_lambda_context
 @metrics.log_metrics
 def lambda_handler(event: dict, context: LambdaContext) -> PartialItemFailureResponse:
-    policy.refresh()
-    programs_config.refresh()
-    return process_partial_response(
-        event=event, record_handler=record_handler, processor=processor, context=context
-    )
+    return consumer.process(event, context)

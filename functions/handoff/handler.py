@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -16,6 +15,7 @@ from kindling.adapters.secrets import SecretsManagerSecret
 from kindling.adapters.webhook_transport import UrllibTransport
 from kindling.kernel import clock
 from kindling.kernel.bus import BusEnvelope
+from kindling.kernel.consumer import SqsConsumer
 from kindling.kernel.observability import logger, metrics
 from kindling.kernel.settings import HandoffSettings
 from kindling.scoring.handoff import hand_off
@@ -30,7 +30,6 @@ settings = HandoffSettings()
 handoff_secret = SecretsManagerSecret(settings.handoff_secret_arn)
 transport = UrllibTransport()
 log = DynamoHandoffLog(settings.table_name)
-processor = BatchProcessor(event_type=EventType.SQS, model=MqlRecord)
 
 
 def record_handler(record: MqlRecord) -> None:
@@ -50,9 +49,10 @@ def record_handler(record: MqlRecord) -> None:
         metrics.add_metric(name="HandoffsDelivered", unit=MetricUnit.Count, value=1)
 
 
+consumer = SqsConsumer(MqlRecord, record_handler)
+
+
 @logger.inject_lambda_context
 @metrics.log_metrics
 def lambda_handler(event: dict, context: LambdaContext) -> PartialItemFailureResponse:
-    return process_partial_response(
-        event=event, record_handler=record_handler, processor=processor, context=context
-    )
+    return consumer.process(event, context)

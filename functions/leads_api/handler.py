@@ -17,7 +17,13 @@ from kindling.adapters.secrets import SecretsManagerSecret
 from kindling.email.sender import SendEmailCommand, queue_email
 from kindling.kernel import clock
 from kindling.kernel.errors import InvalidInput, NotFound
-from kindling.kernel.http_api import json_response, raw_body, register_errors, require_bearer
+from kindling.kernel.http_api import (
+    GuardedRouter,
+    bearer_middleware,
+    json_response,
+    raw_body,
+    register_errors,
+)
 from kindling.kernel.observability import logger
 from kindling.kernel.settings import LeadsApiSettings
 from kindling.leads.profiles import Lead, find_lead_by_email, read_lead
@@ -39,31 +45,30 @@ send_queue = SqsQueue(settings.send_queue_url)
 scoring_config = ConfigCache(DynamoConfigStore(settings.table_name), "scoring", ScoringConfig)
 app = APIGatewayHttpResolver()
 register_errors(app, auth_scheme="Bearer")
+#: Every route of the admin API needs the admin token; the report page's shell is public (on ``app``).
+admin = GuardedRouter(bearer_middleware(admin_token.value))
 
 
-@app.get("/v1/leads/<lead_id>")
+@admin.get("/v1/leads/<lead_id>")
 def get_lead(lead_id: str) -> Response:
-    require_bearer(app.current_event, admin_token.value())
     view = read_lead(store, lead_id)
     if view is None:
         raise NotFound(f"no lead {lead_id}")
     return json_response(200, view.model_dump(mode="json"))
 
 
-@app.get("/v1/leads/<lead_id>/score")
+@admin.get("/v1/leads/<lead_id>/score")
 def explain_score(lead_id: str) -> Response:
-    require_bearer(app.current_event, admin_token.value())
     view = read_lead(store, lead_id, timeline_limit=0)
     if view is None:
         raise NotFound(f"no lead {lead_id}")
     return json_response(200, explain_lead_score(view.lead, scores, scoring_config, clock.current().now()))
 
 
-@app.post("/v1/emails")
+@admin.post("/v1/emails")
 def send_email() -> Response:
-    require_bearer(app.current_event, admin_token.value())
     try:
-        command = SendEmailCommand.model_validate(parse_json_object(raw_body(app.current_event)))
+        command = SendEmailCommand.model_validate(parse_json_object(raw_body(admin.current_event)))
     except ValidationError as exc:
         raise InvalidInput([f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]) from exc
 
@@ -81,9 +86,8 @@ def send_email() -> Response:
     return json_response(202, {"send_id": request.send_id, "lead_id": request.lead_id, "status": "queued"})
 
 
-@app.get("/v1/leads/<lead_id>/enrollments")
+@admin.get("/v1/leads/<lead_id>/enrollments")
 def enrollments(lead_id: str) -> Response:
-    require_bearer(app.current_event, admin_token.value())
     view = read_lead(store, lead_id, timeline_limit=0)
     if view is None:
         raise NotFound(f"no lead {lead_id}")
@@ -98,10 +102,9 @@ def enrollments(lead_id: str) -> Response:
     )
 
 
-@app.get("/v1/leads")
+@admin.get("/v1/leads")
 def find_lead() -> Response:
-    require_bearer(app.current_event, admin_token.value())
-    email = app.current_event.get_query_string_value("email")
+    email = admin.current_event.get_query_string_value("email")
     if not email:
         raise InvalidInput("email: give ?email=<address> to look a lead up")
     view = find_lead_by_email(store, email)
@@ -130,28 +133,28 @@ def reports_page() -> Response:
     )
 
 
-@app.get("/v1/reports/emails")
+@admin.get("/v1/reports/emails")
 def email_metrics_report() -> Response:
-    require_bearer(app.current_event, admin_token.value())
-    query = app.current_event.get_query_string_value
+    query = admin.current_event.get_query_string_value
     report = reports.emails(metrics_reader, query("from"), query("to"), query("program"), query("by"))
     return json_response(200, report)
 
 
-@app.get("/v1/reports/funnel")
+@admin.get("/v1/reports/funnel")
 def funnel_metrics_report() -> Response:
-    require_bearer(app.current_event, admin_token.value())
-    query = app.current_event.get_query_string_value
+    query = admin.current_event.get_query_string_value
     return json_response(200, reports.funnel(metrics_reader, query("from"), query("to"), query("by")))
 
 
-@app.get("/v1/reports/programs/<program_id>")
+@admin.get("/v1/reports/programs/<program_id>")
 def program_metrics_report(program_id: str) -> Response:
-    require_bearer(app.current_event, admin_token.value())
-    query = app.current_event.get_query_string_value
+    query = admin.current_event.get_query_string_value
     known = list(programs_config.programs().programs)
     report = reports.program(metrics_reader, program_id, known, query("from"), query("to"), query("by"))
     return json_response(200, report)
+
+
+app.include_router(admin)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -13,6 +12,7 @@ from pydantic import Json
 
 from kindling.adapters.metrics_store import DynamoMetricsStore
 from kindling.kernel.bus import BusEnvelope
+from kindling.kernel.consumer import SqsConsumer
 from kindling.kernel.observability import logger, metrics
 from kindling.kernel.settings import MetricsSettings
 from kindling.metrics.counters import MetricsRecorder
@@ -26,7 +26,6 @@ settings = MetricsSettings()
 recorder = MetricsRecorder(
     DynamoMetricsStore(settings.table_name), timedelta(days=settings.attribution_window_days)
 )
-processor = BatchProcessor(event_type=EventType.SQS, model=MetricRecord)
 
 
 def record_handler(record: MetricRecord) -> None:
@@ -36,9 +35,10 @@ def record_handler(record: MetricRecord) -> None:
         metrics.add_metric(name="MetricEventDuplicates", unit=MetricUnit.Count, value=1)
 
 
+consumer = SqsConsumer(MetricRecord, record_handler)
+
+
 @logger.inject_lambda_context
 @metrics.log_metrics
 def lambda_handler(event: dict, context: LambdaContext) -> PartialItemFailureResponse:
-    return process_partial_response(
-        event=event, record_handler=record_handler, processor=processor, context=context
-    )
+    return consumer.process(event, context)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -12,6 +11,7 @@ from kindling.adapters.dynamo import DynamoLeadStore
 from kindling.adapters.eventbridge import EventBridgePublisher
 from kindling.kernel import clock
 from kindling.kernel.bus import BusEnvelope
+from kindling.kernel.consumer import SqsConsumer
 from kindling.kernel.observability import logger, metrics
 from kindling.kernel.settings import ProfilesSettings
 from kindling.leads.profiles import ProfileService
@@ -28,7 +28,6 @@ class WebEventRecord(SqsRecordModel):
 
 settings = ProfilesSettings()
 service = ProfileService(DynamoLeadStore(settings.table_name), EventBridgePublisher(settings.bus_name))
-processor = BatchProcessor(event_type=EventType.SQS, model=WebEventRecord)
 
 
 def record_handler(record: WebEventRecord) -> None:
@@ -39,9 +38,10 @@ def record_handler(record: WebEventRecord) -> None:
         metrics.add_metric(name="LeadsCreated", unit="Count", value=1)
 
 
+consumer = SqsConsumer(WebEventRecord, record_handler)
+
+
 @logger.inject_lambda_context
 @metrics.log_metrics
 def lambda_handler(event: dict, context: LambdaContext) -> PartialItemFailureResponse:
-    return process_partial_response(
-        event=event, record_handler=record_handler, processor=processor, context=context
-    )
+    return consumer.process(event, context)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -14,6 +13,7 @@ from pydantic import Json
 from kindling.adapters.wiring import program_service
 from kindling.kernel import clock
 from kindling.kernel.bus import BusEnvelope
+from kindling.kernel.consumer import SqsConsumer
 from kindling.kernel.observability import logger, metrics
 from kindling.kernel.settings import ProgramsSettings
 
@@ -24,7 +24,6 @@ class LeadChangeRecord(SqsRecordModel):
 
 settings = ProgramsSettings()
 service, config, _ = program_service(settings.table_name, settings.bus_name, settings.send_queue_url)
-processor = BatchProcessor(event_type=EventType.SQS, model=LeadChangeRecord)
 
 
 def record_handler(record: LeadChangeRecord) -> None:
@@ -52,10 +51,10 @@ def record_handler(record: LeadChangeRecord) -> None:
         metrics.add_metric(name="ProgramChanges", unit=MetricUnit.Count, value=len(changes))
 
 
+consumer = SqsConsumer(LeadChangeRecord, record_handler, config=(config,))
+
+
 @logger.inject_lambda_context
 @metrics.log_metrics
 def lambda_handler(event: dict, context: LambdaContext) -> PartialItemFailureResponse:
-    config.refresh()
-    return process_partial_response(
-        event=event, record_handler=record_handler, processor=processor, context=context
-    )
+    return consumer.process(event, context)

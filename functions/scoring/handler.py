@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -14,6 +13,7 @@ from kindling.adapters.eventbridge import EventBridgePublisher
 from kindling.adapters.score_store import DynamoScoreStore
 from kindling.kernel import clock
 from kindling.kernel.bus import BusEnvelope
+from kindling.kernel.consumer import SqsConsumer
 from kindling.kernel.observability import logger, metrics
 from kindling.kernel.settings import ScoringSettings
 from kindling.scoring.config import ScoringConfig
@@ -33,7 +33,6 @@ config = ConfigCache(DynamoConfigStore(settings.table_name), "scoring", ScoringC
 service = ScoringService(
     DynamoScoreStore(settings.table_name), config, EventBridgePublisher(settings.bus_name)
 )
-processor = BatchProcessor(event_type=EventType.SQS, model=ActivityRecord)
 
 
 def record_handler(record: ActivityRecord) -> None:
@@ -44,10 +43,10 @@ def record_handler(record: ActivityRecord) -> None:
             metrics.add_metric(name="MarketingQualifiedLeads", unit=MetricUnit.Count, value=1)
 
 
+consumer = SqsConsumer(ActivityRecord, record_handler, config=(config,))
+
+
 @logger.inject_lambda_context
 @metrics.log_metrics
 def lambda_handler(event: dict, context: LambdaContext) -> PartialItemFailureResponse:
-    config.refresh()  # the version in force, read once for the whole batch
-    return process_partial_response(
-        event=event, record_handler=record_handler, processor=processor, context=context
-    )
+    return consumer.process(event, context)

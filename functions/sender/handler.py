@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -17,6 +16,7 @@ from kindling.adapters.ses import SesMailer
 from kindling.email.render import LinkSigner
 from kindling.email.sender import EmailSender, SendRequest
 from kindling.kernel import clock
+from kindling.kernel.consumer import SqsConsumer
 from kindling.kernel.observability import logger, metrics
 from kindling.kernel.settings import SenderSettings
 
@@ -31,7 +31,6 @@ config = EmailConfig(settings.table_name)
 mailer = SesMailer(settings.configuration_set)
 publisher = EventBridgePublisher(settings.bus_name)
 link_secret = SecretsManagerSecret(settings.link_secret_arn)
-processor = BatchProcessor(event_type=EventType.SQS, model=SendRecord)
 
 
 def _sender() -> EmailSender:
@@ -54,10 +53,10 @@ def record_handler(record: SendRecord) -> None:
         )
 
 
+consumer = SqsConsumer(SendRecord, record_handler, config=(config,))
+
+
 @logger.inject_lambda_context
 @metrics.log_metrics
 def lambda_handler(event: dict, context: LambdaContext) -> PartialItemFailureResponse:
-    config.refresh()  # the config in force, read once for the whole batch
-    return process_partial_response(
-        event=event, record_handler=record_handler, processor=processor, context=context
-    )
+    return consumer.process(event, context)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -14,6 +13,7 @@ from kindling.adapters.eventbridge import EventBridgePublisher
 from kindling.email.ses_events import SesEvent, apply_ses_event
 from kindling.kernel import clock
 from kindling.kernel.bus import BusEnvelope
+from kindling.kernel.consumer import SqsConsumer
 from kindling.kernel.observability import logger, metrics
 from kindling.kernel.settings import SesEventsSettings
 
@@ -29,7 +29,6 @@ class SesRecord(SqsRecordModel):
 settings = SesEventsSettings()
 store = DynamoEmailStore(settings.table_name)
 publisher = EventBridgePublisher(settings.bus_name)
-processor = BatchProcessor(event_type=EventType.SQS, model=SesRecord)
 
 
 def record_handler(record: SesRecord) -> None:
@@ -37,9 +36,10 @@ def record_handler(record: SesRecord) -> None:
     metrics.add_metric(name=f"SesEvent_{outcome}", unit=MetricUnit.Count, value=1)
 
 
+consumer = SqsConsumer(SesRecord, record_handler)
+
+
 @logger.inject_lambda_context
 @metrics.log_metrics
 def lambda_handler(event: dict, context: LambdaContext) -> PartialItemFailureResponse:
-    return process_partial_response(
-        event=event, record_handler=record_handler, processor=processor, context=context
-    )
+    return consumer.process(event, context)

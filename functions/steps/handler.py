@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -11,6 +10,7 @@ from pydantic import BaseModel, Json
 
 from kindling.adapters.wiring import program_service
 from kindling.kernel import clock
+from kindling.kernel.consumer import SqsConsumer
 from kindling.kernel.observability import logger, metrics
 from kindling.kernel.settings import ProgramsSettings
 
@@ -27,7 +27,6 @@ class StepRecord(SqsRecordModel):
 
 settings = ProgramsSettings()
 service, config, _ = program_service(settings.table_name, settings.bus_name, settings.send_queue_url)
-processor = BatchProcessor(event_type=EventType.SQS, model=StepRecord)
 
 
 def record_handler(record: StepRecord) -> None:
@@ -36,10 +35,10 @@ def record_handler(record: StepRecord) -> None:
     metrics.add_metric(name=f"Step_{outcome}", unit=MetricUnit.Count, value=1)
 
 
+consumer = SqsConsumer(StepRecord, record_handler, config=(config,))
+
+
 @logger.inject_lambda_context
 @metrics.log_metrics
 def lambda_handler(event: dict, context: LambdaContext) -> PartialItemFailureResponse:
-    config.refresh()
-    return process_partial_response(
-        event=event, record_handler=record_handler, processor=processor, context=context
-    )
+    return consumer.process(event, context)

@@ -81,8 +81,14 @@ def build_layer(cache: Path, requirements: Path = REQUIREMENTS) -> Path:
         shutil.rmtree(partial, ignore_errors=True)
         raise LayerBuildError(f"pip could not build the layer from {requirements}:\n{result.stderr[-4000:]}")
     (partial / ".complete").write_text(" ".join(command) + "\n")
-    shutil.rmtree(target, ignore_errors=True)
-    partial.rename(target)
+    try:
+        partial.rename(target)
+    except OSError:
+        if (target / ".complete").is_file():  # built meanwhile by another process: use that one
+            shutil.rmtree(partial, ignore_errors=True)
+        else:  # left half-made by a build that was killed
+            shutil.rmtree(target, ignore_errors=True)
+            partial.rename(target)
     return target
 
 

@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import requests
+from playwright.sync_api import Browser, sync_playwright
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from kindling_ops.local.stack import free_port
@@ -201,3 +202,37 @@ def stack() -> Iterator[RunningStack]:
     sales.close()
     assert stop_stack(running) == 0, "\n".join(running.output[-30:])
     assert "stopped." in running.output[-1]
+
+
+# --- headless Chromium (Debian's package, driven by Playwright) ---------------------------------
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+#: Headless Chromium's own user agent says "HeadlessChrome", which the crawler list flags as a
+#: bot (test_headless_chromium_is_stored_but_flagged_as_a_bot shows that). The visitor tests
+#: browse as the desktop Chrome they stand in for, so their events count as a person's.
+DESKTOP_CHROME = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
+)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        message = f"{CHROMIUM} is missing: `make browser` installs Debian's chromium (needs root and apt)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()

@@ -8,40 +8,21 @@ that site's origin.
 from __future__ import annotations
 
 import json
-import os
 import re
 import threading
 import uuid
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-from playwright.sync_api import Browser, BrowserContext, Page, Request, Route, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, Request, Route
 
-from tests.e2e.conftest import ROOT, WRITE_KEY, RunningStack, start_stack, stop_stack
+from tests.e2e.conftest import DESKTOP_CHROME, ROOT, WRITE_KEY, RunningStack, start_stack, stop_stack
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-#: Headless Chromium's own user agent says "HeadlessChrome", which the crawler list flags as a
-#: bot (test_headless_chromium_is_stored_but_flagged_as_a_bot shows that). The visitor tests
-#: browse as the desktop Chrome they stand in for, so their events count as a person's.
-DESKTOP_CHROME = (
-    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"
-)
 README_HOST = "https://api.example.com"
 
 FORM = """
@@ -151,19 +132,6 @@ def tag_stack(site: Site) -> Iterator[RunningStack]:
     site.api = running.url
     yield running
     assert stop_stack(running) == 0, "\n".join(running.output[-30:])
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        message = f"{CHROMIUM} is missing: `make browser` installs Debian's chromium (needs root and apt)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
 
 
 @pytest.fixture

@@ -11,10 +11,11 @@ from typing import Any
 
 import pytest
 import requests
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
 from tests.e2e.conftest import (
     ADMIN_TOKEN,
+    DESKTOP_CHROME,
     ROOT,
     WRITE_KEY,
     RunningStack,
@@ -22,7 +23,6 @@ from tests.e2e.conftest import (
     stop_stack,
     weekday_morning,
 )
-from tests.e2e.test_browser_tag import CHROMIUM, CHROMIUM_ARGS, DESKTOP_CHROME
 
 pytestmark = pytest.mark.e2e
 
@@ -36,19 +36,6 @@ def report_stack() -> Iterator[RunningStack]:
     running = start_stack(start_at=weekday_morning(datetime.now(UTC)))
     yield running
     assert stop_stack(running) == 0, "\n".join(running.output[-30:])
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        message = f"{CHROMIUM} is missing: `make browser` installs Debian's chromium (needs root and apt)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
 
 
 def post(stack: RunningStack, path: str, body: dict[str, Any]) -> None:

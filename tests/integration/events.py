@@ -1,72 +1,17 @@
-"""Events as AWS builds them, and a stand-in Lambda context, for invoking real handlers."""
+"""What the tests that invoke real handlers share: events, context, credentials, a routed bus.
+
+The events and the context are ``kindling_ops.lambda_events``'s, under the names the tests use.
+"""
 
 from __future__ import annotations
 
 import base64
 import json
-from typing import Any
 
+from kindling_ops.lambda_events import LambdaContext as Context
+from kindling_ops.lambda_events import http_event
 
-class Context:
-    function_name = "test"
-    function_version = "$LATEST"
-    memory_limit_in_mb = 512
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:test"
-    aws_request_id = "req-1"
-    log_group_name = "/aws/lambda/test"
-    log_stream_name = "test"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 10_000
-
-
-def http_event(
-    method: str,
-    path: str,
-    *,
-    body: bytes | str | dict | None = None,
-    headers: dict[str, str] | None = None,
-    query: dict[str, str] | None = None,
-    path_parameters: dict[str, str] | None = None,
-    route: str | None = None,
-) -> dict[str, Any]:
-    """An API Gateway HTTP API (payload 2.0) event, as API Gateway builds it."""
-    if isinstance(body, dict):
-        body = json.dumps(body)
-    is_binary = isinstance(body, bytes)
-    event: dict[str, Any] = {
-        "version": "2.0",
-        "routeKey": f"{method} {route or path}",
-        "rawPath": path,
-        "rawQueryString": "&".join(f"{k}={v}" for k, v in (query or {}).items()),
-        "headers": {k.lower(): v for k, v in (headers or {}).items()},
-        "requestContext": {
-            "accountId": "123456789012",
-            "apiId": "api",
-            "domainName": "api.example.com",
-            "domainPrefix": "api",
-            "http": {
-                "method": method,
-                "path": path,
-                "protocol": "HTTP/1.1",
-                "sourceIp": "203.0.113.9",
-                "userAgent": (headers or {}).get("User-Agent", "test"),
-            },
-            "requestId": "r1",
-            "routeKey": f"{method} {route or path}",
-            "stage": "$default",
-            "time": "25/Nov/2026:09:30:00 +0000",
-            "timeEpoch": 1795599000000,
-        },
-        "isBase64Encoded": is_binary,
-    }
-    if body is not None:
-        event["body"] = base64.b64encode(body).decode() if isinstance(body, bytes) else body
-    if query:
-        event["queryStringParameters"] = query
-    if path_parameters:
-        event["pathParameters"] = path_parameters
-    return event
+__all__ = ["Context", "basic", "bus_routed_to_queue", "http_event"]
 
 
 def basic(username: str) -> str:

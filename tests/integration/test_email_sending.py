@@ -26,6 +26,7 @@ from kindling.leads.profiles import ProfileService
 from kindling.programs.due import release_due
 from kindling.tracking.segment import WebEvent
 from kindling_ops.config import documents, load
+from tests.fakes import RecordingPublisher
 
 CONFIG = documents(load(Path(__file__).resolve().parents[2] / "config"))
 WEDNESDAY_10AM_NEW_YORK = datetime(2026, 11, 25, 15, 0, tzinfo=UTC)
@@ -47,14 +48,6 @@ class CountingMailer:
         message_id = self.mailer.send(email)
         self.sent += 1
         return message_id
-
-
-class RecordingPublisher:
-    def __init__(self) -> None:
-        self.events: list[Any] = []
-
-    def publish(self, events: Any) -> None:
-        self.events.extend(events)
 
 
 @pytest.fixture
@@ -373,8 +366,8 @@ def test_the_sender_handler_keeps_the_reason_of_a_failing_send_for_the_dead_lett
     from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
     from kindling.kernel import clock
+    from kindling_ops.lambda_events import sqs_record
     from tests.integration.events import Context
-    from tests.integration.test_handlers import sqs_record
 
     class ThrottledSes:
         def send(self, email: Any) -> str:
@@ -410,8 +403,8 @@ def test_the_sender_handler_keeps_the_reason_of_a_failing_send_for_the_dead_lett
 
 
 def test_the_ses_events_handler_applies_an_eventbridge_envelope_from_its_queue(world, load_handler) -> None:
+    from kindling_ops.lambda_events import sqs_record
     from tests.integration.events import Context
-    from tests.integration.test_handlers import sqs_record
 
     lead_id = new_lead(world["table"])
     send = request(lead_id)

@@ -13,6 +13,7 @@ import pytest
 
 from kindling.adapters.dynamo import DynamoLeadStore
 from kindling.kernel import clock
+from kindling_ops.lambda_events import sqs_record
 from tests.integration.conftest import ADMIN
 from tests.integration.events import Context, basic, bus_routed_to_queue, http_event
 
@@ -128,25 +129,6 @@ def test_the_pixel_answers_a_gif_and_records_the_open(capture, bus_with_queue) -
     assert envelope["detail"]["properties"] == {"email": "welcome-1"}
 
 
-def sqs_record(body: str, message_id: str) -> dict[str, Any]:
-    return {
-        "messageId": message_id,
-        "receiptHandle": f"rh-{message_id}",
-        "body": body,
-        "attributes": {
-            "ApproximateReceiveCount": "1",
-            "SentTimestamp": "1795599000000",
-            "SenderId": "AIDAEXAMPLE",
-            "ApproximateFirstReceiveTimestamp": "1795599000100",
-        },
-        "messageAttributes": {},
-        "md5OfBody": "",
-        "eventSource": "aws:sqs",
-        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:profiles",
-        "awsRegion": "us-east-1",
-    }
-
-
 def envelope(detail: dict[str, Any]) -> str:
     return json.dumps(
         {
@@ -203,6 +185,39 @@ def test_the_leads_api_requires_the_admin_token(leads_api) -> None:
             route="/v1/leads/{lead_id}",
         )
         assert leads_api.lambda_handler(event, Context())["statusCode"] == 401
+
+
+def _leads_api_routes() -> list[tuple[str, str]]:
+    """Every route the template gives the admin API function, as (method, path)."""
+    from samtranslator.yaml_helper import yaml_parse
+
+    from tests.conftest import ROOT
+
+    template = yaml_parse((ROOT / "template.yaml").read_text())
+    events = template["Resources"]["LeadsApiFunction"]["Properties"]["Events"]
+    return [(e["Properties"]["Method"], e["Properties"]["Path"]) for e in events.values()]
+
+
+PUBLIC_PAGES = {("GET", "/v1/reports")}
+
+
+@pytest.mark.parametrize(("method", "route"), _leads_api_routes())
+def test_every_admin_route_refuses_a_request_without_the_token_and_only_the_page_shell_is_public(
+    leads_api, method: str, route: str
+) -> None:
+    path = route.replace("{lead_id}", "ld_x").replace("{program_id}", "welcome")
+    parameters = (
+        {"lead_id": "ld_x"}
+        if "{lead_id}" in route
+        else {"program_id": "welcome"}
+        if "{program_id}" in route
+        else None
+    )
+    event = http_event(
+        method, path, body={} if method == "POST" else None, path_parameters=parameters, route=route
+    )
+    status = leads_api.lambda_handler(event, Context())["statusCode"]
+    assert status == (200 if (method, route) in PUBLIC_PAGES else 401)
 
 
 def test_the_leads_api_answers_404_for_an_unknown_lead(leads_api) -> None:

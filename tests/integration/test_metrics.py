@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+from kindling_ops.lambda_events import sqs_record
 from tests.integration.conftest import ADMIN
 from tests.integration.events import Context, http_event
-from tests.integration.test_handlers import sqs_record
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 LEAD = "ld_metrics1"

@@ -11,8 +11,8 @@ from typing import Any
 from kindling.adapters.metrics_store import DynamoMetricsStore
 from kindling.metrics.counters import FunnelKey, MetricEvent
 from kindling.metrics.rebuild import rebuild_metrics
+from kindling_ops.lambda_events import sqs_record
 from tests.integration.events import Context, http_event
-from tests.integration.test_handlers import sqs_record
 from tests.integration.test_metrics import ADMIN
 from tests.unit.test_metrics import event_stream, lead_contexts, on_the_bus
 

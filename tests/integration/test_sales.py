@@ -19,6 +19,7 @@ from kindling.leads.profiles import ProfileService
 from kindling.programs.service import ProgramService
 from kindling.tracking.segment import WebEvent
 from kindling_ops.config import documents, load
+from tests.fakes import RecordingPublisher, RecordingQueue
 
 CONFIG = documents(load(Path(__file__).resolve().parents[2] / "config"))
 POLICY = {
@@ -29,20 +30,6 @@ POLICY = {
 T0 = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)  # a Monday
 
 
-class Recorder:
-    def __init__(self) -> None:
-        self.items: list[Any] = []
-
-    def publish(self, events: Any) -> None:
-        self.items.extend(events)
-
-    def send_all(self, bodies: Any) -> None:
-        self.items.extend(bodies)
-
-    def of(self, detail_type: str) -> list[dict[str, Any]]:
-        return [e.detail for e in self.items if getattr(e, "detail_type", None) == detail_type]
-
-
 @pytest.fixture
 def world(table: str) -> dict[str, Any]:
     store = DynamoConfigStore(table)
@@ -51,7 +38,7 @@ def world(table: str) -> dict[str, Any]:
     store.apply("crm", POLICY, T0)
     programs_config, policy = ProgramsConfig(table), CrmPolicy(table)
     policy.refresh()
-    bus, sends = Recorder(), Recorder()
+    bus, sends = RecordingPublisher(), RecordingQueue()
     programs = ProgramService(
         DynamoProgramStore(table, decay=programs_config.decay),
         programs_config,
@@ -127,7 +114,7 @@ def test_a_sales_stage_starts_a_quiet_period_that_holds_programs(world) -> None:
     assert lead is not None and lead.quiet and lead.stage == "sql"
     assert statuses(world, lead_id)["welcome-series"] in ("held", "exited")
     assert "Quiet Period Started" in timeline(world, lead_id)
-    assert [d["to"] for d in world["bus"].of("lead.stage_changed")] == ["sql"]
+    assert [d["to"] for d in world["bus"].of_type("lead.stage_changed")] == ["sql"]
 
 
 def test_leaving_sales_stages_ends_the_quiet_period_and_resumes_programs(world) -> None:
@@ -164,7 +151,7 @@ def test_silence_beyond_the_policy_reactivates_the_lead_and_tells_the_owner(worl
     lead = DynamoLeadStore(world["table"]).get(lead_id)
     assert lead is not None and not lead.quiet
     assert statuses(world, lead_id).get("reactivation") in ("active", "waiting")
-    [notice] = world["bus"].of("lead.notify_sales")
+    [notice] = world["bus"].of_type("lead.notify_sales")
     assert "no sales activity or engagement for 21 days in stage sql" in notice["message"]
     assert "Reactivated" in timeline(world, lead_id)
 
@@ -178,7 +165,7 @@ def test_closed_lost_recycles_the_lead_after_cooling_off(world) -> None:
     world["sales"].sweep(T0 + timedelta(days=30, hours=1))
     lead = DynamoLeadStore(world["table"]).get(lead_id)
     assert lead is not None and lead.stage == "recycled"
-    assert [d["to"] for d in world["bus"].of("lead.stage_changed")] == ["closed_lost", "recycled"]
+    assert [d["to"] for d in world["bus"].of_type("lead.stage_changed")] == ["closed_lost", "recycled"]
 
 
 def test_an_unknown_crm_stage_is_kept_and_reported_not_guessed(world) -> None:

@@ -13,32 +13,17 @@ import pytest
 from kindling.adapters.config_store import ConfigCache, DynamoConfigStore
 from kindling.adapters.dynamo import DynamoLeadStore
 from kindling.adapters.score_store import DynamoScoreStore
-from kindling.kernel.bus import BusEvent
 from kindling.kernel.errors import NotFound
 from kindling.leads.profiles import ProfileService
 from kindling.scoring.config import ScoringConfig
 from kindling.scoring.service import LeadActivity, ScoringService
 from kindling.tracking.segment import WebEvent
 from kindling_ops.config import documents, load
+from tests.fakes import RecordingPublisher
 
 SHIPPED = documents(load(Path(__file__).resolve().parents[2] / "config"))["scoring.yaml"]
 VP = {"email": "vp@acme.io", "title": "VP Marketing", "industry": "SaaS", "company_size": 300}
 _ids = itertools.count()
-
-
-class RecordingPublisher:
-    def __init__(self, fail_times: int = 0) -> None:
-        self.events: list[BusEvent] = []
-        self.fail_times = fail_times
-
-    def publish(self, events: Any) -> None:
-        if self.fail_times:
-            self.fail_times -= 1
-            raise RuntimeError("bus down")
-        self.events.extend(events)
-
-    def of_type(self, detail_type: str) -> list[dict[str, Any]]:
-        return [e.detail for e in self.events if e.detail_type == detail_type]
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from kindling.leads.profiles import ProfileService
 from kindling.programs.due import release_due
 from kindling.programs.service import ProgramService
 from kindling.tracking.segment import WebEvent
+from tests.fakes import NullPublisher, NullQueue, RecordingPublisher
 
 T0 = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)
 SEGMENTS = {
@@ -37,18 +38,13 @@ PROGRAMS = {
 }
 
 
-class Nothing:
-    def publish(self, events: Any) -> None: ...
-    def send_all(self, bodies: Any) -> None: ...
-
-
 def test_a_did_in_the_last_n_days_segment_is_entered_then_left_as_time_passes(table: str) -> None:
     config = DynamoConfigStore(table)
     config.apply("segments", SEGMENTS, T0)
     config.apply("programs", PROGRAMS, T0)
     programs_config = ProgramsConfig(table)
     store = DynamoProgramStore(table, event_window_days=programs_config.event_window_days)
-    service = ProgramService(store, programs_config, Nothing(), Nothing(), sleep=lambda s: None)
+    service = ProgramService(store, programs_config, NullQueue(), NullPublisher(), sleep=lambda s: None)
     profiles = ProfileService(DynamoLeadStore(table))
     user = f"u-{uuid.uuid4().hex[:6]}"
 
@@ -87,14 +83,6 @@ def test_a_did_in_the_last_n_days_segment_is_entered_then_left_as_time_passes(ta
     assert left == ["left segment webinar-fans"]
 
 
-class Recorded(Nothing):
-    def __init__(self) -> None:
-        self.events: list[Any] = []
-
-    def publish(self, events: Any) -> None:
-        self.events.extend(events)
-
-
 def test_a_program_moving_a_stage_tells_the_bus_like_any_other_stage_move(table: str) -> None:
     promote = {
         "programs": {
@@ -107,9 +95,9 @@ def test_a_program_moving_a_stage_tells_the_bus_like_any_other_stage_move(table:
         }
     }
     DynamoConfigStore(table).apply("programs", promote, T0)
-    bus = Recorded()
+    bus = RecordingPublisher()
     service = ProgramService(
-        DynamoProgramStore(table), ProgramsConfig(table), Nothing(), bus, sleep=lambda s: None
+        DynamoProgramStore(table), ProgramsConfig(table), NullQueue(), bus, sleep=lambda s: None
     )
     event = WebEvent(
         message_id=uuid.uuid4().hex,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,9 +14,9 @@ from pydantic import ValidationError
 
 from kindling.crm import events, generic, hubspot, pipedrive, salesforce
 from kindling.crm.config import CrmConfig
-from kindling.kernel.bus import BusEvent
 from kindling.kernel.errors import InvalidInput, Unauthorized
 from kindling_ops.config import ConfigError, load_file
+from tests.fakes import FakeLedger, RecordingPublisher
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = load_file(ROOT / "config" / "crm.yaml", CrmConfig)
@@ -195,7 +194,7 @@ def test_a_hubspot_owner_change_becomes_owner_assigned() -> None:
 def test_an_unknown_stage_is_kept_and_reported_never_guessed() -> None:
     [event] = from_hubspot(deal_stage("1234567"))[0].events
     assert (event.crm_stage, event.lifecycle_stage, event.stage_known) == ("1234567", None, False)
-    receipt = events.receive(from_hubspot(deal_stage("1234567")), FakeLedger(), FakePublisher(), NOW)
+    receipt = events.receive(from_hubspot(deal_stage("1234567")), FakeLedger(), RecordingPublisher(), NOW)
     assert receipt.unknown_stages == [event]
 
 
@@ -821,33 +820,8 @@ def test_a_bad_generic_body_names_the_field(payload: Any, problem: str) -> None:
 # --- receiving -------------------------------------------------------------------------------------
 
 
-@dataclass
-class FakeLedger:
-    records: dict[tuple[str, str], list[str]] = field(default_factory=dict)
-
-    def seen(self, provider: str, delivery_ids: Any) -> set[str]:
-        return {i for i in delivery_ids if (provider, i) in self.records}
-
-    def record(self, provider: str, delivery_id: str, digest: str, event_ids: Any, now: datetime) -> bool:
-        if (provider, delivery_id) in self.records:
-            return False
-        self.records[(provider, delivery_id)] = list(event_ids)
-        return True
-
-
-@dataclass
-class FakePublisher:
-    fail: bool = False
-    events: list[BusEvent] = field(default_factory=list)
-
-    def publish(self, events: Any) -> None:
-        if self.fail:
-            raise RuntimeError("bus down")
-        self.events.extend(events)
-
-
 def test_a_delivery_is_published_once_however_often_it_arrives() -> None:
-    ledger, publisher = FakeLedger(), FakePublisher()
+    ledger, publisher = FakeLedger(), RecordingPublisher()
     batch = from_hubspot(
         deal_stage(), deal_stage(attemptNumber=1), deal_stage(eventId=101, propertyValue="closedwon")
     )
@@ -862,14 +836,14 @@ def test_a_delivery_is_published_once_however_often_it_arrives() -> None:
 def test_nothing_is_remembered_when_the_bus_fails_so_the_retry_publishes() -> None:
     ledger = FakeLedger()
     with pytest.raises(RuntimeError):
-        events.receive(from_hubspot(deal_stage()), ledger, FakePublisher(fail=True), NOW)
+        events.receive(from_hubspot(deal_stage()), ledger, RecordingPublisher(fail_times=1), NOW)
     assert ledger.records == {}
-    publisher = FakePublisher()
+    publisher = RecordingPublisher()
     assert events.receive(from_hubspot(deal_stage()), ledger, publisher, NOW).summary()["published"] == 1
 
 
 def test_ignored_deliveries_publish_and_record_nothing() -> None:
-    ledger, publisher = FakeLedger(), FakePublisher()
+    ledger, publisher = FakeLedger(), RecordingPublisher()
     receipt = events.receive(
         from_hubspot(deal_stage(subscriptionType="deal.deletion")), ledger, publisher, NOW
     )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -21,6 +20,7 @@ from kindling.webhooks.standard import (
     sign,
     verify,
 )
+from tests.fakes import FakeTransport
 
 # The Standard Webhooks specification's published test vector.
 SPEC_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -315,29 +315,6 @@ def test_a_webhook_id_must_be_able_to_travel_in_a_header(webhook_id: str) -> Non
 
 
 # --- deliver ---------------------------------------------------------------------------------
-
-
-@dataclass
-class Post:
-    url: str
-    body: bytes
-    headers: dict[str, str]
-    timeout: float
-
-
-@dataclass
-class FakeTransport:
-    """Answers each POST with the next status (or raises it), and keeps what it was sent."""
-
-    answers: list[int | Exception]
-    posts: list[Post] = field(default_factory=list)
-
-    def post(self, url: str, body: bytes, headers: dict[str, str], timeout: float) -> int:
-        self.posts.append(Post(url, body, dict(headers), timeout))
-        answer = self.answers.pop(0)
-        if isinstance(answer, Exception):
-            raise answer
-        return answer
 
 
 WEBHOOK = OutboundWebhook(id="handoff-lead-42", url=TOKEN_URL, payload={"lead": {"email": "ada@example.com"}})

@@ -10,15 +10,14 @@ import base64
 import json
 import re
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
-from kindling_ops.local.template import ACCOUNT, Template
+from kindling_ops.lambda_events import http_event
+from kindling_ops.local.template import Template
 
 
 @dataclass(frozen=True)
@@ -55,61 +54,35 @@ def routes(template: Template) -> list[Route]:
     return sorted(found, key=lambda r: r.specificity)
 
 
-def _body(request: Request) -> tuple[str, bool]:
+def _body(request: Request) -> bytes | str | None:
+    """The body as text, or as bytes (sent base64-encoded) when it is compressed or not UTF-8."""
     raw = request.get_data(cache=False)
     if not raw:
-        return "", False
+        return None
     if request.headers.get("Content-Encoding"):
-        return base64.b64encode(raw).decode(), True
+        return raw
     try:
-        return raw.decode("utf-8"), False
+        return raw.decode("utf-8")
     except UnicodeDecodeError:
-        return base64.b64encode(raw).decode(), True
+        return raw
 
 
 def to_event(request: Request, route: Route, path_parameters: dict[str, str]) -> dict[str, Any]:
     """The event API Gateway would hand the function (payload format 2.0)."""
-    headers: dict[str, str] = {}
-    for name, value in request.headers.items():
-        key = name.lower()
-        headers[key] = f"{headers[key]},{value}" if key in headers and key != "cookie" else value
-    cookies = [c.strip() for c in headers.pop("cookie", "").split(";") if c.strip()]
-    now = datetime.now(UTC)
-    body, is_base64 = _body(request)
-    event: dict[str, Any] = {
-        "version": "2.0",
-        "routeKey": f"{route.method} {route.path}",
-        "rawPath": request.path,
-        "rawQueryString": request.query_string.decode("latin-1"),
-        "headers": headers,
-        "requestContext": {
-            "accountId": ACCOUNT,
-            "apiId": "local",
-            "domainName": request.host,
-            "domainPrefix": request.host.split(".")[0],
-            "http": {
-                "method": request.method,
-                "path": request.path,
-                "protocol": request.environ.get("SERVER_PROTOCOL", "HTTP/1.1"),
-                "sourceIp": request.remote_addr or "127.0.0.1",
-                "userAgent": request.headers.get("User-Agent", ""),
-            },
-            "requestId": str(uuid.uuid4()),
-            "routeKey": f"{route.method} {route.path}",
-            "stage": "$default",
-            "time": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
-            "timeEpoch": int(time.time() * 1000),
-        },
-        "body": body,
-        "isBase64Encoded": is_base64,
-    }
-    if cookies:
-        event["cookies"] = cookies
-    if request.args:
-        event["queryStringParameters"] = {k: ",".join(request.args.getlist(k)) for k in request.args}
-    if path_parameters:
-        event["pathParameters"] = path_parameters
-    return event
+    return http_event(
+        request.method,
+        request.path,
+        body=_body(request),
+        headers=request.headers.items(),
+        query={k: request.args.getlist(k) for k in request.args},
+        raw_query=request.query_string.decode("latin-1"),
+        path_parameters=path_parameters,
+        route_key=f"{route.method} {route.path}",
+        source_ip=request.remote_addr or "127.0.0.1",
+        api_id="local",
+        domain_name=request.host,
+        protocol=request.environ.get("SERVER_PROTOCOL", "HTTP/1.1"),
+    )
 
 
 def to_response(result: Any) -> Response:

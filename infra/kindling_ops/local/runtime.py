@@ -12,36 +12,13 @@ import importlib.util
 import os
 import sys
 import threading
-import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from kindling_ops.local.template import ACCOUNT, REGION, FunctionSpec
-
-
-@dataclass
-class LambdaContext:
-    function_name: str
-    timeout_seconds: int
-    aws_request_id: str
-    function_version: str = "$LATEST"
-    memory_limit_in_mb: int = 512
-    log_group_name: str = "/aws/lambda/local"
-    log_stream_name: str = "local"
-
-    def __post_init__(self) -> None:
-        self._deadline = time.monotonic() + self.timeout_seconds
-
-    @property
-    def invoked_function_arn(self) -> str:
-        return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{self.function_name}"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(int((self._deadline - time.monotonic()) * 1000), 0)
+from kindling_ops.lambda_events import LambdaContext
+from kindling_ops.local.template import FunctionSpec
 
 
 class LocalRuntime:
@@ -90,6 +67,6 @@ class LocalRuntime:
     def invoke(self, logical_id: str, event: dict[str, Any]) -> Any:
         handler = self.load(logical_id)
         spec = self.specs[logical_id]
-        context = LambdaContext(spec.name, spec.timeout, str(uuid.uuid4()))
+        context = LambdaContext(spec.name, spec.timeout)
         with self.lock, self._environment(spec):
             return handler(event, context)

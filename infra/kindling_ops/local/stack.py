@@ -31,6 +31,7 @@ from kindling_ops.config import ConfigError
 from kindling_ops.config import apply as apply_config
 from kindling_ops.config import documents as config_documents
 from kindling_ops.config import load as load_config
+from kindling_ops.lambda_events import scheduled_event, sqs_event, sqs_record_of
 from kindling_ops.local.aws import EmbeddedAws
 from kindling_ops.local.gateway import Gateway
 from kindling_ops.local.provision import provision
@@ -142,6 +143,9 @@ class ScheduledInvocation:
     payload: dict[str, Any]
     last_checked: datetime
     anchor: datetime
+    #: Its name in AWS: an EventBridge Scheduler schedule's, or a rule's when ``rule`` (SAM's ``Schedule``).
+    aws_name: str = ""
+    rule: bool = False
 
 
 @dataclass
@@ -314,8 +318,18 @@ class LocalStack:
                     except ScheduleError as exc:
                         raise TemplateError(f"{spec.logical_id}.{event_name}: {exc}") from exc
                     payload = json.loads(props["Input"]) if props.get("Input") else {}
+                    aws_name = f"{self.template.stack_name}-{spec.logical_id}-{event_name}"[:64]
                     self._schedules.append(
-                        ScheduledInvocation(spec.logical_id, event_name, schedule, payload, now, now)
+                        ScheduledInvocation(
+                            spec.logical_id,
+                            event_name,
+                            schedule,
+                            payload,
+                            now,
+                            now,
+                            aws_name=aws_name,
+                            rule=kind == "Schedule",
+                        )
                     )
                     self.say(f"  schedule {expression} -> {spec.logical_id}")
 
@@ -370,7 +384,7 @@ class LocalStack:
         return True
 
     def _invoke_batch(self, subscription: Subscription, messages: list[dict[str, Any]]) -> set[str]:
-        event = {"Records": [self._sqs_record(subscription, m) for m in messages]}
+        event = sqs_event(sqs_record_of(m, subscription.queue_arn) for m in messages)
         try:
             result = self.runtime.invoke(subscription.function, event)
         except Exception as exc:
@@ -379,32 +393,6 @@ class LocalStack:
         if subscription.report_failures and isinstance(result, dict):
             return {f["itemIdentifier"] for f in result.get("batchItemFailures") or []}
         return set()
-
-    @staticmethod
-    def _sqs_record(subscription: Subscription, message: dict[str, Any]) -> dict[str, Any]:
-        attributes = {
-            "messageAttributes": {
-                name: {
-                    "stringValue": value.get("StringValue"),
-                    "binaryValue": value.get("BinaryValue"),
-                    "stringListValues": [],
-                    "binaryListValues": [],
-                    "dataType": value.get("DataType"),
-                }
-                for name, value in (message.get("MessageAttributes") or {}).items()
-            }
-        }
-        return {
-            "messageId": message["MessageId"],
-            "receiptHandle": message["ReceiptHandle"],
-            "body": message["Body"],
-            "attributes": message.get("Attributes", {}),
-            **attributes,
-            "md5OfBody": message.get("MD5OfBody", ""),
-            "eventSource": "aws:sqs",
-            "eventSourceARN": subscription.queue_arn,
-            "awsRegion": REGION,
-        }
 
     def settle(self, timeout: float = 15.0) -> dict[str, int]:
         """Wait until every queue a function reads is empty; what is still pending if not."""
@@ -443,15 +431,7 @@ class LocalStack:
                 item.last_checked = now
                 if fired is None:
                     continue
-                event = (
-                    {**item.payload}
-                    if item.payload
-                    else {
-                        "source": "kindling.local.scheduler",
-                        "detail-type": "Scheduled Event",
-                        "time": kindling_clock.isoformat(fired),
-                    }
-                )
+                event = dict(item.payload or scheduled_event(item.aws_name, fired, rule=item.rule))
                 try:
                     self.runtime.invoke(item.function, event)
                     ran.append(f"{item.function}.{item.name}")

@@ -28,15 +28,7 @@ def _key(kind: str, sort: str) -> dict[str, Any]:
     return {"PK": {"S": f"CONFIG#{kind}"}, "SK": {"S": sort}}
 
 
-class DynamoConfigStore:
-    def __init__(self, table_name: str, client: Any = None) -> None:
-        self._table = table_name
-        self._client = client
-
-    @property
-    def client(self) -> Any:
-        return self._client or aws.client("dynamodb")
-
+class DynamoConfigStore(aws.TableAdapter):
     def current_version(self, kind: str) -> int | None:
         item = self.client.get_item(
             TableName=self._table, Key=_key(kind, "CURRENT"), ConsistentRead=True
@@ -91,7 +83,7 @@ class DynamoConfigStore:
         except ClientError as exc:
             if aws.error_code(exc) == "TransactionCanceledException":
                 raise Conflict(f"another {kind} config was applied at the same time; apply again") from exc
-            raise
+            raise aws.translate(exc, "config: apply") from exc
         return version, True
 
 

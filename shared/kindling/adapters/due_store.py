@@ -23,7 +23,7 @@ def _hour_key(hour: datetime, lane: str = "") -> str:
     return f"DUEAT#{lane + '#' if lane else ''}{hour_of(hour).strftime('%Y-%m-%dT%H')}"
 
 
-class DynamoDueStore:
+class DynamoDueStore(aws.TableAdapter):
     """One lane of due work; each lane has its own hour buckets and its own cursor.
 
     The minute tick reads the default lane; the daily sweep reads the "daily" lane, so
@@ -31,13 +31,8 @@ class DynamoDueStore:
     """
 
     def __init__(self, table_name: str, client: Any = None, lane: str = "") -> None:
-        self._table = table_name
-        self._client = client
+        super().__init__(table_name, client)
         self._lane = lane
-
-    @property
-    def client(self) -> Any:
-        return self._client or aws.client("dynamodb")
 
     def item(self, item: DueItem) -> dict[str, Any]:
         return {
@@ -74,7 +69,7 @@ class DynamoDueStore:
             )
         except ClientError as exc:
             if aws.error_code(exc) != "ConditionalCheckFailedException":
-                raise
+                raise aws.translate(exc, "due work: lower cursor") from exc
 
     def _cursor_key(self) -> dict[str, Any]:
         return {"PK": {"S": f"TICK#due{self._lane}"}, "SK": {"S": "TICK"}}
@@ -131,4 +126,4 @@ class DynamoDueStore:
             )
         except ClientError as exc:
             if aws.error_code(exc) != "ConditionalCheckFailedException":
-                raise
+                raise aws.translate(exc, "due work: move cursor") from exc

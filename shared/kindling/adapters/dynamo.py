@@ -62,15 +62,6 @@ def from_item(item: dict[str, Any]) -> dict[str, Any]:
     return {k: _plain(_deserializer.deserialize(v)) for k, v in item.items()}
 
 
-def _translate(exc: ClientError) -> Exception:
-    code = aws.error_code(exc)
-    if code == "ConditionalCheckFailedException":
-        return Conflict(str(exc))
-    if code in aws.THROTTLING_CODES or code == "TransactionConflictException":
-        return Retryable(code)
-    return exc
-
-
 def lead_key(lead_id: str) -> dict[str, Any]:
     return {"PK": {"S": f"LEAD#{lead_id}"}, "SK": {"S": "PROFILE"}}
 
@@ -83,15 +74,7 @@ def timeline_sk(entry: TimelineEntry) -> str:
     return f"EVT#{isoformat(entry.timestamp)}#{entry.message_id}"
 
 
-class DynamoLeadStore:
-    def __init__(self, table_name: str, client: Any = None) -> None:
-        self._table = table_name
-        self._client = client
-
-    @property
-    def client(self) -> Any:
-        return self._client or aws.client("dynamodb")
-
+class DynamoLeadStore(aws.TableAdapter):
     # --- reads -----------------------------------------------------------------
     def owners(self, identities: Sequence[Identity]) -> dict[Identity, str]:
         """One consistent BatchGetItem for all the identities an event names."""
@@ -111,7 +94,7 @@ class DynamoLeadStore:
             try:
                 response = self.client.batch_get_item(RequestItems=request)
             except ClientError as exc:
-                raise _translate(exc) from exc
+                raise aws.translate(exc, "a lead") from exc
             for item in response.get("Responses", {}).get(self._table, []):
                 found[by_key[item["PK"]["S"]]] = item["lead_id"]["S"]
             request = response.get("UnprocessedKeys") or {}
@@ -148,7 +131,7 @@ class DynamoLeadStore:
         try:
             response = self.client.get_item(**kwargs)
         except ClientError as exc:
-            raise _translate(exc) from exc
+            raise aws.translate(exc, "a lead") from exc
         item = response.get("Item")
         return from_item(item) if item else None
 
@@ -189,7 +172,7 @@ class DynamoLeadStore:
                 ExpressionAttributeValues={":me": {"S": lead_id}},
             )
         except ClientError as exc:
-            raise _translate(exc) from exc
+            raise aws.translate(exc, "a lead") from exc
 
     def append(self, lead_id: str, entry: TimelineEntry, change: ProfileChange) -> None:
         names: dict[str, str] = {}
@@ -272,7 +255,7 @@ class DynamoLeadStore:
             )
         except ClientError as exc:
             if aws.error_code(exc) != "ConditionalCheckFailedException":
-                raise _translate(exc) from exc
+                raise aws.translate(exc, "a lead") from exc
 
     def mark_merged(self, lead_id: str, into: str) -> None:
         try:
@@ -286,7 +269,7 @@ class DynamoLeadStore:
                 ExpressionAttributeValues={":into": {"S": into}},
             )
         except ClientError as exc:
-            raise _translate(exc) from exc
+            raise aws.translate(exc, "a lead") from exc
 
     def repoint(self, identity: Identity, from_lead: str, to_lead: str) -> None:
         try:
@@ -299,7 +282,7 @@ class DynamoLeadStore:
             )
         except ClientError as exc:
             if aws.error_code(exc) != "ConditionalCheckFailedException":
-                raise _translate(exc) from exc
+                raise aws.translate(exc, "a lead") from exc
 
     def move_timeline(self, from_lead: str, to_lead: str) -> None:
         """Copy each entry first and delete it after, so a crash between them loses nothing."""
@@ -352,7 +335,7 @@ class DynamoLeadStore:
             )
         except ClientError as exc:
             if aws.error_code(exc) != "ConditionalCheckFailedException":
-                raise _translate(exc) from exc
+                raise aws.translate(exc, "a lead") from exc
         if other.last_activity_at is not None:
             self.touch(lead_id, other.last_activity_at)
 
@@ -360,12 +343,10 @@ class DynamoLeadStore:
         try:
             self.client.transact_write_items(TransactItems=actions)
         except ClientError as exc:
-            if aws.error_code(exc) == "TransactionCanceledException":
-                reasons = [r.get("Code", "None") for r in exc.response.get("CancellationReasons", [])]
-                if any(code in ("TransactionConflict", "ThrottlingError") for code in reasons):
-                    raise Conflict("a concurrent write touched the same items") from exc
-                raise _Cancelled(reasons) from exc
-            raise _translate(exc) from exc
+            translated = aws.translate(exc, "a lead: transaction")
+            if isinstance(translated, Conflict):  # a condition of ours: the caller asks which one
+                raise _Cancelled(aws.cancellation_reasons(exc)) from exc
+            raise translated from exc
 
 
 class _Cancelled(Conflict):

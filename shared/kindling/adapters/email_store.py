@@ -48,16 +48,11 @@ def email_entry(request: SendRequest, what: str, now: datetime, **properties: An
     )
 
 
-class DynamoEmailStore:
+class DynamoEmailStore(aws.TableAdapter):
     def __init__(self, table_name: str, client: Any = None) -> None:
-        self._table = table_name
-        self._client = client
+        super().__init__(table_name, client)
         self._leads = DynamoLeadStore(table_name, client)
         self._due = DynamoDueStore(table_name, client)
-
-    @property
-    def client(self) -> Any:
-        return self._client or aws.client("dynamodb")
 
     def _get(self, key: dict[str, Any]) -> dict[str, Any] | None:
         item = self.client.get_item(TableName=self._table, Key=key, ConsistentRead=True).get("Item")
@@ -111,7 +106,7 @@ class DynamoEmailStore:
         except ClientError as exc:
             if aws.error_code(exc) == "ConditionalCheckFailedException":
                 raise Conflict(f"send {request.send_id} was claimed meanwhile") from exc
-            raise
+            raise aws.translate(exc, "a send: claim") from exc
         return attempt
 
     def release(self, send_id: str, attempt: int) -> None:
@@ -131,7 +126,7 @@ class DynamoEmailStore:
             )
         except ClientError as exc:
             if aws.error_code(exc) != "ConditionalCheckFailedException":
-                raise
+                raise aws.translate(exc, "a send: release") from exc
 
     def mark_sent(self, request: SendRequest, lead_id: str, ses_message_id: str, now: datetime) -> None:
         self.client.transact_write_items(
@@ -306,7 +301,7 @@ class DynamoEmailStore:
             )
         except ClientError as exc:
             if aws.error_code(exc) != "ConditionalCheckFailedException":
-                raise
+                raise aws.translate(exc, "a send: update lead") from exc
 
     def add_timeline(self, lead_id: str, entry: TimelineEntry) -> None:
         self.client.transact_write_items(TransactItems=[timeline_put(self._table, lead_id, entry)])
@@ -344,7 +339,7 @@ def _refused_by_condition(exc: ClientError) -> None:
     message must be retried, or the work would be lost.
     """
     if aws.error_code(exc) == "TransactionCanceledException":
-        reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
+        reasons = aws.cancellation_reasons(exc)
         if reasons and reasons[0] == "ConditionalCheckFailed":
             return
         raise Retryable(f"DynamoDB cancelled the write: {reasons}") from exc

@@ -91,17 +91,12 @@ def listed_keys(increments: Iterable[Increment]) -> list[CounterKey | FunnelKey]
     return sorted(keys, key=lambda k: (k.kind, k.id))
 
 
-class DynamoMetricsStore:
+class DynamoMetricsStore(aws.TableAdapter):
     def __init__(self, table_name: str, client: Any = None, clock_seconds: Any = None) -> None:
-        self._table = table_name
-        self._client = client
+        super().__init__(table_name, client)
         self._now = clock_seconds
         self._logged_days: set[str] = set()
         self._listed_keys: set[tuple[int, str, str]] = set()
-
-    @property
-    def client(self) -> Any:
-        return self._client or aws.client("dynamodb")
 
     # --- generations ----------------------------------------------------------------------------------
 
@@ -183,8 +178,8 @@ class DynamoMetricsStore:
             self.client.transact_write_items(TransactItems=items)
         except ClientError as exc:
             if aws.error_code(exc) != "TransactionCanceledException":
-                raise
-            reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
+                raise aws.translate(exc, "metrics: commit") from exc
+            reasons = aws.cancellation_reasons(exc)
             if reasons and reasons[0] == "ConditionalCheckFailed":
                 return "duplicate"
             if change.unique is not None and len(reasons) > 2 and reasons[2] == "ConditionalCheckFailed":
@@ -362,7 +357,7 @@ class DynamoMetricsStore:
         except ClientError as exc:
             if aws.error_code(exc) == "ConditionalCheckFailedException":
                 raise Conflict("another rebuild moved the metrics generation meanwhile") from exc
-            raise
+            raise aws.translate(exc, "metrics: set generation") from exc
 
     def logged_days(self) -> list[str]:
         query = self._query("PK = :pk", {":pk": {"S": "METRICKEYS#log"}}, consistent=True)
@@ -423,7 +418,7 @@ class DynamoMetricsStore:
                     "TransactionCanceledException",
                     "TransactionConflictException",
                 ):
-                    raise
+                    raise aws.translate(exc, "metrics: transact retrying") from exc
                 time.sleep(min(1.0, 0.05 * 2**attempt))
         raise Retryable("DynamoDB kept cancelling the rebuilt counters' writes; run the rebuild again")
 

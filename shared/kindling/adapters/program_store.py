@@ -30,7 +30,7 @@ def enrollment_key(lead_id: str, enrollment_id: str) -> dict[str, Any]:
     return {"PK": {"S": f"LEAD#{lead_id}"}, "SK": {"S": f"ENROLL#{enrollment_id}"}}
 
 
-class DynamoProgramStore:
+class DynamoProgramStore(aws.TableAdapter):
     def __init__(
         self,
         table_name: str,
@@ -38,17 +38,12 @@ class DynamoProgramStore:
         decay: Callable[[], Decay | None] = lambda: None,
         event_window_days: Callable[[], int] = lambda: 0,
     ) -> None:
-        self._table = table_name
-        self._client = client
+        super().__init__(table_name, client)
         self._leads = DynamoLeadStore(table_name, client)
         self._scores = DynamoScoreStore(table_name, client)
         self._due = DynamoDueStore(table_name, client)
         self._decay = decay
         self._event_window_days = event_window_days
-
-    @property
-    def client(self) -> Any:
-        return self._client or aws.client("dynamodb")
 
     def context(self, lead_id: str, now: datetime) -> LeadContext | None:
         view = read_lead(self._leads, lead_id, timeline_limit=0)
@@ -142,11 +137,13 @@ class DynamoProgramStore:
             )
         except ClientError as exc:
             if aws.error_code(exc) == "TransactionCanceledException":
-                reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
+                reasons = aws.cancellation_reasons(exc)
                 if reasons and reasons[0] == "ConditionalCheckFailed":
                     return False  # the same trigger, delivered again
+                if aws.RETRY_REASONS.intersection(aws.cancellation_reasons(exc)):
+                    raise aws.translate(exc, "program store") from exc
                 raise Conflict(f"enrolling {enrollment.enrollment_id}: {reasons}") from exc
-            raise
+            raise aws.translate(exc, "an enrollment: create") from exc
         self._due.lower_cursor(due)
         return True
 
@@ -168,8 +165,10 @@ class DynamoProgramStore:
             self.client.transact_write_items(TransactItems=actions)
         except ClientError as exc:
             if aws.error_code(exc) == "TransactionCanceledException":
+                if aws.RETRY_REASONS.intersection(aws.cancellation_reasons(exc)):
+                    raise aws.translate(exc, "program store") from exc
                 raise Conflict(f"enrollment {enrollment.enrollment_id} moved on meanwhile") from exc
-            raise
+            raise aws.translate(exc, "an enrollment: save") from exc
         if due is not None:
             self._due.lower_cursor(due)
 

@@ -18,15 +18,10 @@ from kindling.leads.addresses import normalize_email
 from kindling.leads.profiles import Identity, Lead, TimelineEntry, read_lead
 
 
-class DynamoSalesStore:
+class DynamoSalesStore(aws.TableAdapter):
     def __init__(self, table_name: str, client: Any = None) -> None:
-        self._table = table_name
-        self._client = client
+        super().__init__(table_name, client)
         self._leads = DynamoLeadStore(table_name, client)
-
-    @property
-    def client(self) -> Any:
-        return self._client or aws.client("dynamodb")
 
     def find_lead(self, email: str | None, crm_identity: str | None) -> Lead | None:
         wanted = []
@@ -92,8 +87,10 @@ class DynamoSalesStore:
             if aws.error_code(exc) == "TransactionCanceledException":
                 # The stage moved meanwhile (scoring, another CRM event): fail this message so
                 # its redelivery reads the new stage, rather than drop the CRM's move.
+                if aws.RETRY_REASONS.intersection(aws.cancellation_reasons(exc)):
+                    raise aws.translate(exc, "sales store") from exc
                 raise Conflict(f"stage of {lead.lead_id} moved meanwhile") from exc
-            raise
+            raise aws.translate(exc, "sales state: move stage") from exc
         return True
 
     def set_quiet(self, lead_id: str, quiet: bool, since: datetime | None) -> None:
@@ -120,7 +117,7 @@ class DynamoSalesStore:
             )
         except ClientError as exc:
             if aws.error_code(exc) != "ConditionalCheckFailedException":
-                raise
+                raise aws.translate(exc, "sales state: touch crm") from exc
 
     def set_owner(self, lead_id: str, owner: str) -> None:
         self.client.update_item(

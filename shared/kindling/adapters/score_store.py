@@ -17,7 +17,7 @@ from kindling.adapters import aws
 from kindling.adapters.dynamo import DEDUP_RETENTION, from_item, lead_key
 from kindling.kernel.bus import BusEvent
 from kindling.kernel.clock import isoformat
-from kindling.kernel.errors import Conflict, Duplicate, Retryable
+from kindling.kernel.errors import Duplicate
 from kindling.scoring.rules import LeadScore
 from kindling.scoring.service import LeadFacts, ScoreWrite
 
@@ -30,20 +30,12 @@ def _json(value: Any) -> str:
     return json.dumps(value, default=lambda v: isoformat(v) if hasattr(v, "astimezone") else str(v))
 
 
-class DynamoScoreStore:
-    def __init__(self, table_name: str, client: Any = None) -> None:
-        self._table = table_name
-        self._client = client
-
-    @property
-    def client(self) -> Any:
-        return self._client or aws.client("dynamodb")
-
+class DynamoScoreStore(aws.TableAdapter):
     def _get(self, key: dict[str, Any]) -> dict[str, Any] | None:
         try:
             item = self.client.get_item(TableName=self._table, Key=key, ConsistentRead=True).get("Item")
         except ClientError as exc:
-            raise Retryable(aws.error_code(exc)) from exc
+            raise aws.translate(exc, "a score: read") from exc
         return dict(item) if item else None
 
     def facts(self, lead_id: str) -> LeadFacts | None:
@@ -166,15 +158,12 @@ class DynamoScoreStore:
         try:
             self.client.transact_write_items(TransactItems=actions)
         except ClientError as exc:
-            code = aws.error_code(exc)
-            if code == "TransactionCanceledException":
-                reasons = [r.get("Code", "None") for r in exc.response.get("CancellationReasons", [])]
-                if reasons and reasons[0] == "ConditionalCheckFailed":
-                    raise Duplicate(write.message_id) from None
-                raise Conflict(f"score of {write.lead_id} changed meanwhile: {reasons}") from None
-            if code in aws.THROTTLING_CODES or code == "TransactionConflictException":
-                raise Conflict(code) from exc
-            raise
+            reasons = aws.cancellation_reasons(exc)
+            if reasons and reasons[0] == "ConditionalCheckFailed":
+                raise Duplicate(write.message_id) from None
+            # Another revision won the race (Conflict: re-read and score again), or DynamoDB
+            # throttled or conflicted (Retryable: the message comes back later).
+            raise aws.translate(exc, f"the score of {write.lead_id}") from exc
 
     def _put_score(self, lead_id: str, score: LeadScore, expected: int, revision: int) -> dict[str, Any]:
         state = score.model_dump_json(exclude={"revision", "merged_into"})

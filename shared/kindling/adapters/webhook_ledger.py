@@ -17,27 +17,13 @@ from botocore.exceptions import ClientError
 from kindling.adapters import aws
 from kindling.crm.events import DEDUP_RETENTION
 from kindling.kernel.clock import isoformat
-from kindling.kernel.errors import Retryable
 
 
 def webhook_key(provider: str, delivery_id: str) -> dict[str, Any]:
     return {"PK": {"S": f"WEBHOOK#{provider}#{delivery_id}"}, "SK": {"S": "WEBHOOK"}}
 
 
-def _retryable(exc: ClientError) -> Exception:
-    code = aws.error_code(exc)
-    return Retryable(code) if code in aws.THROTTLING_CODES else exc
-
-
-class DynamoWebhookLedger:
-    def __init__(self, table_name: str, client: Any = None) -> None:
-        self._table = table_name
-        self._client = client
-
-    @property
-    def client(self) -> Any:
-        return self._client or aws.client("dynamodb")
-
+class DynamoWebhookLedger(aws.TableAdapter):
     def seen(self, provider: str, delivery_ids: Sequence[str]) -> set[str]:
         found = set()
         for delivery_id in delivery_ids:
@@ -49,7 +35,7 @@ class DynamoWebhookLedger:
                     ProjectionExpression="PK",
                 ).get("Item")
             except ClientError as exc:
-                raise _retryable(exc) from exc
+                raise aws.translate(exc, "webhook ledger") from exc
             if item:
                 found.add(delivery_id)
         return found
@@ -72,5 +58,5 @@ class DynamoWebhookLedger:
         except ClientError as exc:
             if aws.error_code(exc) == "ConditionalCheckFailedException":
                 return False
-            raise _retryable(exc) from exc
+            raise aws.translate(exc, "webhook ledger") from exc
         return True

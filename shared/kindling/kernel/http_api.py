@@ -5,14 +5,20 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import inspect
 import json
+from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler.router import APIGatewayHttpRouter
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 
 from kindling.kernel.errors import InvalidInput, NotFound, Retryable, Unauthorized
 from kindling.kernel.observability import logger
+
+#: Powertools route middleware: (app, next) -> response.
+Middleware = Callable[[Any, Callable[[Any], Response]], Response]
 
 
 def json_response(status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:
@@ -53,6 +59,38 @@ def require_bearer(event: APIGatewayProxyEventV2, token: str) -> None:
         raise Unauthorized("send the admin token as 'Authorization: Bearer <token>'")
     if not hmac.compare_digest(given.strip().encode(), token.encode()):
         raise Unauthorized("invalid admin token")
+
+
+def bearer_middleware(token: Callable[[], str]) -> Middleware:
+    """Route middleware that lets a request through only with ``Authorization: Bearer <token>``.
+
+    ``token`` is read per request (a rotated secret applies). A refusal is ``Unauthorized``:
+    the app's error handler answers 401.
+    """
+
+    def require_bearer_token(app: Any, next_middleware: Callable[[Any], Response]) -> Response:
+        require_bearer(app.current_event, token())
+        return next_middleware(app)
+
+    return require_bearer_token
+
+
+class GuardedRouter(APIGatewayHttpRouter):
+    """A router whose every route runs ``guard`` first: declared once, no route can forget it.
+
+    (Powertools' ``router.use(...)`` would not do: including a router makes its middlewares
+    global to the app, public pages included.)
+    """
+
+    def __init__(self, guard: Middleware) -> None:
+        super().__init__()
+        self._guard = guard
+
+    def route(self, *args: Any, **kwargs: Any) -> Any:
+        # ``get``/``post`` pass every argument positionally, so bind them to find ``middlewares``.
+        bound = inspect.signature(APIGatewayHttpRouter.route).bind(self, *args, **kwargs)
+        bound.arguments["middlewares"] = [self._guard, *(bound.arguments.get("middlewares") or [])]
+        return super().route(*bound.args[1:], **bound.kwargs)
 
 
 def register_errors(app: APIGatewayHttpResolver, *, auth_scheme: str) -> None:
