@@ -184,35 +184,41 @@ class ProgramsConfig:
 
 
 class CrmPolicy:
-    """The sales policy in ``config/crm.yaml``: quiet stages, silence limits, recycling.
+    """The sales policy of ``config/crm.yaml``: quiet stages, silence limits, recycling.
 
-    Read from the applied document itself, so it needs only its policy keys; with no crm
-    config applied there are no quiet stages, and nothing is reactivated or recycled.
+    Read through the one validated model (``kindling.crm.config.CrmConfig``) the webhooks
+    use too; with no crm config applied there are no quiet stages, and nothing is
+    reactivated or recycled.
     """
 
     def __init__(self, table_name: str, client: Any = None) -> None:
-        self._store = DynamoConfigStore(table_name, client)
-        self._document: dict[str, Any] = {}
-        self._version: int | None = None
+        from kindling.crm.config import CrmConfig
+
+        self._cache = ConfigCache(DynamoConfigStore(table_name, client), "crm", CrmConfig)
+        self._config = CrmConfig()
 
     def refresh(self) -> None:
-        version = self._store.current_version("crm")
-        if version is None:
-            self._document, self._version = {}, None
-        elif version != self._version:
-            self._document, _ = self._store.load("crm", version)
-            self._version = version
+        from kindling.crm.config import CrmConfig
+
+        try:
+            self._cache.refresh()
+            self._config = self._cache.current()[1]
+        except NotFound:
+            self._config = CrmConfig()
 
     def is_quiet(self, stage: str | None) -> bool:
-        return stage is not None and stage in (self._document.get("quiet_stages") or [])
+        return stage is not None and stage in self._config.quiet_stages
 
     def max_silence(self, stage: str | None) -> timedelta | None:
-        days = ((self._document.get("reactivation") or {}).get("max_silence_days") or {}).get(stage or "")
-        return timedelta(days=int(days)) if days else None
+        reactivation = self._config.reactivation
+        if reactivation is None or stage is None:
+            return None
+        days = {str(name): value for name, value in reactivation.max_silence_days.items()}.get(stage)
+        return timedelta(days=days) if days else None
 
     def reactivation_program(self) -> str | None:
-        return (self._document.get("reactivation") or {}).get("program")
+        return self._config.reactivation.program if self._config.reactivation else None
 
     def cooling_off(self) -> timedelta | None:
-        days = (self._document.get("recycle") or {}).get("cooling_off_days")
-        return timedelta(days=int(days)) if days else None
+        recycle = self._config.recycle
+        return timedelta(days=recycle.cooling_off_days) if recycle else None
