@@ -22,8 +22,9 @@ $(DEV_STAMP): pyproject.toml shared/requirements.txt | $(BIN)/pip
 	touch $(LOCAL_STAMP) $(DEV_STAMP)
 
 ## Start the whole system on localhost (API on $$PORT, default 3000). Ctrl-C stops it.
+## START_AT=2026-03-02T09:00:00-05:00 starts the stack's clock at that moment.
 run: $(LOCAL_STAMP)
-	$(BIN)/kindling local
+	$(if $(START_AT),KINDLING_START_AT="$(START_AT)" ,)$(BIN)/kindling local
 
 ## Weeks of realistic traffic on the stack `make run` started (in another terminal), then the reports.
 demo: $(LOCAL_STAMP)

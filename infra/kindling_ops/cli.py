@@ -17,6 +17,8 @@ DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "config"
 
 def _local(args: argparse.Namespace) -> int:
     from kindling.kernel import clock
+    from kindling_ops.layer import LayerBuildError
+    from kindling_ops.local.runtime import FunctionImportError
     from kindling_ops.local.stack import LocalStack, local_parameters
     from kindling_ops.local.template import TemplateError
 
@@ -25,6 +27,13 @@ def _local(args: argparse.Namespace) -> int:
         print(f"kindling: PORT must be a number, not {port_text!r}", file=sys.stderr)
         return 2
     port = args.port if args.port is not None else int(port_text)
+    start_at = args.start_at
+    if start_at is None and os.environ.get("KINDLING_START_AT"):
+        try:
+            start_at = _moment(os.environ["KINDLING_START_AT"])
+        except argparse.ArgumentTypeError as exc:
+            print(f"kindling: KINDLING_START_AT: {exc}", file=sys.stderr)
+            return 2
     parameters, lines = local_parameters(dict(os.environ), port)
     print(f"PORT={port}{'' if 'PORT' in os.environ or args.port else ' (default)'}")
     for line in lines:
@@ -34,10 +43,10 @@ def _local(args: argparse.Namespace) -> int:
         port=port,
         parameters=parameters,
         say=lambda s: print(s, flush=True),
-        start_at=args.start_at,
+        start_at=start_at,
     )
-    if args.start_at is not None:
-        print(f"the clock starts at {clock.isoformat(args.start_at)} and runs on from there")
+    if start_at is not None:
+        print(f"the clock starts at {clock.isoformat(start_at)} and runs on from there")
     stopping = threading.Event()
 
     def stop(signum: int, frame: object) -> None:
@@ -47,16 +56,34 @@ def _local(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, stop)
     try:
         stack.start()
-    except (TemplateError, FileNotFoundError, OSError) as exc:
+    except (TemplateError, FileNotFoundError, OSError, FunctionImportError, LayerBuildError) as exc:
         print(f"kindling: cannot start the local stack: {exc}", file=sys.stderr)
         stack.stop()
         return 1
+    print(try_this(stack.url, parameters["WriteKey"], parameters["AdminToken"]), flush=True)
     print("Ctrl-C stops it.", flush=True)
     stopping.wait()
     print("stopping...", flush=True)
     stack.stop()
     print("stopped.", flush=True)
     return 0
+
+
+def try_this(url: str, write_key: str, admin_token: str) -> str:
+    """What to do first with a stack that just started: each line works when pasted."""
+    return f"""
+Try this (in another terminal):
+  # a visitor identifies: a lead is created, scored, and enters the welcome series
+  curl -s -u {write_key}: {url}/v1/identify -H 'content-type: application/json' \\
+    -d '{{"userId":"u-1","traits":{{"email":"ada@example.com","first_name":"Ada","title":"VP Marketing"}}}}'
+  # the lead, its score and timeline
+  curl -s '{url}/v1/leads?email=ada@example.com' -H 'Authorization: Bearer {admin_token}'
+  # let two days pass (emails wait for the send window), then read the outbox
+  curl -s -X POST {url}/_local/clock -d '{{"advance_seconds": 172800}}'
+  curl -s {url}/_local/outbox
+  # in a browser, the reports page (it asks for the admin token above)
+  {url}/v1/reports
+"""
 
 
 def _load_config(directory: Path) -> dict | None:
@@ -559,7 +586,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="TIME",
         help="start the stack's clock at this moment, ISO 8601 with an offset "
-        "(e.g. 2026-03-03T09:00:00-05:00); it runs on from there (default: now)",
+        "(e.g. 2026-03-03T09:00:00-05:00); it runs on from there (default: $KINDLING_START_AT, else now)",
     )
     local.set_defaults(run=_local)
 

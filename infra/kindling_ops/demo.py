@@ -782,7 +782,7 @@ def run_demo(
         f"({start:%Y-%m-%d} to {start + timedelta(days=days - 1):%Y-%m-%d}), seed {seed}, on {stack.url}"
     )
     recipients = Recipients(stack, people, seed, tally)
-    week_started = time.monotonic()
+    day_started = time.monotonic()
     for day in range(days):
         checkpoint = start + timedelta(days=day, hours=CHECKPOINT_HOUR)
         stack.move_clock(checkpoint)
@@ -795,12 +795,12 @@ def run_demo(
             if move.stage in ("won", "lost"):
                 tally.closed[move.stage] += 1
         stack.settle()
-        if day % 7 == 6 or day == days - 1:
-            say(
-                f"  week {day // 7 + 1}: {tally.events:,} events, {tally.emails:,} emails, "
-                f"{tally.stage_moves} stage moves so far ({time.monotonic() - week_started:.1f} s)"
-            )
-            week_started = time.monotonic()
+        say(
+            f"  day {day + 1:>2} ({checkpoint:%a %Y-%m-%d}): {tally.events:,} events, "
+            f"{tally.emails:,} emails, {tally.stage_moves} CRM stage moves so far "
+            f"({time.monotonic() - day_started:.1f} s)"
+        )
+        day_started = time.monotonic()
     last = start + timedelta(days=days - 1, hours=CHECKPOINT_HOUR)
     tally.events += stack.capture(recipients.read(last), last)
     stack.settle()

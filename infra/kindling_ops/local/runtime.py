@@ -1,72 +1,191 @@
-"""Runs the real Lambda handlers in this process, one invocation at a time.
+"""Runs each function in its own worker process, as Lambda runs it in its execution environment.
 
-Each function sees exactly the environment the template gives it, set around its import
-(its cold start) and around every invocation. One lock serialises invocations: that is
-what lets functions with different environments share a process, and it is also how a
-single Lambda execution environment behaves.
+A worker (``worker.py``) is started from the template per function: ``python -I -S`` with
+only the function's CodeUri, the layer as ``sam build`` makes it (``kindling_ops.layer``:
+pip's install of ``shared/requirements.txt``, built once and cached until it changes) and
+boto3 on its path, and only its own environment (the template's variables, Lambda's own,
+and the embedded AWS's endpoint). It imports the handler once, keeps module-level state
+between invocations, and runs one invocation at a time. A function that cannot import
+fails the start with its error. Nothing here touches ``os.environ``.
+
+Each invocation carries the stack's time: the worker's clock runs on from it.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import contextlib
+import json
 import os
+import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from types import ModuleType
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
+from kindling.kernel import clock as kindling_clock
 from kindling_ops.lambda_events import LambdaContext
-from kindling_ops.local.template import FunctionSpec
+from kindling_ops.layer import LambdaPath, lambda_environment
+from kindling_ops.local.template import REGION, FunctionSpec
+
+WORKER = Path(__file__).with_name("worker.py")
+#: Beyond the function's own timeout, how long an answer may take (the worker's own overhead).
+GRACE_SECONDS = 5.0
+
+
+class FunctionImportError(Exception):
+    """A function failed its cold start: the stack does not start, and says why."""
+
+
+class FunctionError(Exception):
+    """An invocation raised: the type and message of the function's own exception."""
+
+    def __init__(self, function: str, error_type: str, message: str, trace: str) -> None:
+        super().__init__(f"{error_type}: {message}" if message else error_type)
+        self.function = function
+        self.error_type = error_type
+        self.trace = trace
+
+
+class Worker:
+    """One function's process and the pipe its answers come back on."""
+
+    def __init__(self, spec: FunctionSpec, path: LambdaPath, environment: dict[str, str]) -> None:
+        self.spec = spec
+        self._path = path
+        self._environment = environment
+        self.lock = threading.Lock()
+        self.import_ms = 0
+        self._process: subprocess.Popen[str] | None = None
+        self._answers: Any = None
+
+    def start(self) -> None:
+        module = self.spec.module_file.relative_to(self.spec.code_dir).with_suffix("").as_posix()
+        read_fd, write_fd = os.pipe()
+        config = {
+            "path": self._path.for_function(self.spec.code_dir),
+            "module": module.replace("/", "."),
+            "attribute": self.spec.attribute,
+            "answer_fd": write_fd,
+        }
+        self._process = subprocess.Popen(
+            [sys.executable, "-I", "-S", str(WORKER), json.dumps(config)],
+            cwd=self.spec.code_dir,
+            env=self._environment,
+            stdin=subprocess.PIPE,
+            pass_fds=(write_fd,),
+            text=True,
+        )
+        os.close(write_fd)
+        self._answers = os.fdopen(read_fd, "r")
+        ready = self._read(timeout=120)
+        if ready is None or not ready.get("ready"):
+            error = (ready or {}).get("error") or "the worker exited before it was ready"
+            self.stop()
+            raise FunctionImportError(f"{self.spec.logical_id} cannot start:\n{error}")
+        self.import_ms = int(ready.get("import_ms", 0))
+
+    def _read(self, timeout: float) -> dict[str, Any] | None:
+        """The worker's next answer, or None when it died or took longer than ``timeout``."""
+        result: list[str] = []
+        reader = threading.Thread(target=lambda: result.append(self._answers.readline()), daemon=True)
+        reader.start()
+        reader.join(timeout)
+        if not result or not result[0]:
+            return None
+        return dict(json.loads(result[0]))
+
+    def invoke(self, event: dict[str, Any]) -> Any:
+        with self.lock:
+            if self._process is None or self._process.poll() is not None:
+                self.start()  # a worker that died (or timed out) gets a new cold start
+            assert self._process is not None and self._process.stdin is not None
+            context = LambdaContext(
+                function_name=self.spec.name,
+                timeout_seconds=self.spec.timeout,
+                aws_request_id=str(uuid.uuid4()),
+            )
+            request = {
+                "event": event,
+                "now": kindling_clock.current().now().isoformat(),
+                "context": {
+                    "function_name": context.function_name,
+                    "function_version": context.function_version,
+                    "invoked_function_arn": context.invoked_function_arn,
+                    "memory_limit_in_mb": context.memory_limit_in_mb,
+                    "aws_request_id": context.aws_request_id,
+                    "log_group_name": context.log_group_name,
+                    "log_stream_name": context.log_stream_name,
+                    "remaining_ms": context.get_remaining_time_in_millis(),
+                },
+            }
+            self._process.stdin.write(json.dumps(request, default=str) + "\n")
+            self._process.stdin.flush()
+            answer = self._read(timeout=self.spec.timeout + GRACE_SECONDS)
+            if answer is None:
+                self.stop()  # as Lambda does: a timed-out environment is not reused
+                raise FunctionError(
+                    self.spec.logical_id, "Timeout", f"no answer within {self.spec.timeout} s", ""
+                )
+        if answer.get("ok"):
+            return answer.get("result")
+        raise FunctionError(
+            self.spec.logical_id,
+            str(answer.get("error_type")),
+            str(answer.get("error_message")),
+            str(answer.get("traceback")),
+        )
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is None:
+            return
+        if process.stdin is not None:
+            with contextlib.suppress(OSError):
+                process.stdin.close()
+        try:
+            process.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+        if self._answers is not None:
+            self._answers.close()
+            self._answers = None
 
 
 class LocalRuntime:
-    def __init__(self, specs: list[FunctionSpec], base_environment: dict[str, str]) -> None:
+    """The functions of a template, each in its worker."""
+
+    def __init__(self, specs: list[FunctionSpec], base_environment: dict[str, str], path: LambdaPath) -> None:
         self.specs = {spec.logical_id: spec for spec in specs}
-        self._base = base_environment
-        self._handlers: dict[str, Callable[[dict[str, Any], Any], Any]] = {}
-        self.lock = threading.RLock()
+        self.workers = {
+            spec.logical_id: Worker(
+                spec, path, lambda_environment(spec.name, {**base_environment, **spec.environment}, REGION)
+            )
+            for spec in specs
+        }
 
-    @contextmanager
-    def _environment(self, spec: FunctionSpec) -> Iterator[None]:
-        wanted = {**self._base, **spec.environment}
-        saved = {key: os.environ.get(key) for key in wanted}
-        os.environ.update(wanted)
+    def start(self) -> dict[str, int]:
+        """Start every worker (their cold starts run side by side); import time per function, in ms."""
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            failures = [f for f in pool.map(self._start_one, self.workers.values()) if f is not None]
+        if failures:
+            self.stop()
+            raise FunctionImportError("\n".join(str(f) for f in failures))
+        return {name: worker.import_ms for name, worker in self.workers.items()}
+
+    @staticmethod
+    def _start_one(worker: Worker) -> FunctionImportError | None:
         try:
-            yield
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
-
-    def load(self, logical_id: str) -> Callable[[dict[str, Any], Any], Any]:
-        """Import the function's handler module: its cold start, under its own environment."""
-        if logical_id in self._handlers:
-            return self._handlers[logical_id]
-        spec = self.specs[logical_id]
-        if not spec.module_file.is_file():
-            raise FileNotFoundError(f"{logical_id}: handler file {spec.module_file} does not exist")
-        module_name = f"kindling_function_{logical_id}"
-        with self.lock, self._environment(spec):
-            module_spec = importlib.util.spec_from_file_location(module_name, spec.module_file)
-            assert module_spec is not None and module_spec.loader is not None
-            module: ModuleType = importlib.util.module_from_spec(module_spec)
-            sys.modules[module_name] = module
-            sys.path.insert(0, str(spec.code_dir))
-            try:
-                module_spec.loader.exec_module(module)
-            finally:
-                sys.path.remove(str(spec.code_dir))
-        handler = getattr(module, spec.attribute)
-        self._handlers[logical_id] = handler
-        return handler
+            worker.start()
+        except FunctionImportError as exc:
+            return exc
+        return None
 
     def invoke(self, logical_id: str, event: dict[str, Any]) -> Any:
-        handler = self.load(logical_id)
-        spec = self.specs[logical_id]
-        context = LambdaContext(spec.name, spec.timeout)
-        with self.lock, self._environment(spec):
-            return handler(event, context)
+        return self.workers[logical_id].invoke(event)
+
+    def stop(self) -> None:
+        for worker in self.workers.values():
+            worker.stop()

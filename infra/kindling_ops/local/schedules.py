@@ -101,6 +101,11 @@ class Schedule:
             )
         )
 
+    @property
+    def is_tick(self) -> bool:
+        """A rate of minutes (the due-work tick): its firings matter only when something is due."""
+        return self.every is not None and self.every <= timedelta(minutes=5)
+
     def fire_times(self, after: datetime, until: datetime, anchor: datetime) -> Iterator[datetime]:
         """Times in (after, until] when the schedule fires; rates count from ``anchor``."""
         after, until = after.astimezone(UTC), until.astimezone(UTC)

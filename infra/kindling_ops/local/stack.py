@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import ClientError
 from werkzeug.serving import BaseWSGIServer, make_server
 from werkzeug.wrappers import Request, Response
 
@@ -32,11 +33,13 @@ from kindling_ops.config import apply as apply_config
 from kindling_ops.config import documents as config_documents
 from kindling_ops.config import load as load_config
 from kindling_ops.lambda_events import scheduled_event, sqs_event, sqs_record_of
+from kindling_ops.layer import lambda_path
 from kindling_ops.local.aws import EmbeddedAws
 from kindling_ops.local.gateway import Gateway
 from kindling_ops.local.provision import provision
 from kindling_ops.local.runtime import LocalRuntime
 from kindling_ops.local.schedules import Schedule, ScheduleError
+from kindling_ops.local.ses import LocalSes
 from kindling_ops.local.template import REGION, Template, TemplateError, functions
 
 #: Settings the local stack takes from the environment, with dev defaults: the template's
@@ -104,6 +107,10 @@ def dev_secret_defaults() -> list[str]:
     for source in SECRET_VALUES.values():
         settings += [source] if isinstance(source, str) else list(source.values())
     return sorted(PARAMETER_ENVIRONMENT[name][1] for name in settings if name not in NOT_SECRET)
+
+
+#: A guard against a clock move that would never end (work that keeps putting work due at once).
+MAX_CLOCK_STEPS = 10_000
 
 
 def local_parameters(environ: dict[str, str], port: int) -> tuple[dict[str, str], list[str]]:
@@ -180,10 +187,12 @@ class LocalStack:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._moto: Any = None
+        self.ses: LocalSes | None = None
         self._server: BaseWSGIServer | None = None
         self._subscriptions: list[Subscription] = []
         self._schedules: list[ScheduledInvocation] = []
         self._schedule_lock = threading.Lock()
+        self._moving = threading.Lock()
         self._pump_idle = threading.Event()
         self.webhooks: list[dict[str, Any]] = []
 
@@ -221,13 +230,21 @@ class LocalStack:
             secret_values=secret_strings(self.parameters),
         )
         self._apply_config_dir()
+        config_sets = list(self.template.of_type("AWS::SES::ConfigurationSet"))
+        self.ses = (
+            LocalSes(self.session, self.table_name, self.template.names[config_sets[0]])
+            if config_sets and self.template.of_type("AWS::DynamoDB::Table")
+            else None
+        )
 
         specs = functions(self.template)
-        self.runtime = LocalRuntime(specs, base_environment)
-        for spec in specs:
-            started = time.perf_counter()
-            self.runtime.load(spec.logical_id)
-            self.say(f"  function {spec.logical_id} loaded ({(time.perf_counter() - started) * 1000:.0f} ms)")
+        self.say(
+            "the Lambda layer: pip install of shared/requirements.txt (built once, kept until it changes)"
+        )
+        path = lambda_path(self.template.root / "build" / "lambda")
+        self.runtime = LocalRuntime(specs, base_environment, path)
+        for name, millis in self.runtime.start().items():
+            self.say(f"  function {name}: own process, CodeUri + layer + boto3 (cold start {millis} ms)")
         self._wire_event_sources(specs)
 
         self.gateway = Gateway(
@@ -252,6 +269,9 @@ class LocalStack:
         deadline = time.monotonic() + grace_seconds
         for thread in self._threads:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        runtime: LocalRuntime | None = getattr(self, "runtime", None)  # None when the start failed early
+        if runtime is not None:
+            runtime.stop()
         if self._moto is not None:
             self._moto.stop()
         kindling_clock.install(kindling_clock.SystemClock())
@@ -343,6 +363,11 @@ class LocalStack:
                     busy |= self._pump(sqs, subscription)
                 except Exception as exc:  # keep pumping the other queues
                     self._report_error(subscription.function, exc)
+            if self.ses is not None:
+                try:
+                    busy |= self.ses.publish_events(self.clock.now()) > 0
+                except Exception as exc:
+                    self._report_error("local SES", exc)
             if busy:
                 self._pump_idle.clear()
             else:
@@ -439,12 +464,84 @@ class LocalStack:
                     self._report_error(item.function, exc)
         return ran
 
-    def move_clock(self, *, advance_seconds: float | None = None, to: datetime | None = None) -> datetime:
-        if to is not None:
-            self.clock.move_to(to)
-        elif advance_seconds is not None:
-            self.clock.advance(timedelta(seconds=advance_seconds))
-        return self.clock.now()
+    def move_clock(self, *, advance_seconds: float | None = None, to: datetime | None = None) -> list[str]:
+        """Move to ``to`` (or by ``advance_seconds``) as time would pass in AWS, one due instant at a time.
+
+        The stack steps to each instant at which something falls due: due work (deferred sends,
+        program steps) at the first firing of the minute tick at or after it, and every other
+        schedule's firing times. At each it runs what fired and drains the queues, whose work
+        may put new items due before the target. Its cost follows the work that falls due,
+        not the minutes skipped: a week with nothing due is one step.
+        """
+        now = self.clock.now()
+        target = to if to is not None else now + timedelta(seconds=advance_seconds or 0)
+        if target.tzinfo is None:
+            raise ValueError("a time must carry its offset, e.g. 2026-01-05T09:00:00Z")
+        if target < now:
+            raise ValueError(f"the clock only moves forward: it is {kindling_clock.isoformat(now)} already")
+        ran: list[str] = []
+        with self._moving:
+            for _ in range(MAX_CLOCK_STEPS):
+                self.settle()
+                instant = self._next_instant(self.clock.now(), target)
+                if instant is None:
+                    break
+                self.clock.move_to(instant)
+                ran += self.run_due_schedules()
+            else:
+                raise RuntimeError(
+                    f"more than {MAX_CLOCK_STEPS} due instants before {target}: move in shorter steps"
+                )
+            if target > self.clock.now():
+                self.clock.move_to(target)
+            ran += self.run_due_schedules()
+            self.settle()
+        return ran
+
+    def _next_instant(self, now: datetime, target: datetime) -> datetime | None:
+        """The earliest moment in (now, target] at which a schedule fires with something to do.
+
+        Other schedules' next firings come first: the due index is then read only up to the
+        earliest of them, so a step reads a day of hour buckets at most, not the whole jump.
+        """
+        with self._schedule_lock:
+            schedules = list(self._schedules)
+        firings = [
+            fire
+            for item in schedules
+            if not item.schedule.is_tick
+            for fire in [next(item.schedule.fire_times(item.last_checked, target, item.anchor), None)]
+            if fire is not None
+        ]
+        bound = min([*firings, target])
+        due_at = self._earliest_due(now, bound)
+        if due_at is not None:
+            for item in schedules:
+                if item.schedule.is_tick:
+                    after = max(item.last_checked, due_at - timedelta(microseconds=1))
+                    fire = next(item.schedule.fire_times(after, target, item.anchor), None)
+                    if fire is not None:
+                        firings.append(fire)
+        return min(firings, default=None)
+
+    def _earliest_due(self, now: datetime, target: datetime) -> datetime | None:
+        """When the minute tick's earliest waiting item falls due, if by ``target``."""
+        from kindling.adapters.due_store import DynamoDueStore
+        from kindling.programs.due import hours_between
+
+        if not self.template.of_type("AWS::DynamoDB::Table"):
+            return None
+        store = DynamoDueStore(self.table_name, self.session.client("dynamodb"))
+        try:
+            cursor = store.cursor()
+            start = min(cursor, now) if cursor else now
+            for hour in hours_between(start, target):
+                items = store.due_in_hour(hour, until=target)
+                if items:
+                    return min(item.due_at for item in items)
+        except ClientError:  # a table without the due index (a test fixture's): nothing is ever due
+            return None
+        return None
 
     # --- configuration ---------------------------------------------------------
     @property
@@ -486,10 +583,13 @@ class LocalStack:
             ("POST", "/_local/dlq/redrive"): self._post_redrive,
             ("POST", "/_local/webhooks/sales"): self._receive_webhook,
             ("GET", "/_local/webhooks"): lambda request: _json(200, {"received": self.webhooks}),
-            ("GET", "/_local/outbox"): lambda request: _json(200, {"messages": outbox()}),
+            ("GET", "/_local/outbox"): lambda request: _json(200, {"messages": self.outbox()}),
             ("GET", "/_local/health"): lambda request: _json(200, {"ok": True}),
             ("GET", "/_local/aws"): lambda request: _json(200, self.describe()),
         }
+
+    def outbox(self) -> list[dict[str, Any]]:
+        return self.ses.outbox() if self.ses is not None else []
 
     def describe(self) -> dict[str, Any]:
         """Where everything is, as CloudFormation would tell of a deployed stack (for ``kindling doctor``).
@@ -599,7 +699,8 @@ class LocalStack:
         return _json(200, {"received": True})
 
     def _get_clock(self, request: Request) -> Response:
-        return _json(200, {"now": kindling_clock.isoformat(self.clock.now())})
+        now = self.clock.now()
+        return _json(200, {"now": kindling_clock.isoformat(now), "epoch": int(now.timestamp())})
 
     def _post_clock(self, request: Request) -> Response:
         try:
@@ -608,17 +709,16 @@ class LocalStack:
                 raise ValueError("send a JSON object")
             if "now" in body:
                 moment = datetime.fromisoformat(str(body["now"]).replace("Z", "+00:00"))
-                self.move_clock(to=moment)
+                ran = self.move_clock(to=moment)
             elif "advance_seconds" in body:
                 seconds = body["advance_seconds"]
-                if isinstance(seconds, bool) or not isinstance(seconds, int | float):
-                    raise ValueError("advance_seconds must be a number")
-                self.move_clock(advance_seconds=float(seconds))
+                if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
+                    raise ValueError("advance_seconds must be a number of seconds, 0 or more")
+                ran = self.move_clock(advance_seconds=float(seconds))
             else:
                 raise ValueError('send {"advance_seconds": N} or {"now": "<ISO-8601>"}')
         except ValueError as exc:
             return _json(400, {"error": "invalid_request", "problems": [str(exc)]})
-        ran = self.run_due_schedules()
         return _json(200, {"now": kindling_clock.isoformat(self.clock.now()), "schedules_run": ran})
 
     def _post_settle(self, request: Request) -> Response:
@@ -629,35 +729,3 @@ class LocalStack:
 
 def _json(status: int, payload: Any) -> Response:
     return Response(json.dumps(payload), status=status, content_type="application/json")
-
-
-def outbox() -> list[dict[str, Any]]:
-    """What SES (moto, in this process) accepted, parsed back into headers and bodies."""
-    from email import message_from_string, policy
-
-    from moto.ses.models import ses_backends
-
-    from kindling_ops.local.template import ACCOUNT
-
-    messages = []
-    for sent in ses_backends[ACCOUNT][REGION].sent_messages:
-        raw = getattr(sent, "raw_data", None)
-        if raw is None:
-            messages.append(
-                {"id": sent.id, "to": sent.destinations, "subject": getattr(sent, "subject", None)}
-            )
-            continue
-        parsed = message_from_string(raw, policy=policy.default)
-        text = parsed.get_body(preferencelist=("plain",))
-        html = parsed.get_body(preferencelist=("html",))
-        messages.append(
-            {
-                "id": sent.id,
-                "to": list(dict.fromkeys(sent.destinations)),  # moto adds the To header's again
-                "subject": str(parsed["Subject"]),
-                "headers": {k: str(v) for k, v in parsed.items()},
-                "text": text.get_content() if text else None,
-                "html": html.get_content() if html else None,
-            }
-        )
-    return messages

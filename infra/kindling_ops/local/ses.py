@@ -1,0 +1,157 @@
+"""What SES does after a send, for the local stack: the outbox, and the events SES would publish.
+
+moto accepts the email and keeps it; it publishes no events. Here each email SES took is
+followed by the events SES's event publishing would put on the default bus: ``Send``, then
+``Delivery`` (or, for the mailbox simulator's addresses, a permanent ``Bounce`` or a
+``Complaint``), tagged like the real ones, so the configuration set's rule queues them for
+the SES events function, and reports and suppression behave locally as in AWS.
+
+The outbox joins each email with its send record in the table: the lead, the send id, the
+program and step it came from, the template, and the stack's time of sending.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import datetime
+from email import message_from_string, policy
+from typing import Any
+
+from kindling.kernel.clock import isoformat
+from kindling.metrics.counters import send_origin
+from kindling_ops.local.template import ACCOUNT, REGION
+
+#: SES's mailbox simulator: what an email to each address does (any other address is delivered).
+SIMULATOR = {
+    "bounce@simulator.amazonses.com": "Bounce",
+    "complaint@simulator.amazonses.com": "Complaint",
+}
+
+
+def _sent_messages() -> list[Any]:
+    from moto.ses.models import ses_backends
+
+    return list(ses_backends[ACCOUNT][REGION].sent_messages)
+
+
+class LocalSes:
+    def __init__(self, session: Any, table_name: str, configuration_set: str) -> None:
+        self._dynamodb = session.client("dynamodb")
+        self._events = session.client("events")
+        self._table = table_name
+        self._configuration_set = configuration_set
+        self._published = 0
+        self._lock = threading.Lock()
+
+    def sends(self) -> dict[str, dict[str, Any]]:
+        """Send records by SES message id (a scan: the local table is small, and this is local only)."""
+        found: dict[str, dict[str, Any]] = {}
+        paginator = self._dynamodb.get_paginator("scan")
+        for page in paginator.paginate(
+            TableName=self._table,
+            FilterExpression="begins_with(PK, :send) AND attribute_exists(ses_message_id)",
+            ExpressionAttributeValues={":send": {"S": "SEND#"}},
+        ):
+            for item in page["Items"]:
+                send_id = item["PK"]["S"].removeprefix("SEND#")
+                lead_id = item.get("lead_id", {}).get("S", "")
+                program, step = send_origin(send_id, lead_id)
+                found[item["ses_message_id"]["S"]] = {
+                    "send_id": send_id,
+                    "lead_id": lead_id or None,
+                    "template": item.get("template", {}).get("S"),
+                    "program": program,
+                    "step": step,
+                    "sent_at": item.get("sent_at", {}).get("S"),
+                }
+        return found
+
+    def outbox(self) -> list[dict[str, Any]]:
+        """What SES accepted, parsed back into headers and bodies, with what sent it."""
+        sends = self.sends()
+        messages = []
+        for sent in _sent_messages():
+            origin = sends.get(sent.id, {})
+            raw = getattr(sent, "raw_data", None)
+            if raw is None:
+                messages.append(
+                    {"id": sent.id, "to": sent.destinations, "subject": getattr(sent, "subject", None)}
+                )
+                continue
+            parsed = message_from_string(raw, policy=policy.default)
+            text = parsed.get_body(preferencelist=("plain",))
+            html = parsed.get_body(preferencelist=("html",))
+            messages.append(
+                {
+                    "id": sent.id,
+                    **origin,
+                    "to": list(dict.fromkeys(sent.destinations)),  # moto adds the To header's again
+                    "subject": str(parsed["Subject"]),
+                    "headers": {k: str(v) for k, v in parsed.items()},
+                    "text": text.get_content() if text else None,
+                    "html": html.get_content() if html else None,
+                }
+            )
+        return messages
+
+    def publish_events(self, now: datetime) -> int:
+        """SES's events for each email accepted since the last call; how many emails that was."""
+        with self._lock:
+            sent = _sent_messages()
+            new = sent[self._published :]
+            if not new:
+                return 0
+            sends = self.sends()
+            entries = []
+            for message in new:
+                origin = sends.get(message.id)
+                if origin is None:
+                    break  # its send record is not written yet: next time
+                recipients = list(dict.fromkeys(message.destinations))
+                outcome = next((SIMULATOR[r] for r in recipients if r in SIMULATOR), "Delivery")
+                entries += [self._entry("Send", message.id, recipients, origin, now)]
+                entries += [self._entry(outcome, message.id, recipients, origin, now)]
+                self._published += 1
+            for start in range(0, len(entries), 10):
+                self._events.put_events(Entries=entries[start : start + 10])
+            return len(entries) // 2
+
+    def _entry(
+        self, event_type: str, message_id: str, recipients: list[str], origin: dict[str, Any], now: datetime
+    ) -> dict[str, Any]:
+        at = isoformat(now)
+        tags = {
+            "ses:configuration-set": [self._configuration_set],
+            "send_id": [origin["send_id"]],
+            "lead_id": [origin["lead_id"] or ""],
+            "template": [origin["template"] or ""],
+        }
+        detail: dict[str, Any] = {
+            "eventType": event_type,
+            "mail": {"messageId": message_id, "timestamp": at, "destination": recipients, "tags": tags},
+        }
+        if event_type == "Send":
+            detail["send"] = {}
+        elif event_type == "Delivery":
+            detail["delivery"] = {"timestamp": at, "recipients": recipients, "smtpResponse": "250 2.0.0 OK"}
+        elif event_type == "Bounce":
+            detail["bounce"] = {
+                "bounceType": "Permanent",
+                "bounceSubType": "General",
+                "bouncedRecipients": [{"emailAddress": r} for r in recipients],
+                "timestamp": at,
+            }
+        else:
+            detail["complaint"] = {
+                "complainedRecipients": [{"emailAddress": r} for r in recipients],
+                "complaintFeedbackType": "abuse",
+                "timestamp": at,
+            }
+        detail_type = {
+            "Send": "Email Sent",
+            "Delivery": "Email Delivered",
+            "Bounce": "Email Bounced",
+            "Complaint": "Email Complaint Received",
+        }[event_type]
+        return {"Source": "aws.ses", "DetailType": detail_type, "Detail": json.dumps(detail), "Time": now}
