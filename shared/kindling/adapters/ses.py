@@ -7,7 +7,7 @@ import re
 from email import policy
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
+from email.utils import format_datetime, formatdate, make_msgid
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -40,7 +40,7 @@ def mime(email: OutgoingEmail) -> bytes:
     if email.reply_to:
         message["Reply-To"] = email.reply_to
     message["Subject"] = email.rendered.subject
-    message["Date"] = formatdate(localtime=False)
+    message["Date"] = format_datetime(email.date) if email.date else formatdate(localtime=False)
     message["Message-ID"] = make_msgid(domain=email.from_address.rpartition("@")[2])
     for name, value in email.rendered.headers.items():
         message[name] = value

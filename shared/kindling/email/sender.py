@@ -69,6 +69,8 @@ class OutgoingEmail:
     reply_to: str | None
     rendered: RenderedEmail
     tags: dict[str, str]
+    #: The ``Date`` header: when the sender decided to send (its injected ``now``).
+    date: datetime | None = None
 
 
 class EmailStore(Protocol):
@@ -206,6 +208,7 @@ class EmailSender:
             reply_to=settings.reply_to,
             rendered=rendered,
             tags={"send_id": request.send_id, "lead_id": lead.lead_id, "template": request.template},
+            date=now,
         )
         try:
             ses_message_id = self._mailer.send(outgoing)
