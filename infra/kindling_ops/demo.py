@@ -322,7 +322,28 @@ def make_leads(rng: random.Random, count: int, days: int) -> list[Lead]:
             forms=forms,
         )
         leads.append(_with_deal(rng, lead, days))
+    if days >= 3 and not any(lead.crm for lead in leads):
+        leads[0] = _early_buyer(leads[0], days)
     return leads
+
+
+def _early_buyer(lead: Lead, days: int) -> Lead:
+    """A short demo still shows the whole path once: a decision-maker at a company the fit rules
+    reward arrives on day one, downloads, registers and asks for a demo on day two (an MQL), and
+    sales opens a deal on day three."""
+    company = COMPANIES[0]
+    email = f"{lead.first_name}.{lead.last_name}".lower().replace("-", "") + f"@{company.domain}"
+    deal = CrmMove(2, email, "4000000001", "discovery", 14.5, owner=DEAL_OWNERS[0])
+    return replace(
+        lead,
+        email=email,
+        company=company,
+        title="VP Marketing",
+        intent="hot",
+        arrival=0,
+        forms={0: ("Whitepaper Downloaded",), 1: ("Webinar Registered", "Demo Requested")},
+        crm=(deal,),
+    )
 
 
 def _plan_forms(rng: random.Random, intent: str, arrival: int, days: int) -> dict[int, tuple[str, ...]]:

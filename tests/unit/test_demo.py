@@ -229,3 +229,15 @@ def test_recipients_open_click_and_unsubscribe_through_the_emails_own_urls(run: 
     assert len(stack.calls) == len(opens) + len(clicks) + len(unsubscribes), (
         "the same seed, the same engagement"
     )
+
+
+@pytest.mark.parametrize("seed", [7, 8, 9])
+def test_a_one_week_demo_still_shows_an_mql_path_and_a_deal(seed: int) -> None:
+    """`kindling demo --leads 20 --weeks 1` must show the whole path at least once."""
+    leads = make_leads(random.Random(f"{seed}:leads"), 20, 7)
+    with_deals = [lead for lead in leads if lead.crm and lead.crm[0].day < 7]
+    assert with_deals
+    buyer = with_deals[0]
+    wants = {"Demo Requested", "Trial Started"}
+    asked = [day for day, forms in buyer.forms.items() if wants & set(forms)]
+    assert asked and min(asked) < buyer.crm[0].day
