@@ -59,6 +59,7 @@ bench: $(DEV_STAMP)
 	$(BIN)/python bench/sending.py
 	$(BIN)/python bench/programs.py
 	$(BIN)/python bench/metrics.py
+	$(BIN)/python bench/demo.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -20,9 +20,12 @@ class _OneAtATime:
     def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
         self._app = app
         self._lock = threading.Lock()
+        #: AWS API calls served so far (what the benches report).
+        self.requests = 0
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         with self._lock:
+            self.requests += 1
             return list(self._app(environ, start_response))
 
 
@@ -93,10 +96,16 @@ class EmbeddedAws:
 
         self._host = host
         app = _OneAtATime(DomainDispatcherApplication(create_backend_app))
+        self._app = app
         self._server: BaseWSGIServer = make_server(
             host, port, app, threaded=True, request_handler=MotoRequestHandler
         )
         self._thread = threading.Thread(target=self._server.serve_forever, name="embedded-aws", daemon=True)
+
+    @property
+    def requests(self) -> int:
+        """How many AWS API calls this embedded AWS has served."""
+        return self._app.requests
 
     @property
     def endpoint(self) -> str:

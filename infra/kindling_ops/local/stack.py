@@ -624,6 +624,7 @@ class LocalStack:
             "resources": resources,
             "function_errors": errors,
             "dev_defaults": dev_secret_defaults(),
+            "aws_requests": self._moto.requests if self._moto is not None else 0,
         }
 
     def _post_config(self, request: Request) -> Response:
