@@ -65,7 +65,7 @@ def _email(template: Template, sesv2: Any, say: Say) -> None:
         sesv2.create_configuration_set(ConfigurationSetName=template.names[logical])
         say(f"SES configuration set {template.names[logical]}")
     if template.of_type("AWS::SES::ConfigurationSetEventDestination"):
-        say("SES events are not emitted locally: the outbox (GET /_local/outbox) shows what was sent")
+        say("SES events: the stack publishes Send, Delivery and the simulator's Bounce and Complaint itself")
 
 
 def _tables(template: Template, dynamodb: Any, say: Say) -> None:
