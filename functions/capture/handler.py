@@ -1,8 +1,11 @@
-"""Segment-compatible tracking endpoints: validate at the edge, hand events to the bus."""
+"""Segment-compatible tracking endpoints: validate at the edge, hand events to the bus.
+
+Also what browsers load first: the website tag and the settings Segment's loader asks for.
+"""
 
 from __future__ import annotations
 
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, CORSConfig, Response
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -10,17 +13,27 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from kindling.adapters.eventbridge import EventBridgePublisher
 from kindling.adapters.secrets import SecretsManagerSecret
 from kindling.kernel import clock
+from kindling.kernel.cors import MirroringCORSConfig
 from kindling.kernel.http_api import basic_username, json_response, raw_body, register_errors
 from kindling.kernel.observability import logger, metrics
 from kindling.kernel.settings import CaptureSettings
-from kindling.tracking import segment, website_tag
+from kindling.tracking import segment, source_settings, website_tag
 from kindling.tracking.bots import is_bot
 
 settings = CaptureSettings()
 publisher = EventBridgePublisher(settings.bus_name)
 write_key = SecretsManagerSecret(settings.write_key_secret_arn)
+
+
+def _preflight_request_headers() -> str | None:
+    return app.current_event.headers.get("access-control-request-headers")
+
+
 app = APIGatewayHttpResolver(
-    cors=CORSConfig(
+    # Preflights are answered here (OPTIONS /v1/{proxy+} in the template), with the headers
+    # the SDKs ask for besides these.
+    cors=MirroringCORSConfig(
+        request_headers=_preflight_request_headers,
         allow_origin=settings.origins[0],
         extra_origins=settings.origins[1:],
         allow_headers=["Content-Type", "Content-Encoding", "Authorization", "X-Write-Key"],
@@ -70,6 +83,16 @@ def pixel() -> Response:
         headers={"Cache-Control": "no-store, max-age=0"},
         compress=False,
     )
+
+
+@app.get("/v1/projects/<path_write_key>/settings")
+def project_settings(path_write_key: str) -> Response:
+    """What Segment's browser loader fetches first, when its ``cdnURL`` is this API."""
+    document = source_settings.settings_document(
+        path_write_key, write_key.value(), app.current_event.request_context.domain_name
+    )
+    # The CORS headers name the asking origin, so a shared cache keeps one copy per origin.
+    return json_response(200, document, {"Cache-Control": source_settings.CACHE_CONTROL, "Vary": "Origin"})
 
 
 @app.get("/v1/tag.js", cors=False)

@@ -24,6 +24,7 @@ from kindling.kernel.http_api import (
     raw_body,
     register_errors,
 )
+from kindling.kernel.json_input import parse_json_object
 from kindling.kernel.observability import logger
 from kindling.kernel.settings import LeadsApiSettings
 from kindling.leads.profiles import Lead, find_lead_by_email, read_lead
@@ -31,7 +32,6 @@ from kindling.metrics import report_page, reports
 from kindling.programs.engine import describe_enrollments
 from kindling.scoring.config import ScoringConfig
 from kindling.scoring.service import explain_lead_score
-from kindling.tracking.segment import parse_json_object
 
 settings = LeadsApiSettings()
 store = DynamoLeadStore(settings.table_name)

@@ -7,6 +7,7 @@ import gzip
 import json
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -66,6 +67,62 @@ def test_a_browser_tag_sends_text_plain_beacons_from_an_allowed_origin(stack: Ru
         timeout=10,
     )
     assert "Access-Control-Allow-Origin" not in other.headers
+
+
+def test_segments_loader_gets_settings_that_send_its_events_to_the_stack(stack: RunningStack) -> None:
+    """analytics-next with ``cdnURL`` = the stack: the settings first, then events where they point."""
+    response = requests.get(
+        f"{stack.url}/v1/projects/{WRITE_KEY}/settings", headers={"Origin": ALLOWED_ORIGIN}, timeout=10
+    )
+    assert response.status_code == 200, response.text
+    assert response.headers["Access-Control-Allow-Origin"] == ALLOWED_ORIGIN
+    assert response.headers["Cache-Control"] == "public, max-age=300"
+    segmentio = response.json()["integrations"]["Segment.io"]
+    assert segmentio["apiKey"] == WRITE_KEY
+    assert segmentio["apiHost"] == f"{urlsplit(stack.url).netloc}/v1" and segmentio["protocol"] == "http"
+
+    # What the loader then sends: text/plain, the write key in the body, to <protocol>://<apiHost>/t.
+    anonymous_id = str(uuid.uuid4())
+    body = {"type": "track", "event": "Loader Works", "anonymousId": anonymous_id, "writeKey": WRITE_KEY}
+    sent = requests.post(
+        f"{segmentio['protocol']}://{segmentio['apiHost']}/t",
+        data=json.dumps(body),
+        headers={"Content-Type": "text/plain", "Origin": ALLOWED_ORIGIN},
+        timeout=10,
+    )
+    assert sent.status_code == 200, sent.text
+
+    unknown = requests.get(f"{stack.url}/v1/projects/not-our-key/settings", timeout=10)
+    assert unknown.status_code == 404
+    assert unknown.json() == {"error": "not_found", "message": "no source has this write key"}
+
+
+def test_preflights_allow_the_headers_segment_and_rudderstack_browsers_send(stack: RunningStack) -> None:
+    asked = {
+        "/v1/t": "content-type,x-retry-count",
+        "/v1/batch": "anonymousid,authorization,content-type,rsa-retry-attempt,rsa-retry-reason,"
+        "rsa-since-last-attempt,sentat",
+    }
+    for path, request_headers in asked.items():
+        for origin in (ALLOWED_ORIGIN, "https://evil.example"):
+            preflight = requests.options(
+                f"{stack.url}{path}",
+                headers={
+                    "Origin": origin,
+                    "Access-Control-Request-Method": "POST",
+                    "Access-Control-Request-Headers": request_headers,
+                },
+                timeout=10,
+            )
+            allowed = {
+                h.strip().lower()
+                for h in preflight.headers.get("Access-Control-Allow-Headers", "").split(",")
+            }
+            if origin == ALLOWED_ORIGIN:
+                assert preflight.headers["Access-Control-Allow-Origin"] == ALLOWED_ORIGIN
+                assert set(request_headers.split(",")) <= allowed
+            else:
+                assert "Access-Control-Allow-Origin" not in preflight.headers
 
 
 def test_an_anonymous_visitor_who_identifies_is_one_lead_with_their_history(stack: RunningStack) -> None:

@@ -17,7 +17,7 @@ ADMIN = "admin-token-integration-1"
 
 
 @pytest.fixture
-def load_handler(monkeypatch: pytest.MonkeyPatch):
+def load_handler(monkeypatch: pytest.MonkeyPatch, moto_endpoint: str):
     def load(function: str, secrets: dict[str, str] | None = None, **environment: str) -> ModuleType:
         """``secrets`` maps a ``*_SECRET_ARN``-style variable to a value, put in Secrets Manager for it."""
         for key, value in environment.items():

@@ -174,6 +174,7 @@ def ses_event(event_type: str, send: SendRequest, part: dict[str, Any] | None = 
         "Click": "click",
         "Send": "send",
         "Delivery": "delivery",
+        "Subscription": "subscription",
     }[event_type]
     detail = {
         "eventType": event_type,
@@ -358,6 +359,83 @@ def test_ses_opens_and_clicks_become_lead_events_for_scoring(world) -> None:
     assert published.source == "kindling.email" and published.detail_type == "web.track"
     assert published.detail["event"] == "Email Clicked" and published.detail["lead_id"] == send.lead_id
     assert published.detail["properties"]["url"] == "https://acme.example/pricing"
+
+
+def subscription_event(send: SendRequest, unsubscribe_all: bool) -> tuple[str, SesEvent]:
+    """SES's Subscription event: the recipient changed their preferences through SES's list management."""
+    return ses_event(
+        "Subscription",
+        send,
+        {
+            "contactList": "kindling-marketing",
+            "timestamp": "2026-11-25T15:30:00.000Z",
+            "source": "UnsubscribeHeader",
+            "newTopicPreferences": {
+                "unsubscribeAll": unsubscribe_all,
+                "topicSubscriptionStatus": [{"topicName": "newsletter", "subscriptionStatus": "OptOut"}],
+            },
+            "oldTopicPreferences": {
+                "unsubscribeAll": False,
+                "topicSubscriptionStatus": [{"topicName": "newsletter", "subscriptionStatus": "OptIn"}],
+            },
+        },
+    )
+
+
+def test_an_ses_unsubscribe_from_every_topic_unsubscribes_the_lead_as_one_click_does(world) -> None:
+    from kindling.email.links import unsubscribe
+    from kindling.metrics.counters import parse_event
+
+    lead_id = new_lead(world["table"])
+    send = request(lead_id)
+    publisher = RecordingPublisher()
+    event_id, event = subscription_event(send, unsubscribe_all=True)
+    for _ in range(2):  # delivered twice
+        assert (
+            apply_ses_event(event_id, event, world["store"], publisher, WEDNESDAY_10AM_NEW_YORK)
+            == "unsubscribe"
+        )
+    lead = world["store"].lead(lead_id)
+    assert lead is not None and lead.unsubscribed
+    assert lead.unsubscribed_at == datetime(2026, 11, 25, 15, 30, tzinfo=UTC)
+    assert world["sender"].handle(request(lead_id), WEDNESDAY_10AM_NEW_YORK).reason == "unsubscribed"
+
+    # The lead event one-click unsubscribe publishes, under the same id: however often and however
+    # the recipient unsubscribes from one email, it is one event.
+    first, again = publisher.events
+    assert first.source == "kindling.email" and first.detail_type == "web.track"
+    assert first.detail == again.detail
+    assert first.detail["event"] == "Unsubscribed" and first.detail["lead_id"] == lead_id
+    assert first.detail["message_id"] == f"unsub-all-{lead_id}-{send.send_id}"
+    assert first.detail["properties"]["send_id"] == send.send_id
+    assert first.detail["properties"]["contact_list"] == "kindling-marketing"
+    by_link = RecordingPublisher()
+    signer = LinkSigner(b"s" * 32)
+    token = signer.unsubscribe_token(lead_id, send.send_id)
+    unsubscribe(token, "all", signer, world["store"], by_link, WEDNESDAY_10AM_NEW_YORK)
+    assert by_link.events[0].detail["message_id"] == first.detail["message_id"]
+
+    # The metrics count it as an unsubscribe of that send.
+    counted = parse_event(first.source, first.detail_type, first.detail, first.time)
+    assert counted is not None and counted.kind == "unsubscribed" and counted.send_id == send.send_id
+
+    # The profiles put it on the lead's timeline, once.
+    profiles = ProfileService(DynamoLeadStore(world["table"]))
+    for published in (first, again, by_link.events[0]):
+        profiles.record(WebEvent.model_validate(published.detail), WEDNESDAY_10AM_NEW_YORK)
+    timeline = DynamoLeadStore(world["table"]).timeline(lead_id, 50)
+    assert [e.event for e in timeline].count("Unsubscribed") == 1
+
+
+def test_an_ses_topic_preference_change_alone_changes_nothing(world) -> None:
+    lead_id = new_lead(world["table"])
+    publisher = RecordingPublisher()
+    event_id, event = subscription_event(request(lead_id), unsubscribe_all=False)
+    outcome = apply_ses_event(event_id, event, world["store"], publisher, WEDNESDAY_10AM_NEW_YORK)
+    assert outcome == "subscription_changed"
+    lead = world["store"].lead(lead_id)
+    assert lead is not None and not lead.unsubscribed
+    assert publisher.events == []
 
 
 def test_the_sender_handler_keeps_the_reason_of_a_failing_send_for_the_dead_letter_queue(

@@ -52,6 +52,23 @@ def test_an_identify_creates_a_lead_with_a_normalised_email_and_its_traits(servi
     assert [e.message_id for e in view.timeline] == [event.message_id]
 
 
+def test_an_identify_carrying_its_traits_in_context_traits_gives_the_lead_those_traits(
+    service, store, now
+) -> None:
+    # RudderStack's SDKs put identify traits in context.traits; a trait also in traits is that one.
+    event = web(
+        now,
+        type="identify",
+        user_id="rs-user-1",
+        traits={"title": "VP Marketing"},
+        context={"traits": {"email": "Rudi@Example.com", "title": "Intern", "industry": "SaaS"}},
+    )
+    service.record(event, now)
+    view = find_lead_by_email(store, "rudi@example.com")
+    assert view is not None
+    assert view.lead.traits == {"title": "VP Marketing", "industry": "SaaS"}
+
+
 def test_the_same_message_delivered_twice_lands_on_the_timeline_once(service, store, now) -> None:
     event = web(now, anonymous_id="a1", name="Pricing")
     first = service.record(event, now)

@@ -7,7 +7,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from kindling.leads.addresses import normalize_email
-from kindling.leads.profiles import Identity, Lead, can_merge, choose_primary, identities_of, profile_change
+from kindling.leads.profiles import (
+    Identity,
+    Lead,
+    TimelineEntry,
+    can_merge,
+    choose_primary,
+    identities_of,
+    profile_change,
+)
 from kindling.tracking.segment import WebEvent
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
@@ -66,6 +74,40 @@ def test_an_invalid_email_is_kept_aside_not_used_as_an_identity() -> None:
     change = profile_change(web(type="identify", anonymous_id="a", traits={"email": "nope", "title": "CTO"}))
     assert change.email is None and change.invalid_email == "nope"
     assert change.traits == {"title": "CTO"}
+
+
+def test_an_identify_with_its_traits_only_in_context_traits_gives_the_lead_those_traits() -> None:
+    # How RudderStack's SDKs send an identify: every trait under context.traits.
+    event = web(
+        type="identify",
+        user_id="u1",
+        anonymous_id="a1",
+        event=None,
+        context={"traits": {"email": "Ann@X.io", "title": "CTO", "company": "Acme"}, "library": {}},
+    )
+    change = profile_change(event)
+    assert change.traits == {"title": "CTO", "company": "Acme"}
+    assert change.email == "ann@x.io"
+    assert TimelineEntry.from_web_event(event).traits == {
+        "email": "Ann@X.io",
+        "title": "CTO",
+        "company": "Acme",
+    }
+
+
+def test_explicit_identify_traits_win_over_context_traits() -> None:
+    event = web(
+        type="identify",
+        user_id="u1",
+        traits={"title": "VP Marketing", "plan": "pro"},
+        context={"traits": {"title": "Intern", "industry": "SaaS"}},
+    )
+    assert profile_change(event).traits == {"title": "VP Marketing", "plan": "pro", "industry": "SaaS"}
+
+
+def test_context_traits_of_other_events_are_not_profile_changes() -> None:
+    assert profile_change(web(user_id="u1", context={"traits": {"title": "CTO"}})).traits == {}
+    assert profile_change(web(type="identify", user_id="u1", context={"traits": "CTO"})).traits == {}
 
 
 def test_group_traits_become_the_leads_company() -> None:

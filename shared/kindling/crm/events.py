@@ -29,6 +29,7 @@ from pydantic import (
 from kindling.crm.config import CrmConfig, Provider
 from kindling.kernel.bus import BusEvent, EventPublisher
 from kindling.kernel.errors import InvalidInput, KindlingError, PayloadTooLarge, Unauthorized
+from kindling.kernel.json_input import is_storable_number, parse_json
 from kindling.scoring.config import Stage
 
 SOURCE = "kindling.crm"
@@ -45,6 +46,8 @@ EventType = Literal[
 MAX_BODY_BYTES = 1024 * 1024
 #: How far a signed timestamp may be from our clock (HubSpot's documented window; Standard Webhooks').
 SIGNATURE_TOLERANCE = timedelta(minutes=5)
+#: How far ahead of receipt a CRM's clock may date a change; later, the time of receipt replaces it.
+MAX_CLOCK_AHEAD = timedelta(days=1)
 #: How long a delivery's id is remembered: longer than any provider keeps retrying one.
 DEDUP_RETENTION = timedelta(days=7)
 MAX_ID_LENGTH = 256
@@ -147,17 +150,20 @@ class _Stager:
         **fields: Any,
     ) -> CrmEvent:
         lifecycle = self.config.lifecycle_stage(self.provider, crm_stage) if crm_stage else None
-        return CrmEvent(
-            event_id=f"{self.provider}:{event_id}",
-            type=event_type,
-            provider=self.provider,
-            occurred_at=occurred_at,
-            lead=lead,
-            crm_stage=crm_stage,
-            lifecycle_stage=lifecycle,
-            stage_known=lifecycle is not None,
-            **fields,
-        )
+        try:
+            return CrmEvent(
+                event_id=f"{self.provider}:{event_id}",
+                type=event_type,
+                provider=self.provider,
+                occurred_at=occurred_at,
+                lead=lead,
+                crm_stage=crm_stage,
+                lifecycle_stage=lifecycle,
+                stage_known=lifecycle is not None,
+                **fields,
+            )
+        except ValidationError as exc:  # a value of a shape the provider's parser let through
+            raise InvalidInput(_problems(exc)) from exc
 
 
 # --- receiving -------------------------------------------------------------------------------------
@@ -276,10 +282,7 @@ def _problems(exc: ValidationError, prefix: str = "") -> list[str]:
 
 
 def _json(body: bytes) -> Any:
-    try:
-        return json.loads(body)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise InvalidInput(f"the body is not valid JSON: {exc}") from exc
+    return parse_json(body, "the body")
 
 
 def _digest(value: Any) -> str:
@@ -313,4 +316,4 @@ def _number(value: Any) -> float | None:
         number = float(value)
     except (TypeError, ValueError):
         return None
-    return number if number == number and abs(number) != float("inf") else None
+    return number if is_storable_number(number) else None

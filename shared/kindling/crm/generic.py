@@ -22,6 +22,7 @@ from kindling.crm.events import (
     ACTIVITY_LOGGED,
     CONTACT_UPDATED,
     DEAL_STAGE_CHANGED,
+    MAX_CLOCK_AHEAD,
     OWNER_ASSIGNED,
     CrmActivity,
     CrmLead,
@@ -35,7 +36,9 @@ from kindling.crm.events import (
     _problems,
     _Stager,
 )
+from kindling.kernel.clock import is_plausible_time
 from kindling.kernel.errors import InvalidInput
+from kindling.kernel.json_input import is_storable_number
 from kindling.leads.addresses import normalize_email
 
 # --- generic (Standard Webhooks) -------------------------------------------------------------------
@@ -73,6 +76,14 @@ class GenericData(_Strict):
     activity: GenericActivity | None = None
     occurred_at: AwareDatetime | None = None
     properties: dict[str, Text | None] = Field(default_factory=dict)
+
+    @field_validator("amount")
+    @classmethod
+    def _storable_amount(cls, value: float | None) -> float | None:
+        # A text amount ("1e300") is coerced after the body's own numbers were checked.
+        if value is not None and not is_storable_number(value):
+            raise ValueError("must be 0 or from 1E-130 to 9.99E+125")
+        return value
 
     @field_validator("email")
     @classmethod
@@ -119,7 +130,13 @@ def generic_deliveries(body: bytes, headers: Mapping[str, str], config: CrmConfi
         problems.append("data.email: name the lead by email or crm_id")
     if problems:
         raise InvalidInput(problems)
-    when = data.occurred_at or datetime.fromtimestamp(int(timestamp), UTC)
+    try:
+        signed_at = datetime.fromtimestamp(int(timestamp), UTC)
+    except (OverflowError, ValueError, OSError):
+        raise InvalidInput("webhook-timestamp: not a time a clock can give") from None
+    when = data.occurred_at or signed_at
+    if not is_plausible_time(when, signed_at, MAX_CLOCK_AHEAD):
+        raise InvalidInput("data.occurred_at: from 2000 on, and at most a day after webhook-timestamp")
     lead = CrmLead(email=data.email, crm_id=data.crm_id)
     event = _Stager("generic", config).event(
         _GENERIC_EVENT_TYPES[hook.type],

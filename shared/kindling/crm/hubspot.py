@@ -92,7 +92,7 @@ def hubspot_request_uri(public_api_url: str, path: str, query: str = "") -> str:
 
 def hubspot_signature(client_secret: str, method: str, uri: str, body: bytes, timestamp: str) -> str:
     """``X-HubSpot-Signature-v3``: base64 HMAC-SHA256 over method + URI + body + timestamp."""
-    source = method.upper().encode() + uri.encode() + body + timestamp.encode()
+    source = method.upper().encode() + uri.encode("utf-8", "surrogatepass") + body + timestamp.encode()
     return base64.b64encode(hmac.new(client_secret.encode(), source, hashlib.sha256).digest()).decode()
 
 
@@ -117,7 +117,7 @@ def verify_hubspot(
         raise Unauthorized("the X-HubSpot-Request-Timestamp header is not a whole number of milliseconds")
     _check_window(int(timestamp) / 1000, now, "X-HubSpot-Request-Timestamp", tolerance)
     expected = hubspot_signature(client_secret, method, uri, body, timestamp)
-    if not hmac.compare_digest(expected.encode(), signature.encode()):
+    if not hmac.compare_digest(expected.encode(), signature.encode("utf-8", "surrogatepass")):
         raise Unauthorized("invalid X-HubSpot-Signature-v3")
 
 
@@ -130,7 +130,8 @@ class HubspotEvent(BaseModel):
     subscription_id: Id | None = Field(default=None, alias="subscriptionId")
     portal_id: Id = Field(alias="portalId")
     app_id: Id | None = Field(default=None, alias="appId")
-    occurred_at: int = Field(alias="occurredAt", ge=0, lt=10**14)
+    #: Unix milliseconds, from 2000 (``EARLIEST_EVENT_TIME``) on.
+    occurred_at: int = Field(alias="occurredAt", ge=946_684_800_000, lt=10**14)
     subscription_type: str = Field(alias="subscriptionType", min_length=3)
     attempt_number: int | None = Field(default=None, alias="attemptNumber")
     object_id: Id = Field(alias="objectId")

@@ -21,6 +21,7 @@ from kindling.crm.events import (
     ACTIVITY_LOGGED,
     CONTACT_UPDATED,
     DEAL_STAGE_CHANGED,
+    MAX_CLOCK_AHEAD,
     OWNER_ASSIGNED,
     CrmActivity,
     CrmEvent,
@@ -34,6 +35,7 @@ from kindling.crm.events import (
     _problems,
     _Stager,
 )
+from kindling.kernel.clock import is_plausible_time
 from kindling.kernel.errors import InvalidInput, Unauthorized
 from kindling.leads.addresses import normalize_email
 
@@ -91,20 +93,28 @@ class PipedriveMeta(BaseModel):
         )
 
     def occurred_at(self, fallback: datetime) -> datetime:
+        """When the change happened; ``fallback`` (the time of receipt) when the meta says nothing
+        usable: no time, one that does not parse or exist, before 2000, or a day ahead of receipt."""
+        try:
+            when = self._stated_time()
+        except (ValueError, OverflowError, OSError):
+            return fallback
+        if when is None or not is_plausible_time(when, fallback, MAX_CLOCK_AHEAD):
+            return fallback
+        return when
+
+    def _stated_time(self) -> datetime | None:
         if self.timestamp_micro:
             return datetime.fromtimestamp(self.timestamp_micro / 1_000_000, UTC)
         stamp = self.timestamp
-        if isinstance(stamp, str) and stamp.strip().isdigit():
-            stamp = int(stamp)
+        if isinstance(stamp, str) and stamp.strip().isascii() and stamp.strip().isdigit():
+            stamp = int(stamp) if len(stamp.strip()) <= 20 else None
         if isinstance(stamp, int | float) and stamp > 0:
             return datetime.fromtimestamp(stamp / 1000 if stamp > 10**11 else stamp, UTC)
         if isinstance(stamp, str) and stamp.strip():
-            try:
-                parsed = datetime.fromisoformat(stamp.strip().replace("Z", "+00:00"))
-            except ValueError:
-                return fallback
+            parsed = datetime.fromisoformat(stamp.strip().replace("Z", "+00:00"))
             return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-        return fallback
+        return None
 
 
 def _reference(value: Any) -> str | None:
@@ -114,6 +124,11 @@ def _reference(value: Any) -> str | None:
     if value is None or isinstance(value, bool) or value == "":
         return None
     return str(value)
+
+
+def _text_or_none(value: Any) -> str | None:
+    """A text field as Pipedrive sends it: anything else (a number, an object) is not that field."""
+    return value if isinstance(value, str) and value else None
 
 
 def _primary_email(value: Any) -> str | None:
@@ -193,7 +208,7 @@ def pipedrive_deliveries(body: bytes, config: CrmConfig, now: datetime) -> list[
         )
         status = str(current.get("status") or "").lower()
         stage = status if status in ("won", "lost") else _reference(current.get("stage_id"))
-        amount, currency = _number(current.get("value")), current.get("currency") or None
+        amount, currency = _number(current.get("value")), _text_or_none(current.get("currency"))
         if stage and (previous is None or _changed(current, previous, "stage_id", "status")):
             events.append(
                 stager.event(
@@ -245,7 +260,7 @@ def pipedrive_deliveries(body: bytes, config: CrmConfig, now: datetime) -> list[
         else:
             return ignored("the activity names no person or deal")
         activity = CrmActivity(
-            type=str(current.get("type") or "activity"), subject=current.get("subject") or None
+            type=str(current.get("type") or "activity"), subject=_text_or_none(current.get("subject"))
         )
         events.append(
             stager.event(

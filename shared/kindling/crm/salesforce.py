@@ -16,6 +16,7 @@ from kindling.crm.events import (
     ACTIVITY_LOGGED,
     CONTACT_UPDATED,
     DEAL_STAGE_CHANGED,
+    MAX_CLOCK_AHEAD,
     MAX_ID_LENGTH,
     CrmActivity,
     CrmEvent,
@@ -25,6 +26,7 @@ from kindling.crm.events import (
     _number,
     _Stager,
 )
+from kindling.kernel.clock import is_plausible_time
 from kindling.kernel.errors import InvalidInput, Unauthorized
 from kindling.leads.addresses import normalize_email
 
@@ -76,7 +78,7 @@ def verify_salesforce_secret(secret: str, *given: str | None) -> None:
         raise Unauthorized("missing the secret: add ?secret=... to the outbound message's endpoint URL")
     matched = False
     for candidate in candidates:
-        matched |= hmac.compare_digest(candidate.encode(), secret.encode())
+        matched |= hmac.compare_digest(candidate.encode("utf-8", "surrogatepass"), secret.encode())
     if not matched:
         raise Unauthorized("invalid secret")
 
@@ -159,6 +161,8 @@ def _salesforce_time(value: str | None, fallback: datetime) -> datetime:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return fallback
+    if not is_plausible_time(parsed, fallback, MAX_CLOCK_AHEAD):
+        return fallback  # before 2000, a day ahead of receipt, or beyond what UTC can hold
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 

@@ -14,9 +14,8 @@ from datetime import datetime
 from typing import Any, Literal, Protocol
 
 from kindling.email.render import LinkSigner
-from kindling.email.ses_events import engagement_event
+from kindling.email.ses_events import engagement_event, unsubscribe_from_all
 from kindling.kernel.bus import EventPublisher
-from kindling.kernel.clock import isoformat
 from kindling.kernel.errors import NotFound
 from kindling.leads.profiles import Lead, TimelineEntry
 
@@ -87,18 +86,15 @@ def unsubscribe(
     if lead is None:
         raise NotFound("this unsubscribe link belongs to nobody we know")
     if choice == "all":
-        store.update_lead(
-            lead.lead_id,
-            "SET unsubscribed = :yes, unsubscribed_at = if_not_exists(unsubscribed_at, :now)",
-            {":yes": {"BOOL": True}, ":now": {"S": isoformat(now)}},
-        )
-        event = "Unsubscribed"
-    else:
-        store.update_lead(lead.lead_id, "SET email_frequency = :monthly", {":monthly": {"S": "monthly"}})
-        event = "Email Frequency Reduced"
+        unsubscribe_from_all(store, publisher, lead.lead_id, send_id, now, now)
+        return lead
+    store.update_lead(lead.lead_id, "SET email_frequency = :monthly", {":monthly": {"S": "monthly"}})
     # The same link used twice is one event: its id comes from the link, not the moment.
     message_id = f"unsub-{choice}-{lead.lead_id}-{send_id}"
-    publisher.publish([engagement_event(message_id, event, lead.lead_id, {"send_id": send_id}, now, now)])
+    reduced = engagement_event(
+        message_id, "Email Frequency Reduced", lead.lead_id, {"send_id": send_id}, now, now
+    )
+    publisher.publish([reduced])
     return lead
 
 

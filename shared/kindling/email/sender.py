@@ -22,7 +22,7 @@ from kindling.kernel.bus import BusEvent, EventPublisher
 from kindling.kernel.errors import Conflict, InvalidInput, NotFound, Retryable
 from kindling.kernel.queue import WorkQueue
 from kindling.leads.addresses import normalize_email
-from kindling.leads.profiles import Lead
+from kindling.leads.profiles import MAX_LEAD_ID_LENGTH, Lead
 from kindling.metrics.counters import send_origin
 from kindling.programs.due import DueItem
 
@@ -282,7 +282,7 @@ class SendEmailCommand(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     template: str = Field(min_length=1)
-    lead_id: str | None = None
+    lead_id: str | None = Field(default=None, max_length=MAX_LEAD_ID_LENGTH)
     email: str | None = None
     send_id: str | None = Field(default=None, min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.@-]+$")
 

@@ -3,7 +3,9 @@
 SES publishes only to the default event bus; a rule there queues its events for us.
 Hard bounces and complaints suppress the address for good; soft bounces are counted;
 opens and clicks become lead events on our own bus, so scoring and programs see them
-like any other activity. Every effect is idempotent or guarded by the event's id.
+like any other activity. A recipient who unsubscribes from everything through SES's list
+management (a Subscription event) is unsubscribed as by our own one-click link. Every
+effect is idempotent or guarded by the event's id.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from kindling.kernel.bus import BusEvent, EventPublisher
+from kindling.kernel.clock import isoformat
 from kindling.leads.addresses import normalize_email
 from kindling.leads.profiles import TimelineEntry
 from kindling.tracking.segment import WebEvent
@@ -64,10 +67,14 @@ class SesEvent(BaseModel):
         return value if isinstance(value, dict) else {}
 
 
-class SesEventStore(Protocol):
+class LeadUpdates(Protocol):
+    def update_lead(self, lead_id: str, expression: str, values: dict[str, Any]) -> None:
+        """Apply the update to the lead, if it exists."""
+
+
+class SesEventStore(LeadUpdates, Protocol):
     def record_ses_send(self, send_id: str, ses_message_id: str) -> None: ...
     def suppress(self, email: str, reason: str, at: datetime) -> None: ...
-    def update_lead(self, lead_id: str, expression: str, values: dict[str, Any]) -> None: ...
     def add_timeline(self, lead_id: str, entry: TimelineEntry) -> None: ...
     def count_soft_bounce(self, event_id: str, lead_id: str) -> None: ...
 
@@ -105,6 +112,13 @@ def apply_ses_event(
             ]
         )
         return event.event_type.lower()
+    if event.event_type == "Subscription":
+        preferences = part.get("newTopicPreferences")
+        if not isinstance(preferences, dict) or preferences.get("unsubscribeAll") is not True:
+            return "subscription_changed"  # topic preferences alone: we send no topics
+        properties.update(contact_list=part.get("contactList"), via=part.get("source"))
+        unsubscribe_from_all(store, publisher, lead_id, send_id, at, now, properties)
+        return "unsubscribe"
     outcome = event.event_type.lower()
     if event.event_type == "Bounce":
         bounce_type = part.get("bounceType")
@@ -182,6 +196,31 @@ def engagement_event(
     return BusEvent(
         source="kindling.email", detail_type=event.detail_type, detail=event.model_dump(mode="json"), time=at
     )
+
+
+def unsubscribe_from_all(
+    store: LeadUpdates,
+    publisher: EventPublisher,
+    lead_id: str,
+    send_id: str | None,
+    at: datetime,
+    now: datetime,
+    properties: dict[str, Any] | None = None,
+) -> None:
+    """No more marketing email to the lead, however they asked: our one-click link, or SES's list management.
+
+    ``unsubscribed_at`` keeps the first time. The ``Unsubscribed`` lead event (the timeline, scoring,
+    the metrics) takes its id from the send, not the moment: the same unsubscribe arriving twice,
+    or both ways, is one event.
+    """
+    store.update_lead(
+        lead_id,
+        "SET unsubscribed = :yes, unsubscribed_at = if_not_exists(unsubscribed_at, :now)",
+        {":yes": {"BOOL": True}, ":now": {"S": isoformat(at)}},
+    )
+    message_id = f"unsub-all-{lead_id}-{send_id or '-'}"
+    details = {**(properties or {}), "send_id": send_id}
+    publisher.publish([engagement_event(message_id, "Unsubscribed", lead_id, details, at, now)])
 
 
 def _recipients(listed: Any, mail: SesMail) -> list[str]:

@@ -11,6 +11,19 @@ import threading
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+#: Nothing kindling receives happened before this: an earlier time is a sender's clock never set.
+EARLIEST_EVENT_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def is_plausible_time(when: datetime, received_at: datetime, ahead: timedelta) -> bool:
+    """Whether a sender's clock could have said ``when`` (naive: UTC): from ``EARLIEST_EVENT_TIME``
+    to ``ahead`` past ``received_at``, and a time that exists in UTC (not year 1 at +01:00)."""
+    try:
+        utc = when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
+    except OverflowError:
+        return False
+    return EARLIEST_EVENT_TIME <= utc <= received_at + ahead
+
 
 class Clock(Protocol):
     def now(self) -> datetime: ...

@@ -37,7 +37,7 @@ def raw_body(event: APIGatewayProxyEventV2) -> bytes:
             return base64.b64decode(body)
         except (binascii.Error, ValueError) as exc:
             raise InvalidInput("the request body is not valid base64") from exc
-    return body.encode()
+    return body.encode("utf-8", "surrogatepass")  # a lone surrogate: bytes the parsers refuse
 
 
 def basic_username(event: APIGatewayProxyEventV2) -> str | None:
@@ -57,7 +57,7 @@ def require_bearer(event: APIGatewayProxyEventV2, token: str) -> None:
     scheme, _, given = header.partition(" ")
     if scheme.lower() != "bearer" or not given:
         raise Unauthorized("send the admin token as 'Authorization: Bearer <token>'")
-    if not hmac.compare_digest(given.strip().encode(), token.encode()):
+    if not hmac.compare_digest(given.strip().encode("utf-8", "surrogatepass"), token.encode()):
         raise Unauthorized("invalid admin token")
 
 

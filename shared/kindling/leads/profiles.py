@@ -33,6 +33,9 @@ IdentityKind = Literal["user", "email", "anon", "crm"]
 #: Traits that are identities or bookkeeping, not free-form person data.
 _RESERVED_TRAITS = frozenset({"email", "userId", "anonymousId"})
 MAX_RESOLVE_ATTEMPTS = 12
+#: Far longer than a lead id (``ld_`` and 32 hex digits): a longer one, from a URL, names no lead
+#: (and would not fit in a DynamoDB key).
+MAX_LEAD_ID_LENGTH = 100
 
 
 class Identity(NamedTuple):
@@ -96,6 +99,8 @@ class TimelineEntry(BaseModel):
     type: str
     timestamp: datetime
     received_at: datetime
+    #: The client's time was unusable, so ``timestamp`` is when the event was received.
+    timestamp_replaced: bool = False
     event: str | None = None
     name: str | None = None
     properties: dict[str, Any] = Field(default_factory=dict)
@@ -113,10 +118,11 @@ class TimelineEntry(BaseModel):
             type=event.type,
             timestamp=event.timestamp,
             received_at=event.received_at,
+            timestamp_replaced=event.timestamp_replaced,
             event=event.event,
             name=event.name,
             properties=event.properties,
-            traits=event.traits,
+            traits=identify_traits(event) if event.type == "identify" else event.traits,
             page=page if isinstance(page, dict) else {},
             campaign=campaign if isinstance(campaign, dict) else {},
             bot=event.bot,
@@ -198,10 +204,20 @@ def identities_of(event: WebEvent) -> tuple[list[Identity], list[Identity]]:
     return lookup, claim
 
 
+def identify_traits(event: WebEvent) -> dict[str, Any]:
+    """An identify's traits: ``traits``, over those in ``context.traits``.
+
+    RudderStack's SDKs carry a person's traits in ``context.traits``; a trait named in both
+    places is the one in ``traits``.
+    """
+    carried = event.context.get("traits")
+    return {**carried, **event.traits} if isinstance(carried, dict) else dict(event.traits)
+
+
 def profile_change(event: WebEvent) -> ProfileChange:
     traits: dict[str, Any] = {}
     if event.type == "identify":
-        traits = {k: v for k, v in event.traits.items() if k and k not in _RESERVED_TRAITS}
+        traits = {k: v for k, v in identify_traits(event).items() if k and k not in _RESERVED_TRAITS}
     elif event.type == "group":
         traits = {"company": {**event.traits, "id": event.group_id}}
     email = normalize_email(event.email)
@@ -434,6 +450,8 @@ class LeadView(BaseModel):
 
 
 def read_lead(store: LeadStore, lead_id: str, timeline_limit: int = 50) -> LeadView | None:
+    if len(lead_id) > MAX_LEAD_ID_LENGTH or not lead_id.isprintable():
+        return None
     lead = store.get(lead_id)
     hops = 0
     while lead is not None and lead.merged_into and hops < 5:

@@ -7,6 +7,7 @@ the size of the report, never the number of leads or events.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from datetime import date
 from typing import Any, Protocol
@@ -25,6 +26,8 @@ from kindling.metrics.counters import (
 
 #: The breakdown the email report takes (the funnel takes every one in ``BREAKDOWNS``).
 EMAIL_BREAKDOWNS = ("program",)
+#: What a program id looks like (``programs.config.Slug``); anything else names no program.
+_PROGRAM_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 
 
 class MetricsReader(Protocol):
@@ -40,6 +43,8 @@ def emails(
     """Per email (program, step, template), or per program with ``by=program``."""
     first, last = parse_range(start, end)
     breakdown = _breakdown(by, EMAIL_BREAKDOWNS, "the email report")
+    if program and not _PROGRAM_ID.fullmatch(program):
+        raise InvalidInput("program: a program id (lower-case letters, digits, _ and -)")
     generation = reader.serving()
     keys = reader.keys(generation, program or None)
     report = email_report(keys, lambda key: reader.days(generation, key, first, last), breakdown)
@@ -76,6 +81,8 @@ def program(
     first, last = parse_range(start, end)
     if by:
         raise InvalidInput("by: the program report has no breakdown (its rows are the program's steps)")
+    if not _PROGRAM_ID.fullmatch(program_id):
+        raise NotFound("no such program")
     generation = reader.serving()
     keys = reader.keys(generation, program_id)
     if program_id not in set(known) and not keys:

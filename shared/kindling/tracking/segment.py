@@ -4,6 +4,13 @@ Existing Segment and RudderStack clients must work unchanged, so the wire format
 theirs (camelCase, ``batch`` envelopes, ``sentAt`` clock-skew correction). What leaves
 this module is a ``WebEvent``: one validated, normalised message with a ``message_id``
 that downstream consumers use to apply it exactly once.
+
+Bodies are parsed by ``kindling.kernel.json_input`` (its docstring has the rules: numbers
+DynamoDB cannot store are refused, lone surrogates become U+FFFD), so whatever is accepted
+here the consumers can keep. An event time before 2000 (``kernel.clock.EARLIEST_EVENT_TIME``)
+or ahead of receipt by more than ``MAX_FUTURE_SKEW`` is a device clock gone wrong: ``receivedAt``
+replaces it, as Segment does, and ``timestamp_replaced`` says so on the event and its
+timeline entry.
 """
 
 from __future__ import annotations
@@ -21,7 +28,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from kindling.kernel.bus import BusEvent, EventPublisher
+from kindling.kernel.clock import is_plausible_time
 from kindling.kernel.errors import InvalidInput, PayloadTooLarge, Unauthorized
+from kindling.kernel.json_input import parse_json_object
 
 MAX_EVENT_BYTES = 32 * 1024
 MAX_BATCH_BYTES = 500 * 1024
@@ -128,6 +137,8 @@ class WebEvent(BaseModel):
     previous_id: str | None = None
     timestamp: datetime
     received_at: datetime
+    #: The client's time was unusable (before 2000, in the future): ``timestamp`` is ``received_at``.
+    timestamp_replaced: bool = False
     properties: dict[str, Any] = Field(default_factory=dict)
     traits: dict[str, Any] = Field(default_factory=dict)
     context: dict[str, Any] = Field(default_factory=dict)
@@ -184,19 +195,6 @@ def decode_body(body: bytes, content_encoding: str | None) -> bytes:
     return out
 
 
-def parse_json_object(raw: bytes) -> dict[str, Any]:
-    """Bodies parse as JSON whatever their Content-Type (browsers send text/plain)."""
-    if not raw.strip():
-        raise InvalidInput("the request body is empty: send a JSON object")
-    try:
-        value = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidInput(f"the request body is not valid JSON: {exc}") from exc
-    if not isinstance(value, dict):
-        raise InvalidInput("the request body must be a JSON object")
-    return value
-
-
 def check_write_key(expected: str, *candidates: str | None) -> None:
     """Accept the request if any place a client may put the write key holds the right one."""
     given = [c for c in candidates if c]
@@ -204,7 +202,7 @@ def check_write_key(expected: str, *candidates: str | None) -> None:
         raise Unauthorized(
             "missing write key: send it as the HTTP Basic username, the X-Write-Key header or writeKey"
         )
-    if not any(hmac.compare_digest(c.encode(), expected.encode()) for c in given):
+    if not any(hmac.compare_digest(c.encode("utf-8", "surrogatepass"), expected.encode()) for c in given):
         raise Unauthorized("invalid write key")
 
 
@@ -223,17 +221,26 @@ def _generated_message_id(message: dict[str, Any]) -> str:
     return f"kdl-{digest[:32]}"
 
 
-def _event_time(msg: SegmentMessage, received_at: datetime) -> datetime:
-    """Segment's rule: trust ``timestamp``; else correct the device clock by ``sentAt``."""
-    original, sent = _utc(msg.original_timestamp), _utc(msg.sent_at)
-    if msg.timestamp is not None:
-        when = _utc(msg.timestamp)
-    elif original is not None and sent is not None:
-        when = received_at - (sent - original)
-    else:
-        when = original or received_at
-    assert when is not None
-    return received_at if when > received_at + MAX_FUTURE_SKEW else when
+def _event_time(msg: SegmentMessage, received_at: datetime) -> tuple[datetime, bool]:
+    """Segment's rule: trust ``timestamp``; else correct the device clock by ``sentAt``.
+
+    With whether the time given was unusable and ``received_at`` replaced it: before 2000,
+    more than ``MAX_FUTURE_SKEW`` ahead, or beyond what a ``datetime`` holds once converted
+    to UTC (year 1 at +01:00).
+    """
+    try:
+        if msg.timestamp is not None:
+            when = _utc(msg.timestamp)
+        else:
+            original, sent = _utc(msg.original_timestamp), _utc(msg.sent_at)
+            when = received_at - (sent - original) if original and sent else original
+    except OverflowError:
+        return received_at, True
+    if when is None:
+        return received_at, False
+    if not is_plausible_time(when, received_at, MAX_FUTURE_SKEW):
+        return received_at, True
+    return when, False
 
 
 def _to_event(
@@ -260,6 +267,7 @@ def _to_event(
         # come from a server library, whose User-Agent says nothing about the visitor.
         context["userAgent"] = request.user_agent
     user_agent = context.get("userAgent")
+    timestamp, replaced = _event_time(msg, received_at)
     return WebEvent(
         message_id=msg.message_id or _generated_message_id(raw),
         type=msg.type,
@@ -270,8 +278,9 @@ def _to_event(
         category=msg.category,
         group_id=msg.group_id,
         previous_id=msg.previous_id,
-        timestamp=_event_time(msg, received_at),
+        timestamp=timestamp,
         received_at=received_at,
+        timestamp_replaced=replaced,
         properties=msg.properties,
         traits=msg.traits,
         context=context,
@@ -344,22 +353,26 @@ def pixel_request_body(query: dict[str, str]) -> bytes:
             raw = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
         except (binascii.Error, ValueError) as exc:
             raise InvalidInput("data: not valid base64") from exc
-        message = parse_json_object(raw)
+        message = parse_json_object(raw, "data")
     else:
         message: dict[str, Any] = {}  # type: ignore[no-redef]
         for key, value in query.items():
             head, _, rest = key.partition(".")
             if rest and head in ("properties", "traits", "context"):
-                message.setdefault(head, {})[rest] = value
-            else:
+                nested = message.get(head)
+                if not isinstance(nested, dict):
+                    nested = message[head] = {}
+                nested[rest] = value
+            elif not isinstance(message.get(key), dict):
+                # A bare ``properties=...`` (text, not an object) gives way to ``properties.*``.
                 message[key] = value
     message.setdefault("type", "track" if message.get("event") else "page")
     return json.dumps(message).encode()
 
 
 def pixel_endpoint(body: bytes) -> str:
-    message_type = json.loads(body).get("type")
-    if message_type not in ENDPOINTS or ENDPOINTS[message_type] is None:
+    message_type = parse_json_object(body).get("type")
+    if not isinstance(message_type, str) or ENDPOINTS.get(message_type) is None:
         raise InvalidInput(f"type: {message_type!r} is not a message type the pixel accepts")
     return str(message_type)
 

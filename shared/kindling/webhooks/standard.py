@@ -129,7 +129,7 @@ def _check_message_id(message_id: str) -> None:
 
 
 def _signature(key: bytes, message_id: str, timestamp: str, body: bytes) -> bytes:
-    signed = message_id.encode() + b"." + timestamp.encode() + b"." + body
+    signed = message_id.encode("utf-8", "surrogatepass") + b"." + timestamp.encode() + b"." + body
     return hmac.new(key, signed, hashlib.sha256).digest()
 
 
