@@ -37,6 +37,8 @@ def refuse(self, request):
 
 botocore.httpsession.URLLib3Session.send = refuse
 module = importlib.import_module({module!r})
+# Imported on a function's first secret read, not at cold start: it must be in the layer too.
+from aws_lambda_powertools.utilities.parameters import SecretsProvider  # noqa: F401
 handler = getattr(module, {attribute!r})
 assert callable(handler), "{attribute} is not callable"
 dev_only = ("yaml", "moto", "werkzeug", "pytest", "kindling_ops")

@@ -64,3 +64,18 @@ def test_each_function_may_read_exactly_the_secrets_its_environment_names(templa
     assert set(readers) == secrets, f"secrets nobody reads: {sorted(secrets - set(readers))}"
     assert readers["AdminTokenSecret"] == {"LeadsApiFunction"}
     assert readers["WriteKeySecret"] == {"CaptureFunction"}
+
+
+def test_the_crm_secrets_initial_value_never_changes(template: dict[str, Any]) -> None:
+    """Operators fill this secret in; CloudFormation would overwrite their values if the literal changed."""
+    import json
+
+    literal = template["Resources"]["CrmWebhookSecrets"]["Properties"]["SecretString"]
+    assert json.loads(literal) == {
+        "hubspot_client_secret": "",
+        "pipedrive_user": "",
+        "pipedrive_password": "",
+        "salesforce_org_id": "",
+        "salesforce_secret": "",
+        "webhook_secret": "",
+    }, "changing this value resets every deployed stack's CRM credentials: add fields in code instead"

@@ -124,7 +124,12 @@ class Worker:
             self._process.stdin.flush()
             answer = self._read(timeout=self.spec.timeout + GRACE_SECONDS)
             if answer is None:
-                self.stop()  # as Lambda does: a timed-out environment is not reused
+                exit_code = self._process.poll()
+                self.stop()  # as Lambda does: a crashed or timed-out environment is not reused
+                if exit_code is not None:
+                    raise FunctionError(
+                        self.spec.logical_id, "Runtime.ExitError", f"the process exited with {exit_code}", ""
+                    )
                 raise FunctionError(
                     self.spec.logical_id, "Timeout", f"no answer within {self.spec.timeout} s", ""
                 )

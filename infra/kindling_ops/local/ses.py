@@ -29,6 +29,10 @@ SIMULATOR = {
 }
 
 
+#: How many polls an accepted email may wait for its send record before it is passed over.
+PATIENCE = 50
+
+
 def _sent_messages() -> list[Any]:
     from moto.ses.models import ses_backends
 
@@ -42,6 +46,7 @@ class LocalSes:
         self._table = table_name
         self._configuration_set = configuration_set
         self._published = 0
+        self._waiting: dict[str, int] = {}
         self._lock = threading.Lock()
 
     def sends(self) -> dict[str, dict[str, Any]]:
@@ -96,25 +101,37 @@ class LocalSes:
         return messages
 
     def publish_events(self, now: datetime) -> int:
-        """SES's events for each email accepted since the last call; how many emails that was."""
+        """SES's events for each email accepted since the last call; how many emails that was.
+
+        An email whose send record is not written yet waits for a later call; one that never
+        gets a record (not sent by the sender) is passed over after ``PATIENCE`` calls, so it
+        cannot hold up the events of every email after it.
+        """
         with self._lock:
             sent = _sent_messages()
             new = sent[self._published :]
             if not new:
                 return 0
             sends = self.sends()
-            entries = []
+            entries, done = [], 0
             for message in new:
                 origin = sends.get(message.id)
                 if origin is None:
-                    break  # its send record is not written yet: next time
+                    self._waiting[message.id] = self._waiting.get(message.id, 0) + 1
+                    if self._waiting[message.id] < PATIENCE:
+                        break  # its send record is not written yet: next time
+                    done += 1  # not one of the sender's: no events, as nothing would map them
+                    continue
                 recipients = list(dict.fromkeys(message.destinations))
                 outcome = next((SIMULATOR[r] for r in recipients if r in SIMULATOR), "Delivery")
                 entries += [self._entry("Send", message.id, recipients, origin, now)]
                 entries += [self._entry(outcome, message.id, recipients, origin, now)]
-                self._published += 1
+                done += 1
             for start in range(0, len(entries), 10):
-                self._events.put_events(Entries=entries[start : start + 10])
+                answer = self._events.put_events(Entries=entries[start : start + 10])
+                if answer.get("FailedEntryCount"):
+                    raise RuntimeError(f"the default bus refused {answer['FailedEntryCount']} SES event(s)")
+            self._published += done  # only once the events are on the bus
             return len(entries) // 2
 
     def _entry(

@@ -111,6 +111,12 @@ def dev_secret_defaults() -> list[str]:
 
 #: A guard against a clock move that would never end (work that keeps putting work due at once).
 MAX_CLOCK_STEPS = 10_000
+#: Due work this far behind the clock is not being released: the move stops and says so.
+STUCK_AFTER = timedelta(minutes=10)
+
+
+class StuckDueWork(RuntimeError):
+    """Moving the clock found due work the minute tick does not release."""
 
 
 def local_parameters(environ: dict[str, str], port: int) -> tuple[dict[str, str], list[str]]:
@@ -515,6 +521,12 @@ class LocalStack:
         ]
         bound = min([*firings, target])
         due_at = self._earliest_due(now, bound)
+        if due_at is not None and due_at < now - STUCK_AFTER:
+            # The tick ran past it and it is still there: stepping on would loop to the target.
+            raise StuckDueWork(
+                f"due work of {kindling_clock.isoformat(due_at)} is still waiting at "
+                f"{kindling_clock.isoformat(now)}: DueWorkFunction is not releasing it (see its failures)"
+            )
         if due_at is not None:
             for item in schedules:
                 if item.schedule.is_tick:
@@ -720,6 +732,11 @@ class LocalStack:
                 raise ValueError('send {"advance_seconds": N} or {"now": "<ISO-8601>"}')
         except ValueError as exc:
             return _json(400, {"error": "invalid_request", "problems": [str(exc)]})
+        except StuckDueWork as exc:
+            return _json(
+                409,
+                {"error": "stuck", "message": str(exc), "now": kindling_clock.isoformat(self.clock.now())},
+            )
         return _json(200, {"now": kindling_clock.isoformat(self.clock.now()), "schedules_run": ran})
 
     def _post_settle(self, request: Request) -> Response:

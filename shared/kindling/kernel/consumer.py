@@ -34,13 +34,36 @@ class Refreshable(Protocol):
 
 
 def describe_error(error: BaseException) -> str:
-    """The error without the input that caused it: pydantic's messages quote the offending values."""
+    """The error without the input that caused it: only messages known not to quote it are kept.
+
+    pydantic's messages quote offending values (and custom validators may too): a validation
+    error is told by the field and the kind of problem. Our own domain errors name problems, not
+    values; an AWS error by its code. Anything else by its type alone.
+    """
+    from kindling.kernel.errors import KindlingError
+
     if isinstance(error, ValidationError):
-        where = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '(record)'}: {e['type']}" for e in error.errors()
-        )
+        where = "; ".join(f"{_field(e['loc'])}: {e['type']}" for e in error.errors())
         return f"ValidationError: {where}"[:MAX_ERROR_LENGTH]
-    return f"{type(error).__name__}: {error}"[:MAX_ERROR_LENGTH]
+    if isinstance(error, KindlingError):
+        return f"{type(error).__name__}: {error}"[:MAX_ERROR_LENGTH]
+    code = (getattr(error, "response", None) or {}).get("Error", {}).get("Code")
+    if code:
+        return f"{type(error).__name__}: {code}"[:MAX_ERROR_LENGTH]
+    return type(error).__name__
+
+
+def _field(location: tuple[Any, ...]) -> str:
+    """A validation error's place up to the first part a sender chose (a key of free-form data)."""
+    parts = []
+    for part in location:
+        if isinstance(part, str) and part.isidentifier() and len(part) <= 40:
+            parts.append(part)
+        elif isinstance(part, int):
+            parts.append(str(part))
+        else:
+            break
+    return ".".join(parts) or "(record)"
 
 
 def _event_id(record: Any) -> str | None:
