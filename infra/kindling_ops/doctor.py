@@ -115,15 +115,9 @@ def check_outputs(inst: Installation, template_outputs: Iterable[str]) -> list[C
     return [Check("stack outputs", "pass", f"{len(expected)} outputs present")]
 
 
-def _digest(document: dict[str, Any]) -> str:
-    import hashlib
-
-    return hashlib.sha256(json.dumps(document, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
-
 def check_config(inst: Installation, local_documents: dict[str, dict[str, Any]], where: str) -> list[Check]:
     """Each config file of this checkout is the version in force (what `config apply` would not change)."""
-    from kindling.adapters.config_store import DynamoConfigStore
+    from kindling.adapters.config_store import DynamoConfigStore, document_digest
 
     store = DynamoConfigStore(inst.outputs["TableName"], inst.client("dynamodb"))
     checks = []
@@ -134,7 +128,7 @@ def check_config(inst: Installation, local_documents: dict[str, dict[str, Any]],
             checks.append(Check(f"config {kind}", "fail", "never applied", f"kindling config apply {where}"))
             continue
         _, stored_digest = store.load(kind, version)
-        if stored_digest != _digest(document):
+        if stored_digest != document_digest(document):
             checks.append(
                 Check(
                     f"config {kind}",

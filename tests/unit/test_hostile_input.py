@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -374,55 +375,42 @@ def crm_bodies(payloads: st.SearchStrategy[Any]) -> st.SearchStrategy[bytes]:
     return st.integers(0, 3).flatmap(lambda pick: bodies if pick == 0 else spelled)
 
 
-def keepable_crm_deliveries(deliveries: list[crm_events.Delivery]) -> None:
+def keepable_crm_deliveries(parse: Callable[[], list[crm_events.Delivery]]) -> list[crm_events.Delivery]:
+    """What ``parse`` accepts, checked storable and readable back; a refusal must name its problem."""
+    try:
+        deliveries = parse()
+    except InvalidInput as refused:
+        event("refused")
+        assert refused.problems
+        return []
+    event(f"accepted, {sum(len(d.events) for d in deliveries)} event(s)")
     for delivery in deliveries:
         for crm_event in delivery.events:
             bus = crm_event.bus_event()
             storable(bus.detail)
             crm_events.CrmEvent.model_validate_json(bus.detail_json())
             assert bus.time is not None and bus.time.astimezone(UTC).year >= 2000
+    return deliveries
 
 
 @FUZZ
 @given(crm_bodies(st.lists(hubspot_events, min_size=1, max_size=3)))
 def test_hubspot_accepts_any_body_only_as_events_consumers_keep(body: bytes) -> None:
-    try:
-        deliveries = hubspot.hubspot_deliveries(body, CONFIG)
-    except InvalidInput as refused:
-        event("refused")
-        assert refused.problems
-    else:
-        event(f"accepted, {sum(len(d.events) for d in deliveries)} event(s)")
-        keepable_crm_deliveries(deliveries)
+    keepable_crm_deliveries(lambda: hubspot.hubspot_deliveries(body, CONFIG))
 
 
 @FUZZ
 @given(crm_bodies(pipedrive_payloads))
 def test_pipedrive_accepts_any_body_only_as_events_consumers_keep(body: bytes) -> None:
-    try:
-        deliveries = pipedrive.pipedrive_deliveries(body, CONFIG, NOW)
-    except InvalidInput as refused:
-        event("refused")
-        assert refused.problems
-    else:
-        event(f"accepted, {sum(len(d.events) for d in deliveries)} event(s)")
-        keepable_crm_deliveries(deliveries)
-        for delivery in deliveries:
-            for crm_event in delivery.events:
-                assert crm_event.occurred_at <= NOW + crm_events.MAX_CLOCK_AHEAD
+    for delivery in keepable_crm_deliveries(lambda: pipedrive.pipedrive_deliveries(body, CONFIG, NOW)):
+        for crm_event in delivery.events:
+            assert crm_event.occurred_at <= NOW + crm_events.MAX_CLOCK_AHEAD
 
 
 @FUZZ
 @given(crm_bodies(generic_payloads))
 def test_generic_webhooks_accept_any_body_only_as_events_consumers_keep(body: bytes) -> None:
-    try:
-        deliveries = generic.generic_deliveries(body, GENERIC_HEADERS, CONFIG)
-    except InvalidInput as refused:
-        event("refused")
-        assert refused.problems
-    else:
-        event(f"accepted, {sum(len(d.events) for d in deliveries)} event(s)")
-        keepable_crm_deliveries(deliveries)
+    keepable_crm_deliveries(lambda: generic.generic_deliveries(body, GENERIC_HEADERS, CONFIG))
 
 
 @pytest.mark.parametrize(

@@ -28,6 +28,15 @@ def _key(kind: str, sort: str) -> dict[str, Any]:
     return {"PK": {"S": f"CONFIG#{kind}"}, "SK": {"S": sort}}
 
 
+def canonical_json(document: dict[str, Any]) -> str:
+    return json.dumps(document, sort_keys=True, separators=(",", ":"))
+
+
+def document_digest(document: dict[str, Any]) -> str:
+    """What identifies a config version's content: applying the same document again changes nothing."""
+    return hashlib.sha256(canonical_json(document).encode()).hexdigest()
+
+
 class DynamoConfigStore(aws.TableAdapter):
     def current_version(self, kind: str) -> int | None:
         item = self.client.get_item(
@@ -45,8 +54,8 @@ class DynamoConfigStore(aws.TableAdapter):
 
     def apply(self, kind: str, document: dict[str, Any], applied_at: datetime) -> tuple[int, bool]:
         """Store ``document`` as the next version unless it is what is in force: (version, changed)."""
-        text = json.dumps(document, sort_keys=True, separators=(",", ":"))
-        digest = hashlib.sha256(text.encode()).hexdigest()
+        text = canonical_json(document)
+        digest = document_digest(document)
         current = self.current_version(kind)
         if current is not None and self.load(kind, current)[1] == digest:
             return current, False
