@@ -45,3 +45,16 @@ def test_local_refuses_a_start_time_it_cannot_place(
         build_parser().parse_args(["local", "--start-at", given])
     assert stopped.value.code == 2
     assert named in capsys.readouterr().err
+
+
+def test_catching_up_to_a_moment_that_just_passed_stays_where_the_clock_is() -> None:
+    """A step computed a moment ago may have passed while the clock ran on: that is no move back."""
+    from datetime import UTC, datetime, timedelta
+
+    from kindling.kernel.clock import OffsetClock
+
+    clock = OffsetClock(datetime(2027, 1, 11, 13, 0, tzinfo=UTC))
+    passed = clock.now() - timedelta(milliseconds=5)
+    assert clock.catch_up_to(passed) >= passed
+    ahead = clock.now() + timedelta(days=2)
+    assert clock.catch_up_to(ahead) - ahead < timedelta(seconds=1)

@@ -492,14 +492,13 @@ class LocalStack:
                 instant = self._next_instant(self.clock.now(), target)
                 if instant is None:
                     break
-                self.clock.move_to(instant)
+                self.clock.catch_up_to(instant)
                 ran += self.run_due_schedules()
             else:
                 raise RuntimeError(
                     f"more than {MAX_CLOCK_STEPS} due instants before {target}: move in shorter steps"
                 )
-            if target > self.clock.now():
-                self.clock.move_to(target)
+            self.clock.catch_up_to(target)
             ran += self.run_due_schedules()
             self.settle()
         return ran

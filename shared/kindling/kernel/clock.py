@@ -74,6 +74,20 @@ class OffsetClock:
             self._offset += delta
             return self.now()
 
+    def catch_up_to(self, when: datetime) -> datetime:
+        """Move forward to ``when`` unless the running clock is there already (then stay).
+
+        For a caller that computed ``when`` a moment ago: the clock kept running meanwhile, so
+        ``when`` may have just passed, which is not a request to go back.
+        """
+        if when.tzinfo is None:
+            raise ValueError("a time must carry its offset, e.g. 2026-01-05T09:00:00Z")
+        with self._lock:
+            behind = when - self.now()
+            if behind > timedelta(0):
+                self._offset += behind
+            return self.now()
+
     def move_to(self, when: datetime) -> datetime:
         if when.tzinfo is None:
             raise ValueError("a time must carry its offset, e.g. 2026-01-05T09:00:00Z")
