@@ -62,7 +62,7 @@ def main() -> None:
         stack.send_signal(signal.SIGINT)
         stack.wait(timeout=60)
     say(f"kindling demo benchmark: --leads {LEADS} --weeks {WEEKS} on a fresh `kindling local`")
-    say(f"  stack listening after   {listening:6.1f} s (15 functions, each in its own process)")
+    say(f"  stack listening after   {listening:6.1f} s (14 functions, each in its own process)")
     say(f"  demo wall time          {seconds:6.1f} s (target: under 90 s)")
     say(f"  embedded AWS API calls  {after - before:6,d} ({(after - before) / seconds:,.0f} per second)")
     say(f"  {demo.stdout.strip().splitlines()[-1]}")

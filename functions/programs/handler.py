@@ -1,4 +1,4 @@
-"""Lead activity, stage and score changes drive programs: enrol, wake waits, reach exit goals."""
+"""Lead activity (with the score it changed) and stage moves drive programs: enrol, wake, exit."""
 
 from __future__ import annotations
 
@@ -43,9 +43,7 @@ def record_handler(record: LeadChangeRecord) -> None:
         changes = service.on_lead_event(
             detail["lead_id"], trigger_id=detail["event_id"], now=now, stage_entered=detail["to"]
         )
-    elif envelope.detail_type == "lead.recheck":  # time alone may have changed a segment
-        changes = service.on_lead_event(detail["lead_id"], trigger_id=detail["event_id"], now=now)
-    else:  # lead.score_changed: conditions on grade and engagement may now hold
+    else:  # lead.recheck: time alone may have changed a segment
         changes = service.on_lead_event(detail["lead_id"], trigger_id=detail["event_id"], now=now)
     if changes:
         metrics.add_metric(name="ProgramChanges", unit=MetricUnit.Count, value=len(changes))

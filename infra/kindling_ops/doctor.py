@@ -523,7 +523,7 @@ def check_round_trip(
 
 
 def remove_lead(dynamodb: Any, table: str, lead_id: str | None, anonymous_id: str, message_id: str) -> str:
-    """Deletes the synthetic lead's items: its partition, its identity claim and its dedup record."""
+    """Deletes the synthetic lead's items: its partition, its identity claim and its message marker."""
     keys = [
         {"PK": {"S": f"IDENT#anon#{anonymous_id}"}, "SK": {"S": "IDENT"}},
         {"PK": {"S": f"MSG#{message_id}"}, "SK": {"S": "MSG"}},

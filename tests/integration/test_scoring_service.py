@@ -1,4 +1,5 @@
-"""Scoring on DynamoDB (moto): exactly once, race-safe, versioned config, MQL once with its reasons."""
+"""Scoring in the profile pass, on DynamoDB (moto): exactly once, crash- and race-safe, versioned
+config, MQL once with its reasons, and nothing written for a duplicate."""
 
 from __future__ import annotations
 
@@ -10,20 +11,45 @@ from typing import Any
 
 import pytest
 
+from kindling.adapters import aws
 from kindling.adapters.config_store import ConfigCache, DynamoConfigStore
 from kindling.adapters.dynamo import DynamoLeadStore
 from kindling.adapters.score_store import DynamoScoreStore
-from kindling.kernel.errors import NotFound
-from kindling.leads.profiles import ProfileService
+from kindling.leads.profiles import ProfileService, RecordOutcome
 from kindling.scoring.config import ScoringConfig
-from kindling.scoring.service import LeadActivity, ScoringService
+from kindling.scoring.service import ScoringService
 from kindling.tracking.segment import WebEvent
 from kindling_ops.config import documents, load
 from tests.fakes import RecordingPublisher
 
 SHIPPED = documents(load(Path(__file__).resolve().parents[2] / "config"))["scoring.yaml"]
 VP = {"email": "vp@acme.io", "title": "VP Marketing", "industry": "SaaS", "company_size": 300}
+WRITES = ("put_item", "update_item", "delete_item", "transact_write_items", "batch_write_item")
 _ids = itertools.count()
+
+
+class ClientSpy:
+    """A DynamoDB client that counts writes and can fail the next timeline-entry put, as a crash would."""
+
+    def __init__(self) -> None:
+        self._client = aws.client("dynamodb")
+        self.writes = 0
+        self.crash_before_entry = 0
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._client, name)
+        if name not in WRITES:
+            return method
+
+        def write(**kwargs: Any) -> Any:
+            sk = kwargs.get("Item", {}).get("SK", {}).get("S", "")
+            if name == "put_item" and sk.startswith("EVT#") and self.crash_before_entry:
+                self.crash_before_entry -= 1
+                raise RuntimeError("the function died here")
+            self.writes += 1
+            return method(**kwargs)
+
+        return write
 
 
 @pytest.fixture
@@ -44,76 +70,103 @@ def config_cache(config_store: DynamoConfigStore) -> ConfigCache[ScoringConfig]:
 
 
 @pytest.fixture
-def scoring(table: str, config_cache: ConfigCache, publisher: RecordingPublisher) -> ScoringService:
-    return ScoringService(DynamoScoreStore(table), config_cache, publisher, sleep=lambda s: None)
+def spy() -> ClientSpy:
+    return ClientSpy()
 
 
 @pytest.fixture
-def profiles(table: str) -> ProfileService:
-    return ProfileService(DynamoLeadStore(table), sleep=lambda s: None)
+def service(
+    table: str, config_cache: ConfigCache, publisher: RecordingPublisher, spy: ClientSpy
+) -> ProfileService:
+    return ProfileService(
+        DynamoLeadStore(table, spy),
+        publisher,
+        sleep=lambda s: None,
+        scorer=ScoringService(DynamoScoreStore(table), config_cache),
+    )
 
 
-def activity(profiles: ProfileService, now: datetime, **fields: Any) -> LeadActivity:
-    """Record a web event like the profiles consumer does, and return what it announces."""
-    event = WebEvent.model_validate(
+def web(now: datetime, **fields: Any) -> WebEvent:
+    return WebEvent.model_validate(
         {"message_id": f"msg-{next(_ids)}", "timestamp": now, "received_at": now, **fields}
     )
-    outcome = profiles.record(event, now)
-    return LeadActivity(lead_id=outcome.lead_id, merged=list(outcome.merged), event=event)
 
 
-def known_lead(profiles: ProfileService, now: datetime, user_id: str = "u1") -> LeadActivity:
-    return activity(profiles, now, type="identify", user_id=user_id, traits=VP)
+def known_lead(service: ProfileService, now: datetime, user_id: str = "u1") -> RecordOutcome:
+    return service.record(web(now, type="identify", user_id=user_id, traits=VP), now)
 
 
-def test_the_same_activity_delivered_twice_scores_once(scoring, profiles, publisher, table, now) -> None:
-    known_lead(profiles, now)
-    demo = activity(profiles, now, type="track", user_id="u1", event="Demo Requested")
-    assert scoring.score(demo, now) is not None
-    assert scoring.score(demo, now) is None
-    score = DynamoScoreStore(table).score(demo.lead_id)
+def test_the_same_event_delivered_twice_scores_once_and_writes_nothing_the_second_time(
+    service, spy, publisher, table, now
+) -> None:
+    known_lead(service, now)
+    demo = web(now, type="track", user_id="u1", event="Demo Requested")
+    first = service.record(demo, now)
+    writes = spy.writes
+    again = service.record(demo, now)
+    assert not first.duplicate and again.duplicate
+    assert spy.writes == writes  # a duplicate delivery costs no write
+    score = DynamoScoreStore(table).score(first.lead_id)
     assert score is not None and score.engagement == 40 and score.rules["demo-request"].count == 1
-    assert len(publisher.of_type("lead.score_changed")) == 2  # the first, and its republication
-    assert len({e["event_id"] for e in publisher.of_type("lead.score_changed")}) == 1
+    # programs hear of it again (a crash may have come before the first publish) and dedupe it
+    assert [a["event"]["message_id"] for a in publisher.of_type("lead.activity")][-2:] == [
+        demo.message_id
+    ] * 2
 
 
-def test_a_crash_between_saving_and_publishing_loses_no_event(table, config_store, profiles, now) -> None:
+def test_a_crash_between_the_score_and_the_timeline_entry_does_not_score_twice(
+    service, spy, table, now
+) -> None:
+    known_lead(service, now)
+    click = web(now + timedelta(hours=1), type="track", user_id="u1", event="Email Clicked")
+    spy.crash_before_entry = 1
+    with pytest.raises(RuntimeError):
+        service.record(click, now)
+    outcome = service.record(click, now)  # the redelivery
+    assert not outcome.duplicate
+    score = DynamoScoreStore(table).score(outcome.lead_id)
+    assert score is not None and score.rules["email-click"].count == 1
+    timeline = DynamoLeadStore(table).timeline(outcome.lead_id, 10)
+    assert [e.message_id for e in timeline].count(click.message_id) == 1
+
+
+def test_a_crash_between_saving_and_publishing_loses_no_stage_move(table, config_cache, now) -> None:
     flaky = RecordingPublisher(fail_times=1)
-    service = ScoringService(
-        DynamoScoreStore(table),
-        ConfigCache(config_store, "scoring", ScoringConfig),
+    service = ProfileService(
+        DynamoLeadStore(table),
         flaky,
         sleep=lambda s: None,
+        scorer=ScoringService(DynamoScoreStore(table), config_cache),
     )
-    demo = activity(profiles, now, type="identify", user_id="u2", traits=VP)
+    identify = web(now, type="identify", user_id="u2", traits=VP)
     with pytest.raises(RuntimeError):
-        service.score(demo, now)
-    service.score(demo, now)  # the redelivery
+        service.record(identify, now)
+    service.record(identify, now)  # the redelivery
     assert [e["to"] for e in flaky.of_type("lead.stage_changed")] == ["subscriber"]
+    assert len(DynamoScoreStore(table).stage_history(flaky.of_type("lead.stage_changed")[0]["lead_id"])) == 1
 
 
-def test_concurrent_activity_for_one_lead_loses_no_points(scoring, profiles, table, now) -> None:
-    lead = known_lead(profiles, now)
+def test_concurrent_events_for_one_lead_lose_no_points(service, table, now) -> None:
+    lead = known_lead(service, now)
     clicks = [
-        activity(profiles, now + timedelta(days=d), type="track", user_id="u1", event="Email Clicked")
-        for d in range(10)
+        web(now + timedelta(days=d), type="track", user_id="u1", event="Email Clicked") for d in range(10)
     ]
     with ThreadPoolExecutor(max_workers=5) as pool:
-        list(pool.map(lambda a: scoring.score(a, now), clicks))
+        list(pool.map(lambda e: service.record(e, now), clicks))
     score = DynamoScoreStore(table).score(lead.lead_id)
     assert score is not None and score.rules["email-click"].count == 10
     assert score.rules["email-click"].points == 50
 
 
 def test_crossing_the_mql_threshold_moves_the_lead_once_and_explains_why(
-    scoring, profiles, publisher, table, now
+    service, publisher, table, now
 ) -> None:
-    scoring.score(known_lead(profiles, now), now)
+    known_lead(service, now)
     for minutes, name in enumerate(
         ["Demo Requested", "Webinar Registered", "Trial Started", "Demo Requested"]
     ):
         at = now + timedelta(minutes=minutes + 1)
-        scoring.score(activity(profiles, at, type="track", user_id="u1", event=name), now)
+        service.record(web(at, type="track", user_id="u1", event=name), now)
     [mql] = publisher.of_type("lead.mql")
     assert mql["lead"]["email"] == "vp@acme.io" and mql["lead"]["title"] == "VP Marketing"
     assert mql["label"] == "A1" and mql["trigger"]["event"] == "Trial Started"
@@ -129,10 +182,10 @@ def test_crossing_the_mql_threshold_moves_the_lead_once_and_explains_why(
 
 
 def test_a_new_config_version_applies_to_events_from_then_on(
-    scoring, profiles, config_store, config_cache, table, now
+    service, config_store, config_cache, table, now
 ) -> None:
-    known_lead(profiles, now)
-    scoring.score(activity(profiles, now, type="track", user_id="u1", event="Demo Requested"), now)
+    known_lead(service, now)
+    service.record(web(now, type="track", user_id="u1", event="Demo Requested"), now)
     richer = {
         **SHIPPED,
         "engagement": {
@@ -146,8 +199,9 @@ def test_a_new_config_version_applies_to_events_from_then_on(
     assert config_store.apply("scoring", richer, now) == (2, True)
     assert config_store.apply("scoring", richer, now) == (2, False)
     config_cache.refresh()  # what the handler does at the start of each batch
-    second = activity(profiles, now, type="track", user_id="u1", event="Demo Requested")
-    scoring.score(second, now)
+    second = service.record(
+        web(now + timedelta(minutes=1), type="track", user_id="u1", event="Demo Requested"), now
+    )
     changes = DynamoScoreStore(table).changes(second.lead_id)
     assert [(c["hits"][0]["points"], c["config_version"]) for c in changes if c["hits"]] == [
         (100, 2),
@@ -155,26 +209,35 @@ def test_a_new_config_version_applies_to_events_from_then_on(
     ]
 
 
-def test_without_an_applied_config_scoring_waits_rather_than_guessing(table, profiles, now) -> None:
-    service = ScoringService(
-        DynamoScoreStore(table),
-        ConfigCache(DynamoConfigStore(table), "scoring", ScoringConfig),
-        RecordingPublisher(),
+def test_without_an_applied_config_events_still_reach_their_lead_unscored(table, now) -> None:
+    service = ProfileService(
+        DynamoLeadStore(table),
+        sleep=lambda s: None,
+        scorer=ScoringService(
+            DynamoScoreStore(table), ConfigCache(DynamoConfigStore(table), "scoring", ScoringConfig)
+        ),
     )
-    with pytest.raises(NotFound, match="kindling config apply"):
-        service.score(known_lead(profiles, now), now)
+    outcome = known_lead(service, now)
+    assert len(DynamoLeadStore(table).timeline(outcome.lead_id, 10)) == 1
+    assert DynamoScoreStore(table).score(outcome.lead_id) is None
 
 
-def test_an_anonymous_visitors_points_follow_them_when_they_identify(scoring, profiles, table, now) -> None:
-    pricing = activity(
-        profiles, now, type="page", anonymous_id="anon-9", properties={"url": "https://x.io/pricing"}
+def test_an_anonymous_visitors_points_follow_them_when_they_identify(service, table, now) -> None:
+    service.record(
+        web(now, type="page", anonymous_id="anon-9", properties={"url": "https://x.io/pricing"}), now
     )
-    scoring.score(pricing, now)
-    identify = activity(
-        profiles, now + timedelta(hours=1), type="identify", anonymous_id="anon-9", user_id="u9", traits=VP
+    known = known_lead(service, now, user_id="u9")
+    identify = service.record(
+        web(now + timedelta(hours=1), type="identify", anonymous_id="anon-9", user_id="u9", traits=VP), now
     )
-    known = known_lead(profiles, now, user_id="u9")  # already known under u9? no: same user, same lead
     assert identify.lead_id == known.lead_id
-    scoring.score(identify, now)
     score = DynamoScoreStore(table).score(identify.lead_id)
     assert score is not None and score.rules["pricing-page"].count == 1
+
+
+def test_a_page_view_that_changes_nothing_is_kept_but_not_announced(service, publisher, table, now) -> None:
+    lead = known_lead(service, now)
+    before = len(publisher.events)
+    view = service.record(web(now + timedelta(minutes=5), type="page", user_id="u1", name="Blog"), now)
+    assert view.lead_id == lead.lead_id and len(publisher.events) == before
+    assert DynamoLeadStore(table).timeline(lead.lead_id, 10)[0].name == "Blog"

@@ -1,7 +1,12 @@
 """DueStore on the single table.
 
-DUE#<id>  / DUE    an item due at a time; GSI1PK = DUEAT#[<lane>#]<hour>, GSI1SK = <due time>#<id>
-TICK#due<lane> / TICK   the earliest hour that may still hold items (the tick's cursor)
+DUEAT#[<lane>#]<hour> / <due time>#<id>   an item due at a time, under the hour it falls due in:
+                                          the tick reads an hour with one query of its partition,
+                                          and no index doubles the cost of writing an item
+TICK#due<lane> / TICK                     the earliest hour that may still hold items (the cursor)
+
+Items written by earlier versions (``DUE#<id> / DUE``, found through GSI1 by hour) are still
+read and removed, so an upgrade loses no wait that was pending.
 """
 
 from __future__ import annotations
@@ -16,11 +21,21 @@ from kindling.adapters import aws
 from kindling.kernel.clock import isoformat
 from kindling.programs.due import DueItem, hour_of
 
-INDEX = "GSI1"
+LEGACY_INDEX = "GSI1"
 
 
 def _hour_key(hour: datetime, lane: str = "") -> str:
     return f"DUEAT#{lane + '#' if lane else ''}{hour_of(hour).strftime('%Y-%m-%dT%H')}"
+
+
+def _due_item(raw: dict[str, Any], item_id: str, legacy: bool = False) -> DueItem:
+    return DueItem(
+        id=item_id,
+        kind=raw["kind"]["S"],
+        due_at=raw["due_at"]["S"],
+        payload=json.loads(raw["payload"]["S"]),
+        legacy=legacy,
+    )
 
 
 class DynamoDueStore(aws.TableAdapter):
@@ -36,10 +51,9 @@ class DynamoDueStore(aws.TableAdapter):
 
     def item(self, item: DueItem) -> dict[str, Any]:
         return {
-            "PK": {"S": f"DUE#{item.id}"},
-            "SK": {"S": "DUE"},
-            "GSI1PK": {"S": _hour_key(item.due_at, self._lane)},
-            "GSI1SK": {"S": f"{isoformat(item.due_at)}#{item.id}"},
+            "PK": {"S": _hour_key(item.due_at, self._lane)},
+            "SK": {"S": f"{isoformat(item.due_at)}#{item.id}"},
+            "id": {"S": item.id},
             "kind": {"S": item.kind},
             "payload": {"S": json.dumps(item.payload, default=str)},
             "due_at": {"S": isoformat(item.due_at)},
@@ -76,32 +90,34 @@ class DynamoDueStore(aws.TableAdapter):
 
     def due_in_hour(self, hour: datetime, until: datetime) -> list[DueItem]:
         paginator = self.client.get_paginator("query")
-        pages = paginator.paginate(
-            TableName=self._table,
-            IndexName=INDEX,
-            KeyConditionExpression="GSI1PK = :hour AND GSI1SK <= :until",
-            ExpressionAttributeValues={
-                ":hour": {"S": _hour_key(hour, self._lane)},
-                ":until": {"S": isoformat(until) + "#~"},
-            },
-        )
+        bounds = {":hour": {"S": _hour_key(hour, self._lane)}, ":until": {"S": isoformat(until) + "#~"}}
         items = []
-        for page in pages:
-            for raw in page.get("Items", []):
-                items.append(
-                    DueItem(
-                        id=raw["PK"]["S"].removeprefix("DUE#"),
-                        kind=raw["kind"]["S"],
-                        due_at=raw["due_at"]["S"],
-                        payload=json.loads(raw["payload"]["S"]),
-                    )
-                )
+        for page in paginator.paginate(
+            TableName=self._table,
+            KeyConditionExpression="PK = :hour AND SK <= :until",
+            ExpressionAttributeValues=bounds,
+        ):
+            items += [_due_item(raw, raw["id"]["S"]) for raw in page.get("Items", [])]
+        for page in paginator.paginate(  # written by an earlier version
+            TableName=self._table,
+            IndexName=LEGACY_INDEX,
+            KeyConditionExpression="GSI1PK = :hour AND GSI1SK <= :until",
+            ExpressionAttributeValues=bounds,
+        ):
+            items += [
+                _due_item(raw, raw["PK"]["S"].removeprefix("DUE#"), legacy=True) for raw in page["Items"]
+            ]
         return items
 
     def remove_due(self, item: DueItem) -> None:
-        self.client.delete_item(
-            TableName=self._table, Key={"PK": {"S": f"DUE#{item.id}"}, "SK": {"S": "DUE"}}
-        )
+        if item.legacy:
+            key = {"PK": {"S": f"DUE#{item.id}"}, "SK": {"S": "DUE"}}
+        else:
+            key = {
+                "PK": {"S": _hour_key(item.due_at, self._lane)},
+                "SK": {"S": f"{isoformat(item.due_at)}#{item.id}"},
+            }
+        self.client.delete_item(TableName=self._table, Key=key)
 
     def cursor(self) -> datetime | None:
         item = self.client.get_item(TableName=self._table, Key=self._cursor_key(), ConsistentRead=True).get(

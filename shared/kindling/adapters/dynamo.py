@@ -4,7 +4,13 @@ Keys (PK / SK):
   LEAD#<id>            / PROFILE                 the lead profile
   LEAD#<id>            / EVT#<time>#<message id> one timeline entry
   IDENT#<kind>#<value> / IDENT                   which lead owns an identity (user, email, anon)
-  MSG#<message id>     / MSG                     a message already applied (dedup, TTL)
+
+  MSG#<message id>     / MSG                     applied: only for messages that may come again
+                                                 with another time (kindling's own events, and
+                                                 events whose time was replaced on receipt); TTL
+
+A message is applied once: its timeline entry, written last under a key made of its time and
+message id, is the record that it was (no separate dedup item, no transaction).
 """
 
 from __future__ import annotations
@@ -12,66 +18,30 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from kindling.adapters import aws
+from kindling.adapters.items import from_item, identity_key, lead_key, timeline_sk, to_attribute, to_item
+from kindling.adapters.score_store import folded_actions, score_put, stage_actions, to_json
+from kindling.kernel.bus import BusEvent
 from kindling.kernel.clock import isoformat
 from kindling.kernel.errors import Conflict, Duplicate, Retryable
 from kindling.leads.profiles import Identity, Lead, ProfileChange, TimelineEntry
+from kindling.scoring.service import ScoreWrite
 
-#: Longer than the bus archive keeps events, so a replay from the archive dedups too.
+
+def _entry_key(lead_id: str, entry: TimelineEntry) -> dict[str, Any]:
+    return {"PK": {"S": f"LEAD#{lead_id}"}, "SK": {"S": timeline_sk(entry)}}
+
+
+def _marker_key(entry: TimelineEntry) -> dict[str, Any]:
+    return {"PK": {"S": f"MSG#{entry.message_id}"}, "SK": {"S": "MSG"}}
+
+
+#: How long a message marker is kept: longer than the bus archive keeps events, so a replay dedups too.
 DEDUP_RETENTION = timedelta(days=400)
-
-_serializer = TypeSerializer()
-_deserializer = TypeDeserializer()
-
-
-def _encode(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return isoformat(value)  # one sortable form, so string comparisons order by time
-    return str(value)
-
-
-def to_attribute(value: Any) -> dict[str, Any]:
-    """One Python value as a DynamoDB attribute (floats become Decimals, as DynamoDB needs)."""
-    plain = json.loads(json.dumps(value, default=_encode), parse_float=Decimal)
-    return _serializer.serialize(plain)
-
-
-def to_item(values: dict[str, Any]) -> dict[str, Any]:
-    return {k: to_attribute(v) for k, v in values.items() if v is not None}
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if isinstance(value, set):
-        return sorted(_plain(v) for v in value)
-    return value
-
-
-def from_item(item: dict[str, Any]) -> dict[str, Any]:
-    return {k: _plain(_deserializer.deserialize(v)) for k, v in item.items()}
-
-
-def lead_key(lead_id: str) -> dict[str, Any]:
-    return {"PK": {"S": f"LEAD#{lead_id}"}, "SK": {"S": "PROFILE"}}
-
-
-def identity_key(identity: Identity) -> dict[str, Any]:
-    return {"PK": {"S": f"IDENT#{identity.kind}#{identity.value}"}, "SK": {"S": "IDENT"}}
-
-
-def timeline_sk(entry: TimelineEntry) -> str:
-    return f"EVT#{isoformat(entry.timestamp)}#{entry.message_id}"
 
 
 class DynamoLeadStore(aws.TableAdapter):
@@ -174,7 +144,95 @@ class DynamoLeadStore(aws.TableAdapter):
         except ClientError as exc:
             raise aws.translate(exc, "a lead") from exc
 
-    def append(self, lead_id: str, entry: TimelineEntry, change: ProfileChange) -> None:
+    def applied(self, lead_id: str, entry: TimelineEntry, by_message: bool = False) -> list[BusEvent] | None:
+        key = _marker_key(entry) if by_message else _entry_key(lead_id, entry)
+        item = self._get(key, projection="SK, emitted")
+        if item is None:
+            return None
+        return [BusEvent.model_validate(e) for e in json.loads(item.get("emitted") or "[]")]
+
+    def append(
+        self,
+        lead: Lead,
+        entry: TimelineEntry,
+        change: ProfileChange,
+        active_at: datetime | None,
+        score: ScoreWrite | None = None,
+        by_message: bool = False,
+    ) -> None:
+        lead_id = lead.lead_id
+        if not change.empty or active_at is not None:
+            self._apply(lead_id, change, active_at)
+        stored = {**_entry_key(lead_id, entry), **to_item(entry.model_dump())}
+        emitted: dict[str, Any] = {}
+        if score is not None and not score.replayed:
+            stored["score"] = {"S": to_json(score.change_record)}
+            if score.emitted:
+                emitted = {"emitted": {"S": to_json([e.model_dump() for e in score.emitted])}}
+                stored.update(emitted)
+        # Keyed by time and message, the entry is the message's record of being applied, unless
+        # the message may come again with another time (see ``ProfileService``): then a marker
+        # keyed by the message alone is, written last.
+        entry_put: dict[str, Any] = {"TableName": self._table, "Item": stored}
+        if not by_message:
+            entry_put["ConditionExpression"] = "attribute_not_exists(SK)"
+        if score is not None and not score.replayed and score.atomic:
+            self._commit_atomically(entry_put, score)
+        else:
+            if score is not None and not score.replayed:
+                # Points alone: the score first. It remembers this message, so a delivery after a
+                # crash before the entry below finds it counted and does not add the points twice.
+                try:
+                    self.client.put_item(**score_put(score, self._table))
+                except ClientError as exc:
+                    if aws.error_code(exc) == "ConditionalCheckFailedException":
+                        raise Conflict(f"the score of {lead_id} changed under us") from None
+                    raise aws.translate(exc, f"the score of {lead_id}") from exc
+            self._put_once(entry_put, entry.message_id)
+        if by_message:
+            marker = {
+                **_marker_key(entry),
+                "lead_id": {"S": lead_id},
+                "expires_at": {"N": str(int((entry.received_at + DEDUP_RETENTION).timestamp()))},
+                **emitted,
+            }
+            self._put_once(
+                {"TableName": self._table, "Item": marker, "ConditionExpression": "attribute_not_exists(PK)"},
+                entry.message_id,
+            )
+        # A merge marks the lead before it moves the timeline: if the mark is there now, the move
+        # may have run before this entry was written, so the entry follows on its own.
+        marked = self._get(lead_key(lead_id), projection="merged_into")
+        if marked and marked.get("merged_into"):
+            self._move_entry(stored, marked["merged_into"])
+
+    def _put_once(self, put: dict[str, Any], message_id: str) -> None:
+        try:
+            self.client.put_item(**put)
+        except ClientError as exc:
+            if aws.error_code(exc) == "ConditionalCheckFailedException":
+                raise Duplicate(message_id) from None
+            raise aws.translate(exc, "a lead: timeline") from exc
+
+    def _commit_atomically(self, entry_put: dict[str, Any], score: ScoreWrite) -> None:
+        """A stage move or a merge: score, stage, history and timeline entry all at once or not at all."""
+        actions = [
+            {"Put": entry_put},
+            {"Put": score_put(score, self._table)},
+            *stage_actions(score, self._table),
+            *folded_actions(score, self._table),
+        ]
+        try:
+            self.client.transact_write_items(TransactItems=actions)
+        except ClientError as exc:
+            reasons = aws.cancellation_reasons(exc)
+            if reasons and reasons[0] == "ConditionalCheckFailed":
+                raise Duplicate(score.message_id) from None
+            # Another revision or stage won the race (Conflict: read again and score again), or
+            # DynamoDB throttled or conflicted (Retryable: the message comes back later).
+            raise aws.translate(exc, f"the score of {score.lead_id}") from exc
+
+    def _apply(self, lead_id: str, change: ProfileChange, active_at: datetime | None) -> None:
         names: dict[str, str] = {}
         values: dict[str, Any] = {}
         sets: list[str] = []
@@ -197,49 +255,50 @@ class DynamoLeadStore(aws.TableAdapter):
         if change.anonymous_id:
             values[":anon"] = {"SS": [change.anonymous_id]}
             adds.append("anonymous_ids :anon")
-        update = " ".join(
-            part
-            for part in (f"SET {', '.join(sets)}" if sets else "", f"ADD {', '.join(adds)}" if adds else "")
-            if part
-        )
-        dedup = {
-            "PK": {"S": f"MSG#{entry.message_id}"},
-            "SK": {"S": "MSG"},
-            "lead_id": {"S": lead_id},
-            "expires_at": {"N": str(int((entry.received_at + DEDUP_RETENTION).timestamp()))},
-        }
-        stored = {"PK": {"S": f"LEAD#{lead_id}"}, "SK": {"S": timeline_sk(entry)}}
-        stored.update(to_item(entry.model_dump()))
-        profile_guard: dict[str, Any] = {
-            "TableName": self._table,
-            "Key": lead_key(lead_id),
-            "ConditionExpression": "attribute_exists(PK) AND attribute_not_exists(merged_into)",
-        }
-        if update:
-            profile_action = {"Update": {**profile_guard, "UpdateExpression": update}}
+        guard = "attribute_exists(PK) AND attribute_not_exists(merged_into)"
+        while True:
+            expression_sets = list(sets)
+            expression_values = dict(values)
+            condition = guard
+            if active_at is not None:
+                expression_sets.append("last_activity_at = :active")
+                expression_values[":active"] = {"S": isoformat(active_at)}
+                condition += " AND (attribute_not_exists(last_activity_at) OR last_activity_at < :active)"
+            if not expression_sets and not adds:
+                return
+            update = " ".join(
+                part
+                for part in (
+                    f"SET {', '.join(expression_sets)}" if expression_sets else "",
+                    f"ADD {', '.join(adds)}" if adds else "",
+                )
+                if part
+            )
+            kwargs: dict[str, Any] = {
+                "TableName": self._table,
+                "Key": lead_key(lead_id),
+                "UpdateExpression": update,
+                "ConditionExpression": condition,
+            }
             if names:
-                profile_action["Update"]["ExpressionAttributeNames"] = names
-            if values:
-                profile_action["Update"]["ExpressionAttributeValues"] = values
-        else:
-            profile_action = {"ConditionCheck": profile_guard}
-        actions = [
-            {
-                "Put": {
-                    "TableName": self._table,
-                    "Item": dedup,
-                    "ConditionExpression": "attribute_not_exists(PK)",
-                }
-            },
-            {"Put": {"TableName": self._table, "Item": stored}},
-            profile_action,
-        ]
-        try:
-            self._transact(actions)
-        except _Cancelled as cancelled:
-            if cancelled.failed(0):
-                raise Duplicate(entry.message_id) from None
-            raise Conflict(f"lead {lead_id} changed under us") from None
+                kwargs["ExpressionAttributeNames"] = names
+            if expression_values:
+                kwargs["ExpressionAttributeValues"] = expression_values
+            try:
+                self.client.update_item(**kwargs)
+                return
+            except ClientError as exc:
+                if aws.error_code(exc) != "ConditionalCheckFailedException":
+                    raise aws.translate(exc, "a lead") from exc
+            now_stored = self._get(lead_key(lead_id), projection="PK, merged_into")
+            if now_stored is None or now_stored.get("merged_into") or active_at is None:
+                raise Conflict(f"lead {lead_id} changed under us")
+            active_at = None  # a later event moved last activity further meanwhile: keep the rest
+
+    def _move_entry(self, item: dict[str, Any], to_lead: str) -> None:
+        """Copy first and delete after, so a crash between them loses nothing."""
+        self.client.put_item(TableName=self._table, Item={**item, "PK": {"S": f"LEAD#{to_lead}"}})
+        self.client.delete_item(TableName=self._table, Key={"PK": item["PK"], "SK": item["SK"]})
 
     def touch(self, lead_id: str, active_at: datetime) -> None:
         try:
@@ -295,8 +354,7 @@ class DynamoLeadStore(aws.TableAdapter):
         )
         for page in pages:
             for item in page.get("Items", []):
-                self.client.put_item(TableName=self._table, Item={**item, "PK": {"S": f"LEAD#{to_lead}"}})
-                self.client.delete_item(TableName=self._table, Key={"PK": item["PK"], "SK": item["SK"]})
+                self._move_entry(item, to_lead)
 
     def absorb(self, lead_id: str, other: Lead) -> None:
         names: dict[str, str] = {}

@@ -34,11 +34,6 @@ class LeadsApiSettings(_Settings):
     send_queue_url: str
 
 
-class ScoringSettings(_Settings):
-    table_name: str
-    bus_name: str
-
-
 class HandoffSettings(_Settings):
     table_name: str
     handoff_url: str

@@ -16,8 +16,8 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
-from typing import Any, Literal, NamedTuple, Protocol
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field
@@ -28,10 +28,17 @@ from kindling.leads.addresses import normalize_email
 from kindling.scoring.config import Stage
 from kindling.tracking.segment import WebEvent
 
+if TYPE_CHECKING:  # scoring builds on leads, not the other way round
+    from kindling.scoring.service import ScoreWrite
+
 IdentityKind = Literal["user", "email", "anon", "crm"]
 
 #: Traits that are identities or bookkeeping, not free-form person data.
 _RESERVED_TRAITS = frozenset({"email", "userId", "anonymousId"})
+_MISSING = object()
+#: Last activity moves forward by at least this much or not at all, so a session's page views cost
+#: one profile write, not one each. The sales sweep, its only reader, measures silence in days.
+ACTIVITY_GRANULARITY = timedelta(hours=1)
 MAX_RESOLVE_ATTEMPTS = 12
 #: Far longer than a lead id (``ld_`` and 32 hex digits): a longer one, from a URL, names no lead
 #: (and would not fit in a DynamoDB key).
@@ -141,6 +148,48 @@ class ProfileChange:
     #: Set only where the lead has none yet: where it first came from (see ``first_touch``).
     first_touch: dict[str, str] = field(default_factory=dict)
 
+    def beyond(self, lead: Lead) -> ProfileChange:
+        """Only what the lead, as read, does not have yet: most events change nothing on the profile.
+
+        Never drops a value the lead lacks (a read is at most behind the table, never ahead), so
+        applying the rest gives the same profile as applying all of it.
+        """
+        return ProfileChange(
+            traits={k: v for k, v in self.traits.items() if lead.traits.get(k, _MISSING) != v},
+            email=self.email if self.email != lead.email else None,
+            user_id=self.user_id if self.user_id != lead.user_id else None,
+            anonymous_id=self.anonymous_id if self.anonymous_id not in lead.anonymous_ids else None,
+            invalid_email=self.invalid_email,
+            first_touch={k: v for k, v in self.first_touch.items() if k not in lead.traits},
+        )
+
+    def applied_to(self, lead: Lead) -> Lead:
+        """The lead as this change leaves it (first touches only where it has none)."""
+        traits = {**lead.traits, **{k: v for k, v in self.first_touch.items() if k not in lead.traits}}
+        traits.update(self.traits)
+        anonymous_ids = list(lead.anonymous_ids)
+        if self.anonymous_id and self.anonymous_id not in anonymous_ids:
+            anonymous_ids.append(self.anonymous_id)
+        return lead.model_copy(
+            update={
+                "traits": traits,
+                "email": self.email or lead.email,
+                "user_id": self.user_id or lead.user_id,
+                "anonymous_ids": anonymous_ids,
+            }
+        )
+
+    @property
+    def empty(self) -> bool:
+        return not (
+            self.traits
+            or self.email
+            or self.user_id
+            or self.anonymous_id
+            or self.invalid_email
+            or self.first_touch
+        )
+
     def limited_to(self, owned: set[Identity]) -> ProfileChange:
         """Drop identities the lead does not own (they belong to another person's lead)."""
         return replace(
@@ -155,6 +204,15 @@ class ProfileChange:
         )
 
 
+#: Event types that, when they change nothing, nothing downstream reacts to.
+QUIET_TYPES = frozenset({"page", "screen"})
+
+
+class Scorer(Protocol):
+    def plan(self, lead: Lead, event: WebEvent, merged: list[str]) -> ScoreWrite | None:
+        """What scoring the event writes for the lead as the event leaves it (None: nothing)."""
+
+
 class LeadStore(Protocol):
     def owners(self, identities: Sequence[Identity]) -> dict[Identity, str]: ...
     def get(self, lead_id: str) -> Lead | None: ...
@@ -164,11 +222,28 @@ class LeadStore(Protocol):
     def claim(self, identity: Identity, lead_id: str) -> None:
         """Make ``lead_id`` own ``identity`` unless another lead does (``Conflict``)."""
 
-    def append(self, lead_id: str, entry: TimelineEntry, change: ProfileChange) -> None:
-        """Add the entry and apply the change atomically.
+    def applied(self, lead_id: str, entry: TimelineEntry, by_message: bool = False) -> list[BusEvent] | None:
+        """The bus events the message's first application produced if it was applied, else None.
 
-        ``Duplicate`` if the message was applied before; ``Conflict`` if the lead was
-        merged away meanwhile.
+        ``by_message``: the message may come again with another time, so its timeline entry's key
+        (time and message id) cannot tell; a record keyed by the message alone does.
+        """
+
+    def append(
+        self,
+        lead: Lead,
+        entry: TimelineEntry,
+        change: ProfileChange,
+        active_at: datetime | None,
+        score: ScoreWrite | None = None,
+        by_message: bool = False,
+    ) -> None:
+        """Apply the change (and move last activity to ``active_at``), the score, then add the entry.
+
+        The entry, written last under its own key, is the record that the message was applied
+        (``Duplicate`` if another delivery wrote it first); a crash before it is written is
+        repaired by the next delivery, which applies the (idempotent) change again and finds the
+        score already counted. ``Conflict`` if the lead was merged away or its score moved on.
         """
 
     def touch(self, lead_id: str, active_at: datetime) -> None:
@@ -295,6 +370,12 @@ def can_merge(other: Lead, primary: Lead) -> bool:
     return not (other.email and primary.email and other.email != primary.email)
 
 
+def moved_activity(lead: Lead, at: datetime) -> datetime | None:
+    """The last activity an event at ``at`` moves the lead to, or None when it need not move."""
+    last = lead.last_activity_at
+    return at if last is None or at >= last + ACTIVITY_GRANULARITY else None
+
+
 def new_lead_id() -> str:
     return f"ld_{uuid.uuid4().hex}"
 
@@ -304,6 +385,10 @@ class RecordOutcome(NamedTuple):
     created: bool
     duplicate: bool
     merged: tuple[str, ...]
+    #: The event changed the lead's score (points, grade or stage).
+    scored: bool = False
+    #: The stage scoring moved the lead to, if it did.
+    stage: str | None = None
 
 
 class ProfileService:
@@ -315,11 +400,13 @@ class ProfileService:
         publisher: EventPublisher | None = None,
         new_id: Callable[[], str] = new_lead_id,
         sleep: Callable[[float], None] = time.sleep,
+        scorer: Scorer | None = None,
     ) -> None:
         self._store = store
         self._publisher = publisher
         self._new_id = new_id
         self._sleep = sleep
+        self._scorer = scorer
 
     def record(self, event: WebEvent, now: datetime) -> RecordOutcome:
         lookup, claim = identities_of(event)
@@ -328,20 +415,49 @@ class ProfileService:
         merged_here: list[str] = []  # across attempts: a merge done before a lost race still counts
         for attempt in range(MAX_RESOLVE_ATTEMPTS):
             try:
-                lead_id, created, _, owned = self._resolve(event, lookup, claim, now, merged_here)
+                lead, created, _, owned = self._resolve(event, lookup, claim, now, merged_here)
+                lead_id = lead.lead_id
                 merged = tuple(dict.fromkeys(m for m in merged_here if m != lead_id))
-                duplicate = False
+                # The timeline entry's key (time and message id) recognises a message only when
+                # every delivery carries the same time: the client's own timestamp. A time derived
+                # on receipt (none given, or from sentAt), replaced on receipt, or set by one of
+                # kindling's own producers (an unsubscribe by link and by SES) differs per delivery:
+                # those messages are recognised by a marker keyed by their id alone.
+                by_message = not event.timestamp_from_client
+                emitted = self._store.applied(lead_id, entry, by_message)
+                if emitted is not None:  # applied before: tell again what it produced (a crash may have
+                    outcome = RecordOutcome(lead_id, False, True, merged)  # come before the publish)
+                    self._announce(event, outcome, emitted, relevant=event.type not in QUIET_TYPES)
+                    return outcome
+                effective = change.limited_to(owned).beyond(lead)
+                active_at = None if event.bot else moved_activity(lead, event.timestamp)
+                score = (
+                    self._scorer.plan(effective.applied_to(lead), event, list(merged))
+                    if self._scorer is not None
+                    else None
+                )
                 try:
-                    self._store.append(lead_id, entry, change.limited_to(owned))
-                except Duplicate:
-                    duplicate = True
-                if not event.bot:
-                    self._store.touch(lead_id, event.timestamp)
-                outcome = RecordOutcome(lead_id, created, duplicate, merged)
-                self._announce(event, outcome)
+                    self._store.append(lead, entry, effective, active_at, score, by_message)
+                except Duplicate:  # another delivery of it, at the same moment, was first
+                    outcome = RecordOutcome(lead_id, False, True, merged)
+                    self._announce(event, outcome, [], relevant=event.type not in QUIET_TYPES)
+                    return outcome
+                scored = score is not None and not score.replayed
+                move = score.result.stage_move if score is not None and scored else None
+                outcome = RecordOutcome(
+                    lead_id, created, False, merged, scored, move.to_stage if move else None
+                )
+                relevant = (
+                    created
+                    or bool(merged)
+                    or event.type not in QUIET_TYPES
+                    or bool(effective.traits or effective.email or effective.user_id)
+                    or scored
+                )
+                self._announce(event, outcome, score.emitted if scored and score else [], relevant=relevant)
                 return outcome
             except Conflict:
-                # Lost a race for an identity or the lead was merged away: look again.
+                # Lost a race for an identity or the score, or the lead was merged away: look again.
                 self._sleep(random.uniform(0, min(0.5, 0.01 * 2**attempt)))  # full jitter
         raise Conflict(f"could not settle the lead for message {event.message_id}")
 
@@ -352,13 +468,13 @@ class ProfileService:
         claim: list[Identity],
         now: datetime,
         merged_here: list[str] | None = None,
-    ) -> tuple[str, bool, tuple[str, ...], set[Identity]]:
+    ) -> tuple[Lead, bool, tuple[str, ...], set[Identity]]:
         """The lead this event belongs to, and the identities it now owns of those the event names."""
         merged_here = merged_here if merged_here is not None else []
         if event.lead_id:
             known = self._live(event.lead_id, merged_here)
             if known is not None:
-                return known.lead_id, False, (), set()
+                return known, False, (), set()
         owners = self._store.owners(lookup)
         live_owner: dict[str, str] = {}
         leads: dict[str, Lead] = {}
@@ -368,16 +484,20 @@ class ProfileService:
                 live_owner[owner_id] = lead.lead_id
                 leads[lead.lead_id] = lead
         if not leads:
+            # Created with what the event says, so that applying the event then changes nothing.
+            change = profile_change(event)
             lead = Lead(
                 lead_id=self._new_id(),
                 email=next((i.value for i in claim if i.kind == "email"), None),
                 user_id=event.user_id,
                 anonymous_ids=[event.anonymous_id] if event.anonymous_id else [],
+                traits={**change.first_touch, **change.traits},
                 created_at=now,
                 first_seen_at=event.timestamp,
+                last_activity_at=None if event.bot else event.timestamp,
             )
             self._store.create(lead)
-            return lead.lead_id, True, (), set(claim)
+            return lead, True, (), set(claim)
         primary = choose_primary(leads.values(), event)
         merged = []
         for other in leads.values():
@@ -395,7 +515,7 @@ class ProfileService:
             elif owner != primary.lead_id:
                 continue  # another person's identity: leave it where it is
             owned.add(identity)
-        return primary.lead_id, False, tuple(merged), owned
+        return primary, False, tuple(merged), owned
 
     def _live(self, lead_id: str, merged_here: list[str] | None = None) -> Lead | None:
         """Follow merge pointers, finishing any merge a crash left half-done (and reporting it)."""
@@ -421,12 +541,21 @@ class ProfileService:
         self._store.move_timeline(other.lead_id, into)
         self._store.absorb(into, other)
 
-    def _announce(self, event: WebEvent, outcome: RecordOutcome) -> None:
-        """Tell the bus, duplicates included: a crash may have come between append and publish."""
+    def _announce(
+        self, event: WebEvent, outcome: RecordOutcome, emitted: list[BusEvent], *, relevant: bool
+    ) -> None:
+        """What the bus hears: the score's stage moves and hand-offs, and, for programs, the activity.
+
+        A page view that made no lead, changed no profile and scored nothing is kept on the
+        timeline but not announced: no trigger, wait or goal can react to it. Duplicates are
+        announced again (a crash may have come between the write and the publish): consumers
+        deduplicate.
+        """
         if self._publisher is None:
             return
-        self._publisher.publish(
-            [
+        events = list(emitted)
+        if relevant:
+            events.append(
                 BusEvent(
                     source="kindling.profiles",
                     detail_type="lead.activity",
@@ -438,8 +567,9 @@ class ProfileService:
                     },
                     time=event.timestamp,
                 )
-            ]
-        )
+            )
+        if events:
+            self._publisher.publish(events)
 
 
 class LeadView(BaseModel):

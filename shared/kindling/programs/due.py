@@ -1,6 +1,6 @@
 """Work that must happen at a time: deferred sends now, program steps later.
 
-Each item is indexed by the hour it falls due (GSI1), and the minute tick reads only
+Each item is stored under the hour it falls due, and the minute tick reads only
 the hours between its cursor and now, and in them only what is already due. So a tick
 costs one query per elapsed hour plus one read per item due: nothing grows with what is
 stored for later. Items are dispatched before they are removed, so a crashed tick
@@ -26,6 +26,8 @@ class DueItem(BaseModel):
     #: When it was scheduled. Only an item due in that same hour (or earlier) can fall
     #: behind a tick that is running: only those need to pull the tick's cursor back.
     scheduled_at: datetime | None = None
+    #: Stored in the layout of an earlier version (the store reads and removes both).
+    legacy: bool = False
 
     @property
     def may_be_behind_the_tick(self) -> bool:

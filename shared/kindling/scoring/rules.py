@@ -69,6 +69,8 @@ class LeadScore(BaseModel):
     config_version: int = 0
     revision: int = 0  # optimistic lock: each saved change increments it
     merged_into: str | None = None
+    #: Fingerprints of the last messages scored (``kindling.scoring.service.message_mark``).
+    recent: list[str] = Field(default_factory=list)
     #: The intent tags of the rules the lead has scored on, sorted.
     intent: list[str] = Field(default_factory=list)
 

@@ -1,25 +1,24 @@
-"""Scores lead activity exactly once and tells the bus what changed.
+"""Scores a web event in the same pass that applies it to its lead, and says what changed.
 
-One event's effects (new score, its cause, a stage move and its history, merged scores
-folded in) are written in one transaction guarded by the score's revision and a
-per-message dedup record. The bus events an outcome produced are kept on that dedup
-record, so a redelivered message republishes them instead of scoring twice: a crash
-between the write and the publish loses nothing.
+The profile pass (``kindling.leads.profiles``) asks ``plan`` for the score write of an event and
+commits it with the event's timeline entry. The score item is guarded by its revision (two events
+for one lead never lose an update) and remembers the last few messages it scored (``recent``), so
+an event whose first delivery crashed after scoring, before its timeline entry, is not scored
+twice. A stage move is written in one transaction with the timeline entry, which keeps the bus
+events it produced, so a redelivered message publishes them again instead of moving twice.
 """
 
 from __future__ import annotations
 
-import random
-import time
-from collections.abc import Callable
+import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
 from pydantic import BaseModel, Field
 
-from kindling.kernel.bus import BusEvent, EventPublisher
-from kindling.kernel.errors import Conflict, Duplicate
+from kindling.kernel.bus import BusEvent
+from kindling.kernel.errors import NotFound
 from kindling.leads.profiles import Lead
 from kindling.scoring.config import ScoringConfig, Stage, page_url
 from kindling.scoring.rules import (
@@ -33,7 +32,9 @@ from kindling.scoring.rules import (
 )
 from kindling.tracking.segment import WebEvent
 
-MAX_ATTEMPTS = 12
+#: How many scored messages a score item remembers: a redelivery after a crash comes within
+#: the queue's visibility timeout, long before this many more events of the same lead are scored.
+RECENT_MESSAGES = 8
 #: Traits a sales team wants in the hand-off, when the lead has them.
 HANDOFF_TRAITS = (
     "name", "first_name", "firstName", "last_name", "lastName", "title", "company",
@@ -42,7 +43,7 @@ HANDOFF_TRAITS = (
 
 
 class LeadActivity(BaseModel):
-    """``detail`` of ``lead.activity``: a web event resolved to its lead."""
+    """``detail`` of ``lead.activity``: a web event applied to its lead, for programs."""
 
     lead_id: str
     new_lead: bool = False
@@ -59,10 +60,19 @@ class LeadFacts:
     merged_into: str | None = None
     user_id: str | None = None
 
+    @classmethod
+    def of(cls, lead: Lead) -> LeadFacts:
+        return cls(lead.lead_id, lead.email, lead.traits, lead.stage, lead.merged_into, lead.user_id)
+
+
+def message_mark(message_id: str) -> str:
+    """A short fingerprint of a message id, for a score item's memory of what it scored."""
+    return hashlib.blake2b(message_id.encode(), digest_size=6).hexdigest()
+
 
 @dataclass
 class ScoreWrite:
-    """Everything one scored event writes, for the store to apply atomically."""
+    """Everything one scored event writes, for the store to apply with its timeline entry."""
 
     lead_id: str
     message_id: str
@@ -72,17 +82,22 @@ class ScoreWrite:
     change_record: dict[str, Any]
     emitted: list[BusEvent]
     folded: list[LeadScore] = field(default_factory=list)
+    #: The score item's memory of scored messages after this one (newest last).
+    recent: list[str] = field(default_factory=list)
+    #: Scored by an earlier delivery that crashed before its timeline entry: write nothing again.
+    replayed: bool = False
+
+    @property
+    def atomic(self) -> bool:
+        """A stage move or a merge lands with its timeline entry in one transaction; points alone need not."""
+        return self.result.stage_move is not None or bool(self.folded)
 
 
-class ScoreStore(Protocol):
-    def facts(self, lead_id: str) -> LeadFacts | None: ...
+class ScoreReader(Protocol):
     def score(self, lead_id: str) -> LeadScore | None: ...
-    def save(self, write: ScoreWrite) -> None:
-        """Apply atomically; ``Duplicate`` if this message was scored, ``Conflict`` on a lost race."""
 
-    def emitted_for(self, message_id: str) -> list[BusEvent] | None:
-        """The events a scored message produced; None if it was never scored."""
 
+class ScoreStore(ScoreReader, Protocol):
     def changes(self, lead_id: str, limit: int = 20) -> list[dict[str, Any]]: ...
     def stage_history(self, lead_id: str, limit: int = 50) -> list[dict[str, Any]]: ...
 
@@ -120,68 +135,33 @@ def fold(into: LeadScore, other: LeadScore, config: ScoringConfig) -> None:
 
 
 class ScoringService:
-    def __init__(
-        self,
-        store: ScoreStore,
-        config: ScoringConfigSource,
-        publisher: EventPublisher,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self._store = store
+    def __init__(self, scores: ScoreReader, config: ScoringConfigSource) -> None:
+        self._scores = scores
         self._config = config
-        self._publisher = publisher
-        self._sleep = sleep
 
-    def score(self, activity: LeadActivity, now: datetime) -> ScoreWrite | None:
-        """Score one activity; None when it changed nothing (or was scored before)."""
-        version, config = self._config.current()
-        message_id = activity.event.message_id
-        for attempt in range(MAX_ATTEMPTS):
-            if self._republish(message_id):
-                return None
-            write = self._plan(activity, config, version, now)
-            if write is None:
-                return None
-            try:
-                self._store.save(write)
-            except Duplicate:
-                continue  # scored meanwhile by another delivery: republish what it produced
-            except Conflict:
-                self._sleep(random.uniform(0, min(0.5, 0.01 * 2**attempt)))  # full jitter
-                continue
-            self._publisher.publish(write.emitted)
-            return write
-        raise Conflict(f"could not score message {message_id}: too much contention")
-
-    def _republish(self, message_id: str) -> bool:
-        """A message scored before gets its events published again, in case the first publish was lost."""
-        emitted = self._store.emitted_for(message_id)
-        if emitted is None:
-            return False
-        self._publisher.publish(emitted)
-        return True
-
-    def _plan(
-        self, activity: LeadActivity, config: ScoringConfig, version: int, now: datetime
-    ) -> ScoreWrite | None:
-        facts = self._store.facts(activity.lead_id)
-        hops = 0
-        while facts is not None and facts.merged_into and hops < 5:
-            facts = self._store.facts(facts.merged_into)
-            hops += 1
-        if facts is None:
-            raise Conflict(f"lead {activity.lead_id} is not readable yet")
-        state = self._store.score(facts.lead_id) or LeadScore(lead_id=facts.lead_id)
+    def plan(self, lead: Lead, event: WebEvent, merged: list[str]) -> ScoreWrite | None:
+        """What scoring ``event`` writes for ``lead`` (as the event leaves it); None: nothing changes."""
+        try:
+            version, config = self._config.current()
+        except NotFound:  # nothing to score by yet: the event is still applied to its lead
+            return None
+        facts = LeadFacts.of(lead)
+        state = self._scores.score(facts.lead_id) or LeadScore(lead_id=facts.lead_id)
+        mark = message_mark(event.message_id)
+        if mark in state.recent:
+            return ScoreWrite(
+                facts.lead_id, event.message_id, event.timestamp, ScoringResult(score=state), state.revision,
+                {}, [], replayed=True,
+            )  # fmt: skip
         folded = []
-        for other_id in activity.merged:
-            other = self._store.score(other_id)
+        for other_id in merged:
+            other = self._scores.score(other_id)
             if other is not None and other.lead_id != facts.lead_id and not other.merged_into:
                 fold(state, other, config)
                 folded.append(other)
-        event = activity.event.model_dump(mode="json")
         result = score_event(
             state,
-            event,
+            event.model_dump(mode="json"),
             traits=facts.traits,
             email=facts.email,
             stage=facts.stage,
@@ -190,16 +170,16 @@ class ScoringService:
         )
         if not result.changed and not folded:
             return None
-        at = activity.event.timestamp
         return ScoreWrite(
             lead_id=facts.lead_id,
-            message_id=activity.event.message_id,
-            at=at,
+            message_id=event.message_id,
+            at=event.timestamp,
             result=result,
             expected_revision=state.revision,
-            change_record=_change_record(activity.event, result, version),
-            emitted=_bus_events(facts, activity.event, result, config),
+            change_record=_change_record(event, result, version),
+            emitted=_bus_events(facts, event, result, config),
             folded=folded,
+            recent=[*state.recent, mark][-RECENT_MESSAGES:],
         )
 
 
@@ -227,29 +207,7 @@ def _bus_events(
     facts: LeadFacts, event: WebEvent, result: ScoringResult, config: ScoringConfig
 ) -> list[BusEvent]:
     at = event.timestamp
-    score = result.score
     events = []
-    if result.hits or result.grade_before != score.grade:
-        events.append(
-            BusEvent(
-                source="kindling.scoring",
-                detail_type="lead.score_changed",
-                time=at,
-                detail={
-                    "event_id": f"{event.message_id}:score",
-                    "lead_id": facts.lead_id,
-                    "message_id": event.message_id,
-                    "engagement": round(result.engagement_after, 2),
-                    "engagement_before": round(result.engagement_before, 2),
-                    "grade": score.grade,
-                    "grade_before": result.grade_before,
-                    "label": label(score, config, at),
-                    "fit": score.fit,
-                    "hits": [{"rule": h.rule_id, "points": h.points} for h in result.hits],
-                    "config_version": score.config_version,
-                },
-            )
-        )
     move = result.stage_move
     if move is not None:
         events.append(

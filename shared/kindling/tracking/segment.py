@@ -139,6 +139,9 @@ class WebEvent(BaseModel):
     received_at: datetime
     #: The client's time was unusable (before 2000, in the future): ``timestamp`` is ``received_at``.
     timestamp_replaced: bool = False
+    #: ``timestamp`` is the client's own, as it sent it: every delivery of the message carries the
+    #: same one (a time derived from ``receivedAt`` or ``sentAt`` differs per delivery).
+    timestamp_from_client: bool = False
     properties: dict[str, Any] = Field(default_factory=dict)
     traits: dict[str, Any] = Field(default_factory=dict)
     context: dict[str, Any] = Field(default_factory=dict)
@@ -221,12 +224,12 @@ def _generated_message_id(message: dict[str, Any]) -> str:
     return f"kdl-{digest[:32]}"
 
 
-def _event_time(msg: SegmentMessage, received_at: datetime) -> tuple[datetime, bool]:
+def _event_time(msg: SegmentMessage, received_at: datetime) -> tuple[datetime, bool, bool]:
     """Segment's rule: trust ``timestamp``; else correct the device clock by ``sentAt``.
 
     With whether the time given was unusable and ``received_at`` replaced it: before 2000,
     more than ``MAX_FUTURE_SKEW`` ahead, or beyond what a ``datetime`` holds once converted
-    to UTC (year 1 at +01:00).
+    to UTC (year 1 at +01:00); and whether it is the client's ``timestamp`` as sent.
     """
     try:
         if msg.timestamp is not None:
@@ -235,12 +238,12 @@ def _event_time(msg: SegmentMessage, received_at: datetime) -> tuple[datetime, b
             original, sent = _utc(msg.original_timestamp), _utc(msg.sent_at)
             when = received_at - (sent - original) if original and sent else original
     except OverflowError:
-        return received_at, True
+        return received_at, True, False
     if when is None:
-        return received_at, False
+        return received_at, False, False
     if not is_plausible_time(when, received_at, MAX_FUTURE_SKEW):
-        return received_at, True
-    return when, False
+        return received_at, True, False
+    return when, False, msg.timestamp is not None
 
 
 def _to_event(
@@ -267,7 +270,7 @@ def _to_event(
         # come from a server library, whose User-Agent says nothing about the visitor.
         context["userAgent"] = request.user_agent
     user_agent = context.get("userAgent")
-    timestamp, replaced = _event_time(msg, received_at)
+    timestamp, replaced, from_client = _event_time(msg, received_at)
     return WebEvent(
         message_id=msg.message_id or _generated_message_id(raw),
         type=msg.type,
@@ -281,6 +284,7 @@ def _to_event(
         timestamp=timestamp,
         received_at=received_at,
         timestamp_replaced=replaced,
+        timestamp_from_client=from_client,
         properties=msg.properties,
         traits=msg.traits,
         context=context,

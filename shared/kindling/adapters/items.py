@@ -1,0 +1,60 @@
+"""Item codecs and keys of the single table, shared by its adapters."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
+from kindling.kernel.clock import isoformat
+from kindling.leads.profiles import Identity, TimelineEntry
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return isoformat(value)  # one sortable form, so string comparisons order by time
+    return str(value)
+
+
+def to_attribute(value: Any) -> dict[str, Any]:
+    """One Python value as a DynamoDB attribute (floats become Decimals, as DynamoDB needs)."""
+    plain = json.loads(json.dumps(value, default=_encode), parse_float=Decimal)
+    return _serializer.serialize(plain)
+
+
+def to_item(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: to_attribute(v) for k, v in values.items() if v is not None}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, set):
+        return sorted(_plain(v) for v in value)
+    return value
+
+
+def from_item(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: _plain(_deserializer.deserialize(v)) for k, v in item.items()}
+
+
+def lead_key(lead_id: str) -> dict[str, Any]:
+    return {"PK": {"S": f"LEAD#{lead_id}"}, "SK": {"S": "PROFILE"}}
+
+
+def identity_key(identity: Identity) -> dict[str, Any]:
+    return {"PK": {"S": f"IDENT#{identity.kind}#{identity.value}"}, "SK": {"S": "IDENT"}}
+
+
+def timeline_sk(entry: TimelineEntry) -> str:
+    return f"EVT#{isoformat(entry.timestamp)}#{entry.message_id}"
