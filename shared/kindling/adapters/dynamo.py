@@ -46,8 +46,8 @@ DEDUP_RETENTION = timedelta(days=400)
 
 class DynamoLeadStore(aws.TableAdapter):
     # --- reads -----------------------------------------------------------------
-    def owners(self, identities: Sequence[Identity]) -> dict[Identity, str]:
-        """One consistent BatchGetItem for all the identities an event names."""
+    def owners(self, identities: Sequence[Identity], consistent: bool = True) -> dict[Identity, str]:
+        """One BatchGetItem for all the identities an event names."""
         wanted = list(dict.fromkeys(identities))
         if not wanted:
             return {}
@@ -55,7 +55,7 @@ class DynamoLeadStore(aws.TableAdapter):
         request: dict[str, Any] = {
             self._table: {
                 "Keys": [identity_key(i) for i in wanted],
-                "ConsistentRead": True,
+                "ConsistentRead": consistent,
                 "ProjectionExpression": "PK, lead_id",
             }
         }
@@ -94,8 +94,10 @@ class DynamoLeadStore(aws.TableAdapter):
         )
         return [TimelineEntry.model_validate(from_item(i)) for i in response.get("Items", [])]
 
-    def _get(self, key: dict[str, Any], projection: str | None = None) -> dict[str, Any] | None:
-        kwargs: dict[str, Any] = {"TableName": self._table, "Key": key, "ConsistentRead": True}
+    def _get(
+        self, key: dict[str, Any], projection: str | None = None, consistent: bool = True
+    ) -> dict[str, Any] | None:
+        kwargs: dict[str, Any] = {"TableName": self._table, "Key": key, "ConsistentRead": consistent}
         if projection:
             kwargs["ProjectionExpression"] = projection
         try:
@@ -146,7 +148,8 @@ class DynamoLeadStore(aws.TableAdapter):
 
     def applied(self, lead_id: str, entry: TimelineEntry, by_message: bool = False) -> list[BusEvent] | None:
         key = _marker_key(entry) if by_message else _entry_key(lead_id, entry)
-        item = self._get(key, projection="SK, emitted")
+        # Eventually consistent is enough: a delivery racing this one is stopped by the write's condition.
+        item = self._get(key, projection="SK, emitted", consistent=False)
         if item is None:
             return None
         return [BusEvent.model_validate(e) for e in json.loads(item.get("emitted") or "[]")]
@@ -201,7 +204,10 @@ class DynamoLeadStore(aws.TableAdapter):
                 entry.message_id,
             )
         # A merge marks the lead before it moves the timeline: if the mark is there now, the move
-        # may have run before this entry was written, so the entry follows on its own.
+        # may have run before this entry was written, so the entry follows on its own. A lead with
+        # both a userId and an email is never merged away (see ``can_merge``): no need to look.
+        if lead.user_id and lead.email:
+            return
         marked = self._get(lead_key(lead_id), projection="merged_into")
         if marked and marked.get("merged_into"):
             self._move_entry(stored, marked["merged_into"])

@@ -209,12 +209,19 @@ QUIET_TYPES = frozenset({"page", "screen"})
 
 
 class Scorer(Protocol):
-    def plan(self, lead: Lead, event: WebEvent, merged: list[str]) -> ScoreWrite | None:
-        """What scoring the event writes for the lead as the event leaves it (None: nothing)."""
+    def plan(
+        self, lead: Lead, event: WebEvent, merged: list[str], fit_changed: bool = True
+    ) -> ScoreWrite | None:
+        """What scoring the event writes for the lead as the event leaves it (None: nothing).
+
+        ``fit_changed``: the event changed what fit is computed from (traits, email).
+        """
 
 
 class LeadStore(Protocol):
-    def owners(self, identities: Sequence[Identity]) -> dict[Identity, str]: ...
+    def owners(self, identities: Sequence[Identity], consistent: bool = True) -> dict[Identity, str]:
+        """Which lead owns each identity; ``consistent=False`` may be a moment behind (cheaper)."""
+
     def get(self, lead_id: str) -> Lead | None: ...
     def create(self, lead: Lead) -> None:
         """Create the lead and claim its identities, all or nothing (``Conflict`` if taken)."""
@@ -415,7 +422,9 @@ class ProfileService:
         merged_here: list[str] = []  # across attempts: a merge done before a lost race still counts
         for attempt in range(MAX_RESOLVE_ATTEMPTS):
             try:
-                lead, created, _, owned = self._resolve(event, lookup, claim, now, merged_here)
+                lead, created, _, owned = self._resolve(
+                    event, lookup, claim, now, merged_here, consistent=attempt > 0
+                )
                 lead_id = lead.lead_id
                 merged = tuple(dict.fromkeys(m for m in merged_here if m != lead_id))
                 # The timeline entry's key (time and message id) recognises a message only when
@@ -432,7 +441,13 @@ class ProfileService:
                 effective = change.limited_to(owned).beyond(lead)
                 active_at = None if event.bot else moved_activity(lead, event.timestamp)
                 score = (
-                    self._scorer.plan(effective.applied_to(lead), event, list(merged))
+                    self._scorer.plan(
+                        effective.applied_to(lead),
+                        event,
+                        list(merged),
+                        fit_changed=created
+                        or bool(effective.traits or effective.email or effective.first_touch),
+                    )
                     if self._scorer is not None
                     else None
                 )
@@ -468,6 +483,7 @@ class ProfileService:
         claim: list[Identity],
         now: datetime,
         merged_here: list[str] | None = None,
+        consistent: bool = True,
     ) -> tuple[Lead, bool, tuple[str, ...], set[Identity]]:
         """The lead this event belongs to, and the identities it now owns of those the event names."""
         merged_here = merged_here if merged_here is not None else []
@@ -475,7 +491,9 @@ class ProfileService:
             known = self._live(event.lead_id, merged_here)
             if known is not None:
                 return known, False, (), set()
-        owners = self._store.owners(lookup)
+        # A stale answer is caught by the conditions of the writes it leads to (Conflict): the
+        # retry then reads consistently.
+        owners = self._store.owners(lookup, consistent=consistent)
         live_owner: dict[str, str] = {}
         leads: dict[str, Lead] = {}
         for owner_id in set(owners.values()):

@@ -167,6 +167,13 @@ def stage_move(
     return StageMove(current, target, why)
 
 
+def could_score(config: ScoringConfig, event: dict[str, Any]) -> bool:
+    """Whether any engagement rule (or a program's adjustment) could give this event points."""
+    if manual_adjustment(event) is not None:
+        return True
+    return not event.get("bot") and any(rule.match.matches(event) for rule in config.engagement.rules)
+
+
 def score_event(
     state: LeadScore,
     event: dict[str, Any],

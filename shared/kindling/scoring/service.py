@@ -24,6 +24,7 @@ from kindling.scoring.config import ScoringConfig, Stage, page_url
 from kindling.scoring.rules import (
     LeadScore,
     ScoringResult,
+    could_score,
     decay_factor,
     explain,
     label,
@@ -139,11 +140,20 @@ class ScoringService:
         self._scores = scores
         self._config = config
 
-    def plan(self, lead: Lead, event: WebEvent, merged: list[str]) -> ScoreWrite | None:
-        """What scoring ``event`` writes for ``lead`` (as the event leaves it); None: nothing changes."""
+    def plan(
+        self, lead: Lead, event: WebEvent, merged: list[str], fit_changed: bool = True
+    ) -> ScoreWrite | None:
+        """What scoring ``event`` writes for ``lead`` (as the event leaves it); None: nothing changes.
+
+        An event that no rule rewards, on a lead whose fit inputs it did not change and that
+        merged no lead, cannot change the score: the score is not even read.
+        """
         try:
             version, config = self._config.current()
         except NotFound:  # nothing to score by yet: the event is still applied to its lead
+            return None
+        raw = event.model_dump(mode="json")
+        if not fit_changed and not merged and not could_score(config, raw):
             return None
         facts = LeadFacts.of(lead)
         state = self._scores.score(facts.lead_id) or LeadScore(lead_id=facts.lead_id)
@@ -161,7 +171,7 @@ class ScoringService:
                 folded.append(other)
         result = score_event(
             state,
-            event.model_dump(mode="json"),
+            raw,
             traits=facts.traits,
             email=facts.email,
             stage=facts.stage,
