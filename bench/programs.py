@@ -513,6 +513,30 @@ def make_leads(count: int, scoring: ScoringConfig) -> list[LeadSpec]:
     return specs
 
 
+def score_item(spec: LeadSpec) -> dict[str, Any]:
+    """The lead's SCORE item as the profile pass leaves it after scoring its last event (``score_put``).
+
+    One scored message per revision: the item remembers the fingerprints of the last of them.
+    """
+    from kindling.adapters.score_store import score_put
+    from kindling.scoring.rules import ScoringResult
+    from kindling.scoring.service import RECENT_MESSAGES, ScoreWrite, message_mark
+
+    score = spec.score
+    scored = [f"bench-{spec.lead_id}-{n}" for n in range(score.revision)]
+    write = ScoreWrite(
+        lead_id=spec.lead_id,
+        message_id=scored[-1],
+        at=score.as_of,
+        result=ScoringResult(score=score),
+        expected_revision=score.revision - 1,
+        change_record={},
+        emitted=[],
+        recent=[message_mark(m) for m in scored][-RECENT_MESSAGES:],
+    )
+    return dict(score_put(write, STEPS_TABLE)["Item"])
+
+
 def context_of(spec: LeadSpec, at: datetime, decay: Any) -> LeadContext:
     """What DynamoProgramStore.context reads for the lead: no segments were ever set on these profiles."""
     return LeadContext(
@@ -530,7 +554,6 @@ def bench_steps(
 ) -> dict[str, Any]:
     from kindling.adapters.config_store import DynamoConfigStore, ProgramsConfig
     from kindling.adapters.dynamo import DynamoLeadStore
-    from kindling.adapters.score_store import DynamoScoreStore
     from kindling.leads.profiles import Lead
     from kindling.programs.service import ProgramService
 
@@ -544,7 +567,6 @@ def bench_steps(
     probed = {spec.lead_id for spec in specs[STEP_LEADS:]}
     by_id = {spec.lead_id: spec for spec in specs}
     lead_store = DynamoLeadStore(STEPS_TABLE, loader)
-    score_store = DynamoScoreStore(STEPS_TABLE, loader)
     state_store = DynamoProgramStore(STEPS_TABLE, loader)
     due_store = DynamoDueStore(STEPS_TABLE, loader)
     items: list[dict[str, Any]] = []
@@ -565,7 +587,7 @@ def bench_steps(
                 stage_changed_at=entered,
             )
         )
-        items.append(score_store._put_score(spec.lead_id, spec.score, 0, spec.score.revision)["Put"]["Item"])
+        items.append(score_item(spec))
         context = context_of(spec, entered, decay)
         enrollment = run(
             program, start(program, context, f"stage-lead-{n}", entered), context, entered
