@@ -1,4 +1,4 @@
-"""Segment-compatible tracking endpoints: validate at the edge, hand events to the bus.
+"""Segment-compatible tracking endpoints: validate at the edge, hand events to the profiles queue.
 
 Also what browsers load first: the website tag and the settings Segment's loader asks for.
 """
@@ -10,7 +10,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from kindling.adapters.eventbridge import EventBridgePublisher
+from kindling.adapters.queue import QueueDelivery
 from kindling.adapters.secrets import SecretsManagerSecret
 from kindling.kernel import clock
 from kindling.kernel.cors import MirroringCORSConfig
@@ -21,7 +21,7 @@ from kindling.tracking import segment, source_settings, website_tag
 from kindling.tracking.bots import is_bot
 
 settings = CaptureSettings()
-publisher = EventBridgePublisher(settings.bus_name)
+publisher = QueueDelivery(settings.profiles_queue_url)
 write_key = SecretsManagerSecret(settings.write_key_secret_arn)
 
 

@@ -21,7 +21,7 @@ API_DOMAIN = "abc123.execute-api.us-east-1.amazonaws.com"
 def capture(load_handler, moto_endpoint: str):
     return load_handler(
         "capture",
-        BUS_NAME="unused",
+        PROFILES_QUEUE_URL="unused",
         secrets={"WRITE_KEY_SECRET_ARN": WRITE_KEY},
         ALLOWED_ORIGINS=f"{SITE}, https://app.acme.io",
         POWERTOOLS_METRICS_DISABLED="true",

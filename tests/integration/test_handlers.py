@@ -22,7 +22,7 @@ WRITE_KEY = "wk-integration-1"
 
 @pytest.fixture
 def bus_with_queue(moto_endpoint: str) -> tuple[str, str]:
-    """A bus whose web events are routed to a queue, as the template wires the profiles queue."""
+    """The profiles queue capture hands its events to (and a bus routing kindling's own to it)."""
     return bus_routed_to_queue("kindling.capture")
 
 
@@ -42,13 +42,13 @@ def drain(url: str) -> list[dict[str, Any]]:
 def capture(load_handler, bus_with_queue):
     return load_handler(
         "capture",
-        BUS_NAME=bus_with_queue[0],
+        PROFILES_QUEUE_URL=bus_with_queue[1],
         ALLOWED_ORIGINS="*",
         secrets={"WRITE_KEY_SECRET_ARN": WRITE_KEY},
     )
 
 
-def test_an_accepted_event_is_on_the_bus_before_the_api_answers(capture, bus_with_queue) -> None:
+def test_an_accepted_event_is_on_the_profiles_queue_before_the_api_answers(capture, bus_with_queue) -> None:
     event = http_event(
         "POST",
         "/v1/track",
@@ -63,7 +63,7 @@ def test_an_accepted_event_is_on_the_bus_before_the_api_answers(capture, bus_wit
     assert envelope["detail"]["context"]["ip"] == "203.0.113.9"
 
 
-def test_a_gzipped_text_plain_batch_reaches_the_bus_whole(capture, bus_with_queue) -> None:
+def test_a_gzipped_text_plain_batch_reaches_the_queue_whole(capture, bus_with_queue) -> None:
     batch = {"batch": [{"type": "page", "anonymousId": "a", "name": f"P{i}"} for i in range(25)]}
     event = http_event(
         "POST",
@@ -98,11 +98,13 @@ def test_a_malformed_event_gets_400_naming_the_field(capture, bus_with_queue) ->
     assert drain(bus_with_queue[1]) == []
 
 
-def test_when_the_bus_is_unreachable_the_client_is_told_to_retry(load_handler, moto_endpoint) -> None:
+def test_when_the_queue_is_unreachable_the_client_is_told_to_retry(load_handler, moto_endpoint) -> None:
     capture = load_handler(
-        "capture", BUS_NAME="no-such-bus", ALLOWED_ORIGINS="*", secrets={"WRITE_KEY_SECRET_ARN": WRITE_KEY}
+        "capture",
+        PROFILES_QUEUE_URL=f"{moto_endpoint}/123456789012/no-such-queue",
+        ALLOWED_ORIGINS="*",
+        secrets={"WRITE_KEY_SECRET_ARN": WRITE_KEY},
     )
-    capture.publisher._sleep = lambda s: None
     event = http_event(
         "POST", "/v1/track", body={"userId": "u1", "event": "x"}, headers={"Authorization": basic(WRITE_KEY)}
     )

@@ -52,7 +52,7 @@ def bus(moto_endpoint: str) -> tuple[str, str]:
 @pytest.fixture
 def capture(load_handler, bus: tuple[str, str]) -> ModuleType:
     return load_handler(
-        "capture", BUS_NAME=bus[0], ALLOWED_ORIGINS="*", secrets={"WRITE_KEY_SECRET_ARN": WRITE_KEY}
+        "capture", PROFILES_QUEUE_URL=bus[1], ALLOWED_ORIGINS="*", secrets={"WRITE_KEY_SECRET_ARN": WRITE_KEY}
     )
 
 

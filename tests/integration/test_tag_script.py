@@ -19,7 +19,7 @@ def capture(load_handler):
     # Only the one origin may send events; the script itself is public all the same.
     return load_handler(
         "capture",
-        BUS_NAME="unused",
+        PROFILES_QUEUE_URL="unused",
         secrets={"WRITE_KEY_SECRET_ARN": "wk-0123456789"},
         ALLOWED_ORIGINS="https://a.io",
         POWERTOOLS_METRICS_DISABLED="true",

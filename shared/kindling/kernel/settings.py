@@ -14,7 +14,7 @@ class _Settings(BaseSettings):
 
 
 class CaptureSettings(_Settings):
-    bus_name: str
+    profiles_queue_url: str
     write_key_secret_arn: str
     allowed_origins: str  # comma-separated; "*" for any
 
