@@ -15,6 +15,7 @@ from pydantic import Json
 from kindling.adapters.config_store import ConfigCache, DynamoConfigStore
 from kindling.adapters.dynamo import DynamoLeadStore
 from kindling.adapters.eventbridge import EventBridgePublisher
+from kindling.adapters.queue import QueueDelivery
 from kindling.adapters.score_store import DynamoScoreStore
 from kindling.kernel import clock
 from kindling.kernel.bus import BusEnvelope
@@ -41,6 +42,7 @@ service = ProfileService(
     DynamoLeadStore(settings.table_name),
     EventBridgePublisher(settings.bus_name),
     scorer=ScoringService(DynamoScoreStore(settings.table_name), scoring_config),
+    activity=QueueDelivery(settings.programs_queue_url),
 )
 
 

@@ -150,7 +150,9 @@ def envelope(detail: dict[str, Any]) -> str:
 def test_the_profiles_consumer_fails_only_the_poison_record_and_applies_duplicates_once(
     load_handler, table, bus_with_queue, now
 ) -> None:
-    profiles = load_handler("profiles", TABLE_NAME=table, BUS_NAME=bus_with_queue[0])
+    profiles = load_handler(
+        "profiles", TABLE_NAME=table, BUS_NAME=bus_with_queue[0], PROGRAMS_QUEUE_URL=bus_with_queue[1]
+    )
     clock.install(clock.FixedClock(now))
     detail = {
         "message_id": "m-1",

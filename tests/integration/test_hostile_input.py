@@ -58,7 +58,7 @@ def capture(load_handler, bus: tuple[str, str]) -> ModuleType:
 
 @pytest.fixture
 def profiles(load_handler, table: str, bus: tuple[str, str]) -> ModuleType:
-    return load_handler("profiles", TABLE_NAME=table, BUS_NAME=bus[0])
+    return load_handler("profiles", TABLE_NAME=table, BUS_NAME=bus[0], PROGRAMS_QUEUE_URL=bus[1])
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ class CaptureSettings(_Settings):
 class ProfilesSettings(_Settings):
     table_name: str
     bus_name: str
+    programs_queue_url: str
 
 
 class LeadsApiSettings(_Settings):

@@ -408,9 +408,12 @@ class ProfileService:
         new_id: Callable[[], str] = new_lead_id,
         sleep: Callable[[float], None] = time.sleep,
         scorer: Scorer | None = None,
+        activity: EventPublisher | None = None,
     ) -> None:
         self._store = store
         self._publisher = publisher
+        #: Where ``lead.activity`` goes: programs' own queue (its one consumer), else the bus.
+        self._activity = activity or publisher
         self._new_id = new_id
         self._sleep = sleep
         self._scorer = scorer
@@ -562,32 +565,31 @@ class ProfileService:
     def _announce(
         self, event: WebEvent, outcome: RecordOutcome, emitted: list[BusEvent], *, relevant: bool
     ) -> None:
-        """What the bus hears: the score's stage moves and hand-offs, and, for programs, the activity.
+        """What is told: the score's stage moves and hand-offs (the bus), and for programs the activity.
 
         A page view that made no lead, changed no profile and scored nothing is kept on the
         timeline but not announced: no trigger, wait or goal can react to it. Duplicates are
         announced again (a crash may have come between the write and the publish): consumers
         deduplicate.
         """
-        if self._publisher is None:
-            return
-        events = list(emitted)
-        if relevant:
-            events.append(
-                BusEvent(
-                    source="kindling.profiles",
-                    detail_type="lead.activity",
-                    detail={
-                        "lead_id": outcome.lead_id,
-                        "new_lead": outcome.created,
-                        "merged": list(outcome.merged),
-                        "event": event.model_dump(mode="json"),
-                    },
-                    time=event.timestamp,
-                )
+        if self._publisher is not None and emitted:
+            self._publisher.publish(list(emitted))
+        if self._activity is not None and relevant:
+            self._activity.publish(
+                [
+                    BusEvent(
+                        source="kindling.profiles",
+                        detail_type="lead.activity",
+                        detail={
+                            "lead_id": outcome.lead_id,
+                            "new_lead": outcome.created,
+                            "merged": list(outcome.merged),
+                            "event": event.model_dump(mode="json"),
+                        },
+                        time=event.timestamp,
+                    )
+                ]
             )
-        if events:
-            self._publisher.publish(events)
 
 
 class LeadView(BaseModel):
