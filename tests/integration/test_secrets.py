@@ -34,7 +34,10 @@ def track(capture, key: str) -> int:
 
 def test_a_read_secret_is_cached_for_its_max_age(load_handler, bus_with_queue) -> None:  # noqa: F811
     capture = load_handler(
-        "capture", PROFILES_QUEUE_URL=bus_with_queue[1], ALLOWED_ORIGINS="*", secrets={"WRITE_KEY_SECRET_ARN": OLD_KEY}
+        "capture",
+        PROFILES_QUEUE_URL=bus_with_queue[1],
+        ALLOWED_ORIGINS="*",
+        secrets={"WRITE_KEY_SECRET_ARN": OLD_KEY},
     )
     assert track(capture, OLD_KEY) == 200
     rotate("WRITE_KEY_SECRET_ARN", NEW_KEY)
@@ -47,7 +50,10 @@ def test_a_rotated_write_key_is_in_force_once_the_cached_value_has_expired(
     bus_with_queue,  # noqa: F811
 ) -> None:
     capture = load_handler(
-        "capture", PROFILES_QUEUE_URL=bus_with_queue[1], ALLOWED_ORIGINS="*", secrets={"WRITE_KEY_SECRET_ARN": OLD_KEY}
+        "capture",
+        PROFILES_QUEUE_URL=bus_with_queue[1],
+        ALLOWED_ORIGINS="*",
+        secrets={"WRITE_KEY_SECRET_ARN": OLD_KEY},
     )
     capture.write_key.max_age_seconds = 0  # every read is past its max age, as five minutes later
     assert track(capture, OLD_KEY) == 200

@@ -383,6 +383,9 @@ class MemoryMetricsStore:
     states: dict[str, tuple[LeadState, int]] = field(default_factory=dict)
     log: list[LoggedEvent] = field(default_factory=list)
 
+    def counted(self, event_id: str) -> bool:
+        return event_id in self.applied
+
     def lead_state(self, lead_id: str) -> tuple[LeadState, int]:
         return self.states.get(lead_id, (LeadState(), 0))
 

@@ -111,6 +111,15 @@ class DynamoMetricsStore(aws.TableAdapter):
 
     # --- the consumer ---------------------------------------------------------------------------------
 
+    def counted(self, event_id: str) -> bool:
+        # Eventually consistent is enough: a delivery racing this one is stopped by the commit's condition.
+        item = self.client.get_item(
+            TableName=self._table,
+            Key={"PK": {"S": f"METRICEVT#{event_id}"}, "SK": {"S": "METRICEVT"}},
+            ProjectionExpression="PK",
+        ).get("Item")
+        return item is not None
+
     def lead_state(self, lead_id: str) -> tuple[LeadState, int]:
         item = self.client.get_item(
             TableName=self._table,

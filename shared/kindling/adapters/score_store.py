@@ -38,7 +38,7 @@ def to_json(value: Any) -> str:
 def score_put(write: ScoreWrite, table: str) -> dict[str, Any]:
     """The conditional put of the new score state: refused if another event scored the lead meanwhile."""
     score = write.result.score
-    state = score.model_dump_json(exclude={"revision", "merged_into", "recent"})
+    state = score.model_dump_json(exclude={"lead_id", "revision", "merged_into", "recent"})
     put: dict[str, Any] = {
         "TableName": table,
         "Item": {
@@ -130,7 +130,7 @@ class DynamoScoreStore(aws.TableAdapter):
             raise aws.translate(exc, "a score: read") from exc
         if item is None:
             return None
-        state = LeadScore.model_validate_json(item["state"]["S"])
+        state = LeadScore.model_validate({"lead_id": lead_id, **json.loads(item["state"]["S"])})
         return state.model_copy(
             update={
                 "revision": int(item["revision"]["N"]),

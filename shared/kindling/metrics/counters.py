@@ -527,6 +527,9 @@ class LoggedEvent:
 
 
 class MetricsStore(Protocol):
+    def counted(self, event_id: str) -> bool:
+        """Whether the event was counted already (a duplicate then costs a read, and no write)."""
+
     def lead_state(self, lead_id: str) -> tuple[LeadState, int]:
         """The lead's state and its version (0 when there is none)."""
 
@@ -554,6 +557,8 @@ class MetricsRecorder:
         event = parse_event(source, detail_type, detail, time)
         if event is None:
             return "nothing"
+        if self._store.counted(event.event_id):
+            return "duplicate"
         template = None
         if event.template is None and event.send_id is not None:
             template = self._store.send_template(event.send_id)

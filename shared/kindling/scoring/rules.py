@@ -213,6 +213,11 @@ def score_event(
                 score.intent = sorted([*score.intent, rule.intent])
     if result.hits:
         _add_points(score, result.hits, at, day, decay)
+        # Day counts serve per-day caps only: a rule without one keeps none (the state stays small).
+        per_day = {rule.id for rule in config.engagement.rules if rule.cap is not None and rule.cap.per_day}
+        for rule_id, tally in score.rules.items():
+            if rule_id not in per_day:
+                tally.days = {}
     score.fit_rules = fit_of(config, traits, email)
     score.fit = sum(score.fit_rules.values())
     score.grade = config.fit.grades.grade(score.fit)
