@@ -52,7 +52,7 @@ lint: $(DEV_STAMP)
 	$(BIN)/mypy shared infra functions
 	$(BIN)/cfn-lint template.yaml
 
-## Print throughput, AWS calls per event and cold-start figures.
+## Print throughput, AWS calls per event, cold-start figures and the cost per tracked event.
 bench: $(DEV_STAMP)
 	$(BIN)/python bench/capture.py
 	$(BIN)/python bench/scoring.py
@@ -60,6 +60,7 @@ bench: $(DEV_STAMP)
 	$(BIN)/python bench/programs.py
 	$(BIN)/python bench/metrics.py
 	$(BIN)/python bench/demo.py
+	$(BIN)/python bench/cost.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

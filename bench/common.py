@@ -12,7 +12,6 @@ import contextlib
 import gc
 import importlib.util
 import logging
-import math
 import os
 import platform
 import sys
@@ -29,7 +28,6 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 REGION = "us-east-1"
-KEY_ATTRIBUTES = ("PK", "SK")  # the table's key schema in template.yaml
 
 #: Local credentials and region, and no instance metadata look-ups.
 AWS_ENV = {
@@ -144,57 +142,37 @@ def settle() -> None:
     gc.freeze()
 
 
-# --- DynamoDB item sizes and capacity units (DynamoDB's documented rules) --------------------------
-def _number_size(text: str) -> int:
-    digits = text.lstrip("-").lower().split("e")[0].replace(".", "").strip("0") or "0"
-    return (len(digits) + 1) // 2 + 1
+# --- DynamoDB item sizes and capacity units: the local stack's capacity meter holds the one copy ------
+from kindling_ops.local.meter import (  # noqa: E402  (after the source tree is on sys.path)
+    KEY_ATTRIBUTES,
+    attribute_size,
+    item_size,
+    key_of,
+    kind_of,
+    read_units,
+    write_units,
+)
 
-
-def attribute_size(value: dict[str, Any]) -> int:
-    """UTF-8 bytes, numbers ~1 byte per 2 digits + 1, 3 bytes per map/list plus 1 per element."""
-    ((kind, v),) = value.items()
-    if kind == "S":
-        return len(v.encode())
-    if kind == "N":
-        return _number_size(v)
-    if kind == "B":
-        return len(v)
-    if kind in ("BOOL", "NULL"):
-        return 1
-    if kind == "SS":
-        return sum(len(s.encode()) for s in v)
-    if kind == "NS":
-        return sum(_number_size(x) for x in v)
-    if kind == "BS":
-        return sum(len(b) for b in v)
-    if kind == "M":
-        return 3 + sum(len(k.encode()) + attribute_size(x) + 1 for k, x in v.items())
-    if kind == "L":
-        return 3 + sum(attribute_size(x) + 1 for x in v)
-    raise ValueError(f"unknown attribute type {kind}")
-
-
-def item_size(item: dict[str, Any] | None) -> int:
-    """An item's size: its attribute names' UTF-8 bytes plus its values' sizes (0 for no item)."""
-    return sum(len(k.encode()) + attribute_size(v) for k, v in (item or {}).items())
-
-
-def read_units(size: int, consistent: bool) -> float:
-    """RCU for reading ``size`` bytes: ceil(size / 4 KB), min 1, halved when eventually consistent."""
-    return max(1, math.ceil(size / 4096)) * (1.0 if consistent else 0.5)
-
-
-def write_units(size: int) -> int:
-    """WCU for writing an item of ``size`` bytes: ceil(size / 1 KB), min 1."""
-    return max(1, math.ceil(size / 1024))
-
-
-def key_of(item: dict[str, Any]) -> dict[str, Any]:
-    """An item's primary key."""
-    return {k: item[k] for k in KEY_ATTRIBUTES}
-
-
-def kind_of(key: dict[str, Any]) -> str:
-    """``LEAD#ld_1 / SENT#2026...`` -> ``LEAD/SENT``; ``SEND#x / SEND`` -> ``SEND``."""
-    pk, sk = (key[k]["S"].split("#")[0] for k in KEY_ATTRIBUTES)
-    return pk if pk == sk else f"{pk}/{sk}"
+__all__ = [
+    "AWS_ENV",
+    "KEY_ATTRIBUTES",
+    "OUT",
+    "QUIET_POWERTOOLS",
+    "REGION",
+    "ROOT",
+    "appended",
+    "attribute_size",
+    "create_table",
+    "embedded_aws",
+    "header",
+    "item_size",
+    "key_of",
+    "kind_of",
+    "read_units",
+    "reset_model_data",
+    "say",
+    "settle",
+    "table_definition",
+    "wrapped",
+    "write_units",
+]

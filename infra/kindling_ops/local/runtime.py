@@ -8,7 +8,9 @@ and the embedded AWS's endpoint). It imports the handler once, keeps module-leve
 between invocations, and runs one invocation at a time. A function that cannot import
 fails the start with its error. Nothing here touches ``os.environ``.
 
-Each invocation carries the stack's time: the worker's clock runs on from it.
+Each invocation carries the stack's time: the worker's clock runs on from it. With a capacity
+meter (``meter.py``), each worker labels its AWS requests with its function's logical id, and
+every invocation is counted with the time its handler ran.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -27,6 +30,7 @@ from typing import Any
 from kindling.kernel import clock as kindling_clock
 from kindling_ops.lambda_events import LambdaContext
 from kindling_ops.layer import LambdaPath, lambda_environment
+from kindling_ops.local.meter import Meter
 from kindling_ops.local.template import REGION, FunctionSpec
 
 WORKER = Path(__file__).with_name("worker.py")
@@ -51,10 +55,13 @@ class FunctionError(Exception):
 class Worker:
     """One function's process and the pipe its answers come back on."""
 
-    def __init__(self, spec: FunctionSpec, path: LambdaPath, environment: dict[str, str]) -> None:
+    def __init__(
+        self, spec: FunctionSpec, path: LambdaPath, environment: dict[str, str], meter: Meter | None = None
+    ) -> None:
         self.spec = spec
         self._path = path
         self._environment = environment
+        self._meter = meter
         self.lock = threading.Lock()
         self.import_ms = 0
         self._process: subprocess.Popen[str] | None = None
@@ -69,6 +76,8 @@ class Worker:
             "attribute": self.spec.attribute,
             "answer_fd": write_fd,
         }
+        if self._meter is not None:
+            config["metered_as"] = self.spec.logical_id
         self._process = subprocess.Popen(
             [sys.executable, "-I", "-S", str(WORKER), json.dumps(config)],
             cwd=self.spec.code_dir,
@@ -122,7 +131,13 @@ class Worker:
             }
             self._process.stdin.write(json.dumps(request, default=str) + "\n")
             self._process.stdin.flush()
+            sent = time.perf_counter()
             answer = self._read(timeout=self.spec.timeout + GRACE_SECONDS)
+            if self._meter is not None:
+                # The handler's own time as the worker measured it; the whole wait when it gave none.
+                reported = (answer or {}).get("duration_ms")
+                duration = float(reported) if reported is not None else (time.perf_counter() - sent) * 1000
+                self._meter.add_invocation(self.spec.logical_id, duration, not (answer or {}).get("ok"))
             if answer is None:
                 exit_code = self._process.poll()
                 self.stop()  # as Lambda does: a crashed or timed-out environment is not reused
@@ -162,11 +177,21 @@ class Worker:
 class LocalRuntime:
     """The functions of a template, each in its worker."""
 
-    def __init__(self, specs: list[FunctionSpec], base_environment: dict[str, str], path: LambdaPath) -> None:
+    def __init__(
+        self,
+        specs: list[FunctionSpec],
+        base_environment: dict[str, str],
+        path: LambdaPath,
+        meter: Meter | None = None,
+    ) -> None:
         self.specs = {spec.logical_id: spec for spec in specs}
+        self.meter = meter
         self.workers = {
             spec.logical_id: Worker(
-                spec, path, lambda_environment(spec.name, {**base_environment, **spec.environment}, REGION)
+                spec,
+                path,
+                lambda_environment(spec.name, {**base_environment, **spec.environment}, REGION),
+                meter,
             )
             for spec in specs
         }

@@ -7,13 +7,16 @@ followed by the events SES's event publishing would put on the default bus: ``Se
 the SES events function, and reports and suppression behave locally as in AWS.
 
 The outbox joins each email with its send record in the table: the lead, the send id, the
-program and step it came from, the template, and the stack's time of sending.
+program and step it came from, the template, and the stack's time of sending. The record is
+read by the ``send_id`` tag the email was sent with (``tags_of``: what the embedded AWS saw in
+the SendEmail request); only an email whose tag names no record is looked for with a scan.
 """
 
 from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from datetime import datetime
 from email import message_from_string, policy
 from typing import Any
@@ -39,12 +42,34 @@ def _sent_messages() -> list[Any]:
     return list(ses_backends[ACCOUNT][REGION].sent_messages)
 
 
+def _origin(item: dict[str, Any]) -> dict[str, Any]:
+    """What the outbox and SES's events say of an email's send record."""
+    send_id = item["PK"]["S"].removeprefix("SEND#")
+    lead_id = item.get("lead_id", {}).get("S", "")
+    program, step = send_origin(send_id, lead_id)
+    return {
+        "send_id": send_id,
+        "lead_id": lead_id or None,
+        "template": item.get("template", {}).get("S"),
+        "program": program,
+        "step": step,
+        "sent_at": item.get("sent_at", {}).get("S"),
+    }
+
+
 class LocalSes:
-    def __init__(self, session: Any, table_name: str, configuration_set: str) -> None:
+    def __init__(
+        self,
+        session: Any,
+        table_name: str,
+        configuration_set: str,
+        tags_of: Callable[[str], dict[str, str]] | None = None,
+    ) -> None:
         self._dynamodb = session.client("dynamodb")
         self._events = session.client("events")
         self._table = table_name
         self._configuration_set = configuration_set
+        self._tags_of = tags_of or (lambda message_id: {})
         self._published = 0
         self._waiting: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -59,24 +84,42 @@ class LocalSes:
             ExpressionAttributeValues={":send": {"S": "SEND#"}},
         ):
             for item in page["Items"]:
-                send_id = item["PK"]["S"].removeprefix("SEND#")
-                lead_id = item.get("lead_id", {}).get("S", "")
-                program, step = send_origin(send_id, lead_id)
-                found[item["ses_message_id"]["S"]] = {
-                    "send_id": send_id,
-                    "lead_id": lead_id or None,
-                    "template": item.get("template", {}).get("S"),
-                    "program": program,
-                    "step": step,
-                    "sent_at": item.get("sent_at", {}).get("S"),
-                }
+                found[item["ses_message_id"]["S"]] = _origin(item)
         return found
 
-    def outbox(self) -> list[dict[str, Any]]:
-        """What SES accepted, parsed back into headers and bodies, with what sent it."""
-        sends = self.sends()
+    def origins(self, messages: list[Any]) -> dict[str, dict[str, Any]]:
+        """The send records of these emails (SES message id -> origin), for those that have one written.
+
+        Each is read by its ``send_id`` tag; a record there that does not name the email yet is not
+        written yet. Emails whose tag names no record (none, or an id SES's tag rules changed) are
+        looked for with a scan, as ``sends`` does.
+        """
+        found: dict[str, dict[str, Any]] = {}
+        unresolved = []
+        for message in messages:
+            send_id = self._tags_of(message.id).get("send_id")
+            item = None
+            if send_id:
+                item = self._dynamodb.get_item(
+                    TableName=self._table,
+                    Key={"PK": {"S": f"SEND#{send_id}"}, "SK": {"S": "SEND"}},
+                    ConsistentRead=True,
+                ).get("Item")
+            if item is None:
+                unresolved.append(message.id)
+            elif item.get("ses_message_id", {}).get("S") == message.id:
+                found[message.id] = _origin(item)
+        if unresolved:
+            scanned = self.sends()
+            found.update({m: scanned[m] for m in unresolved if m in scanned})
+        return found
+
+    def outbox(self, since: int = 0) -> list[dict[str, Any]]:
+        """What SES accepted (from its ``since``-th email), as headers and bodies, with what sent it."""
+        sent_messages = _sent_messages()[since:]
+        sends = self.origins(sent_messages)
         messages = []
-        for sent in _sent_messages():
+        for sent in sent_messages:
             origin = sends.get(sent.id, {})
             raw = getattr(sent, "raw_data", None)
             if raw is None:
@@ -112,7 +155,7 @@ class LocalSes:
             new = sent[self._published :]
             if not new:
                 return 0
-            sends = self.sends()
+            sends = self.origins(new)
             entries, done = [], 0
             for message in new:
                 origin = sends.get(message.id)

@@ -36,6 +36,7 @@ from kindling_ops.lambda_events import scheduled_event, sqs_event, sqs_record_of
 from kindling_ops.layer import lambda_path
 from kindling_ops.local.aws import EmbeddedAws
 from kindling_ops.local.gateway import Gateway
+from kindling_ops.local.meter import Meter
 from kindling_ops.local.provision import provision
 from kindling_ops.local.runtime import LocalRuntime
 from kindling_ops.local.schedules import Schedule, ScheduleError
@@ -146,6 +147,8 @@ class Subscription:
     batch_size: int
     report_failures: bool
     direct_eventbridge: bool = False
+    #: EventBridge rules deliver to this queue (what the capacity meter bills as SQS sends).
+    bus_fed: bool = False
 
 
 @dataclass
@@ -180,6 +183,7 @@ class LocalStack:
         poll_interval: float = 0.05,
         log_requests: bool = True,
         start_at: datetime | None = None,
+        meter: bool | None = None,
     ) -> None:
         self.log_requests = log_requests
         self.template_path = template_path
@@ -201,6 +205,9 @@ class LocalStack:
         self._moving = threading.Lock()
         self._pump_idle = threading.Event()
         self.webhooks: list[dict[str, Any]] = []
+        #: The capacity meter (``meter.py``): on with ``meter=True``, or KINDLING_METER=1 when not given.
+        metering = os.environ.get("KINDLING_METER") == "1" if meter is None else meter
+        self.meter: Meter | None = Meter() if metering else None
 
     @property
     def url(self) -> str:
@@ -209,7 +216,7 @@ class LocalStack:
     # --- start and stop --------------------------------------------------------
     def start(self) -> None:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's and our request logs
-        self._moto = EmbeddedAws().start()
+        self._moto = EmbeddedAws(meter=self.meter).start()
         self.endpoint = self._moto.endpoint
         self.say(f"starting the embedded AWS (moto) on {self.endpoint.removeprefix('http://')}")
         base_environment = {
@@ -238,7 +245,9 @@ class LocalStack:
         self._apply_config_dir()
         config_sets = list(self.template.of_type("AWS::SES::ConfigurationSet"))
         self.ses = (
-            LocalSes(self.session, self.table_name, self.template.names[config_sets[0]])
+            LocalSes(
+                self.session, self.table_name, self.template.names[config_sets[0]], self._moto.email_tags
+            )
             if config_sets and self.template.of_type("AWS::DynamoDB::Table")
             else None
         )
@@ -248,7 +257,7 @@ class LocalStack:
             "the Lambda layer: pip install of shared/requirements.txt (built once, kept until it changes)"
         )
         path = lambda_path(self.template.root / "build" / "lambda")
-        self.runtime = LocalRuntime(specs, base_environment, path)
+        self.runtime = LocalRuntime(specs, base_environment, path, self.meter)
         for name, millis in self.runtime.start().items():
             self.say(f"  function {name}: own process, CodeUri + layer + boto3 (cold start {millis} ms)")
         self._wire_event_sources(specs)
@@ -261,6 +270,8 @@ class LocalStack:
         self._spawn("http", self._server.serve_forever)
         self._spawn("queues", self._pump_loop)
         self._spawn("schedules", self._schedule_loop)
+        if self.meter is not None:
+            self.say(f"capacity meter on (KINDLING_METER=1): GET {self.url}/_local/meter")
         self.say(f"kindling is listening on {self.url}")
 
     def stop(self, grace_seconds: float = 5.0) -> None:
@@ -301,10 +312,22 @@ class LocalStack:
             traceback.print_exception(exc)
 
     # --- event sources -------------------------------------------------------
+    def _bus_fed_queues(self) -> set[str]:
+        """The ARNs of the queues that the template's EventBridge rules deliver to."""
+        arns = set()
+        for logical in self.template.of_type("AWS::Events::Rule"):
+            for target in self.template.properties(logical).get("Targets") or []:
+                try:
+                    arns.add(str(self.template.resolve(target.get("Arn"))))
+                except TemplateError:
+                    continue
+        return arns
+
     def _wire_event_sources(self, specs: list[Any]) -> None:
         sqs = self.session.client("sqs")
         events = self.session.client("events")
         now = self.clock.now()
+        bus_fed = self._bus_fed_queues()
         for spec in specs:
             for event_name, event in spec.events.items():
                 kind = event.get("Type")
@@ -320,6 +343,7 @@ class LocalStack:
                             batch_size=min(int(props.get("BatchSize", 10)), 10),
                             report_failures="ReportBatchItemFailures"
                             in (props.get("FunctionResponseTypes") or []),
+                            bus_fed=arn in bus_fed,
                         )
                     )
                     self.say(f"  {name} -> {spec.logical_id}")
@@ -401,6 +425,14 @@ class LocalStack:
                     self._report_error(subscription.function, exc)
                     failed.add(message["MessageId"])
         else:
+            if self.meter is not None:
+                self.meter.add_batch(
+                    subscription.function,
+                    len(messages),
+                    sum(1 for m in messages if m.get("Attributes", {}).get("ApproximateReceiveCount") == "1")
+                    if subscription.bus_fed
+                    else 0,
+                )
             failed = self._invoke_batch(subscription, messages)
         for message in messages:
             if message["MessageId"] in failed:
@@ -583,7 +615,8 @@ class LocalStack:
 
     # --- /_local routes --------------------------------------------------------
     def _local_routes(self) -> dict[tuple[str, str], Callable[[Request], Response]]:
-        return {
+        routes = self._meter_routes() if self.meter is not None else {}
+        return routes | {
             ("GET", "/_local/clock"): self._get_clock,
             ("POST", "/_local/clock"): self._post_clock,
             ("POST", "/_local/settle"): self._post_settle,
@@ -594,13 +627,36 @@ class LocalStack:
             ("POST", "/_local/dlq/redrive"): self._post_redrive,
             ("POST", "/_local/webhooks/sales"): self._receive_webhook,
             ("GET", "/_local/webhooks"): lambda request: _json(200, {"received": self.webhooks}),
-            ("GET", "/_local/outbox"): lambda request: _json(200, {"messages": self.outbox()}),
+            ("GET", "/_local/outbox"): self._get_outbox,
             ("GET", "/_local/health"): lambda request: _json(200, {"ok": True}),
             ("GET", "/_local/aws"): lambda request: _json(200, self.describe()),
         }
 
-    def outbox(self) -> list[dict[str, Any]]:
-        return self.ses.outbox() if self.ses is not None else []
+    def _meter_routes(self) -> dict[tuple[str, str], Callable[[Request], Response]]:
+        """``GET /_local/meter``: the capacity meter's counters; ``POST /_local/meter/reset`` zeroes them."""
+        meter = self.meter
+        assert meter is not None
+
+        def reset(request: Request) -> Response:
+            meter.reset()
+            return _json(200, {"reset": True})
+
+        return {
+            ("GET", "/_local/meter"): lambda request: _json(200, meter.snapshot()),
+            ("POST", "/_local/meter/reset"): reset,
+        }
+
+    def outbox(self, since: int = 0) -> list[dict[str, Any]]:
+        return self.ses.outbox(since) if self.ses is not None else []
+
+    def _get_outbox(self, request: Request) -> Response:
+        """Every email SES accepted, or those from the ``since``-th on (``?since=N``)."""
+        since = request.args.get("since", "0")
+        if not since.isdigit():
+            return _json(
+                400, {"error": "invalid_request", "problems": ["since: a number of emails, 0 or more"]}
+            )
+        return _json(200, {"messages": self.outbox(int(since))})
 
     def describe(self) -> dict[str, Any]:
         """Where everything is, as CloudFormation would tell of a deployed stack (for ``kindling doctor``).

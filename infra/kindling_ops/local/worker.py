@@ -8,7 +8,12 @@ imported once (the cold start) and module-level state lives on between invocatio
 
 It reads one invocation per line on stdin and answers one line on the file descriptor it is
 given (stdout and stderr stay the function's own, as its logs). This file uses only the
-standard library: nothing of the operator tool is importable here.
+standard library and what is on the function's path (botocore): nothing of the operator tool
+is importable here.
+
+When the stack meters capacity, the spec names the function (``metered_as``): every AWS request
+it makes then carries that name in a header, and each answer says how long the handler ran. Such
+a worker imports botocore before the handler, so its cold start is not the function's own.
 """
 
 from __future__ import annotations
@@ -56,12 +61,36 @@ def _install_time(now: str) -> None:
     clock.install(clock.OffsetClock(datetime.fromisoformat(now)))
 
 
+#: The header the local stack's capacity meter reads (``kindling_ops.local.meter.FUNCTION_HEADER``).
+FUNCTION_HEADER = "X-Kindling-Function"
+
+
+def _label_aws_requests(function: str) -> None:
+    """Every AWS client made from now on adds ``FUNCTION_HEADER: function`` to each request it sends."""
+    import botocore.session
+
+    create_client = botocore.session.Session.create_client
+
+    def add_header(request: Any, **kwargs: Any) -> None:
+        request.headers[FUNCTION_HEADER] = function
+
+    def labelled_client(self: Any, *args: Any, **kwargs: Any) -> Any:
+        client = create_client(self, *args, **kwargs)
+        client.meta.events.register("before-send", add_header)
+        return client
+
+    botocore.session.Session.create_client = labelled_client
+
+
 def main() -> int:
     spec = json.loads(sys.argv[1])
     sys.path[:0] = spec["path"]
     channel = os.fdopen(int(spec["answer_fd"]), "w", buffering=1)
     started = time.perf_counter()
+    metered = spec.get("metered_as")
     try:
+        if metered:
+            _label_aws_requests(str(metered))
         handler = getattr(importlib.import_module(spec["module"]), spec["attribute"])
     except BaseException:
         _answer(channel, {"ready": False, "error": traceback.format_exc()})
@@ -69,11 +98,17 @@ def main() -> int:
     _answer(channel, {"ready": True, "import_ms": round((time.perf_counter() - started) * 1000)})
     for line in sys.stdin:
         request = json.loads(line)
+        began = time.perf_counter()
+        timing: dict[str, float] = {}
         try:
             _install_time(request["now"])
             result = handler(request["event"], InvocationContext(request["context"]))
-            _answer(channel, {"ok": True, "result": result})
+            if metered:
+                timing = {"duration_ms": (time.perf_counter() - began) * 1000}
+            _answer(channel, {"ok": True, "result": result, **timing})
         except BaseException as exc:  # the runtime reports every failure; the next invocation goes on
+            if metered:
+                timing = {"duration_ms": (time.perf_counter() - began) * 1000}
             _answer(
                 channel,
                 {
@@ -81,6 +116,7 @@ def main() -> int:
                     "error_type": type(exc).__name__,
                     "error_message": str(exc),
                     "traceback": traceback.format_exc(),
+                    **timing,
                 },
             )
     return 0
