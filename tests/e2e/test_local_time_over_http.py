@@ -90,3 +90,36 @@ def test_ses_reports_deliveries_and_the_simulators_bounce_which_suppresses_the_a
         timeout=10,
     ).json()
     assert report["totals"]["delivered"] >= 1 and report["totals"]["bounced"]["permanent"] == 1
+
+
+def test_an_anonymous_first_visitor_enters_the_welcome_series_on_the_day_they_identify(
+    sunday_stack: RunningStack,
+) -> None:
+    # The usual B2B path: a few anonymous visits, then a form days later.
+    auth, anonymous_id = (WRITE_KEY, ""), "anon-first-visitor"
+    email = "anonymous.first@acme.example"
+    for path in ("/blog/attribution", "/pricing"):
+        page = {"anonymousId": anonymous_id, "name": path, "properties": {"path": path}}
+        assert requests.post(f"{sunday_stack.url}/v1/page", json=page, auth=auth, timeout=10).ok
+    sunday_stack.settle()
+    now = datetime.fromisoformat(requests.get(f"{sunday_stack.url}/_local/clock", timeout=10).json()["now"])
+    tuesday = (
+        (now + timedelta(days=2)).astimezone(NEW_YORK).replace(hour=10, minute=0, second=0, microsecond=0)
+    )
+    while tuesday.weekday() != 1:
+        tuesday += timedelta(days=1)
+    moved = requests.post(f"{sunday_stack.url}/_local/clock", json={"now": tuesday.isoformat()}, timeout=120)
+    assert moved.ok, moved.text
+    form = {"anonymousId": anonymous_id, "traits": {"email": email, "timezone": "America/New_York"}}
+    assert requests.post(f"{sunday_stack.url}/v1/identify", json=form, auth=auth, timeout=10).ok
+    sunday_stack.settle()
+    sunday_stack.advance(15 * 60)
+    [welcome] = [m for m in outbox(sunday_stack, email) if m["template"] == "welcome-1"]
+    sent = datetime.fromisoformat(welcome["sent_at"].replace("Z", "+00:00")).astimezone(NEW_YORK)
+    assert tuesday <= sent < tuesday + timedelta(minutes=15), "the same day, in the send window"
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    lead = requests.get(
+        f"{sunday_stack.url}/v1/leads", params={"email": email}, headers=admin, timeout=10
+    ).json()
+    pages = [entry["name"] for entry in lead["timeline"] if entry["type"] == "page"]
+    assert sorted(pages) == ["/blog/attribution", "/pricing"], "the earlier visits are on the lead"

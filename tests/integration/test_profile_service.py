@@ -174,3 +174,32 @@ def test_duplicates_delivered_concurrently_are_applied_once(service, store, now)
         outcomes = list(pool.map(lambda _: service.record(event, now), range(6)))
     assert sum(not o.duplicate for o in outcomes) == 1
     assert len(store.timeline(outcomes[0].lead_id, 10)) == 1
+
+
+def test_a_visitor_who_identifies_later_is_announced_as_a_new_lead_then_too(store, now) -> None:
+    from tests.fakes import RecordingPublisher
+
+    publisher = RecordingPublisher()
+    service = ProfileService(store, publisher, sleep=lambda s: None)
+    first = service.record(web(now, anonymous_id="browser-1", name="Pricing"), now)
+    later = service.record(
+        web(
+            now + timedelta(days=3),
+            type="identify",
+            anonymous_id="browser-1",
+            traits={"email": "kim@acme.io"},
+        ),
+        now,
+    )
+    again = service.record(
+        web(
+            now + timedelta(days=4),
+            type="identify",
+            anonymous_id="browser-1",
+            traits={"email": "kim@acme.io"},
+        ),
+        now,
+    )
+    assert first.lead_id == later.lead_id == again.lead_id
+    assert [a["new_lead"] for a in publisher.of_type("lead.activity")] == [True, True, False]
+    assert later.became_emailable and not later.created and not again.new_lead

@@ -396,6 +396,13 @@ class RecordOutcome(NamedTuple):
     scored: bool = False
     #: The stage scoring moved the lead to, if it did.
     stage: str | None = None
+    #: The lead got its first email address with this event (it may have browsed anonymously before).
+    became_emailable: bool = False
+
+    @property
+    def new_lead(self) -> bool:
+        """What ``new_lead`` programs start on: a lead made, or one that just became known and emailable."""
+        return self.created or self.became_emailable
 
 
 class ProfileService:
@@ -462,8 +469,9 @@ class ProfileService:
                     return outcome
                 scored = score is not None and not score.replayed
                 move = score.result.stage_move if score is not None and scored else None
+                became_emailable = not created and lead.email is None and effective.email is not None
                 outcome = RecordOutcome(
-                    lead_id, created, False, merged, scored, move.to_stage if move else None
+                    lead_id, created, False, merged, scored, move.to_stage if move else None, became_emailable
                 )
                 relevant = (
                     created
@@ -582,7 +590,7 @@ class ProfileService:
                         detail_type="lead.activity",
                         detail={
                             "lead_id": outcome.lead_id,
-                            "new_lead": outcome.created,
+                            "new_lead": outcome.new_lead,
                             "merged": list(outcome.merged),
                             "event": event.model_dump(mode="json"),
                         },
