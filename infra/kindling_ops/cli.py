@@ -123,11 +123,15 @@ def _post_local(port: int | None, path: str, body: object, timeout: float = 30) 
 
 
 def _config_validate(args: argparse.Namespace) -> int:
+    from kindling_ops.config import warnings
+
     loaded = _load_config(args.dir)
     if loaded is None:
         return 1
     for name, model in loaded.items():
         print(f"{args.dir / name}: valid ({_summary(model)})")
+    for warning in warnings(args.dir, loaded):
+        print(f"warning: {warning}")
     return 0
 
 

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 from kindling.adapters.config_store import DynamoConfigStore
 from kindling.crm.config import CrmConfig
 from kindling.email.config import EmailSettings, EmailTemplates, TemplateProblem
-from kindling.programs.config import Program, Programs, Segments, check_references
+from kindling.programs.config import Program, Programs, Segments, check_references, sale_warnings
 from kindling.scoring.config import ScoringConfig
 from kindling_ops.email_templates import load_templates
 
@@ -244,6 +244,18 @@ def _crm_program_problems(directory: Path, loaded: dict[str, BaseModel]) -> list
         f"{directory / 'crm.yaml'}: {where}: no program {program!r} in {directory / 'programs'}"
         for where, program in named.items()
         if program is not None and program not in programs.programs
+    ]
+
+
+def warnings(directory: Path, loaded: dict[str, BaseModel]) -> list[str]:
+    """What is valid but probably not meant: selling programs that would mail a customer."""
+    programs, crm = loaded.get("programs"), loaded.get("crm.yaml")
+    if not isinstance(programs, Programs):
+        return []
+    onboarding = crm.onboarding_program if isinstance(crm, CrmConfig) else None
+    return [
+        f"{directory / 'programs' / f'{program_id}.yaml'}: {warning}"
+        for program_id, warning in sale_warnings(programs, onboarding)
     ]
 
 

@@ -340,3 +340,36 @@ def test_duplicate_segment_ids_and_empty_conditions_are_refused() -> None:
         )
     with pytest.raises(ValidationError, match="a condition needs at least one test"):
         Segments.model_validate({"segments": [{"id": "all", "name": "All", "when": {}}]})
+
+
+def test_every_shipped_program_that_sells_stops_at_the_sale_and_validate_says_so(
+    tmp_path: Path, capsys
+) -> None:
+    assert main(["config", "validate", "--dir", str(SHIPPED)]) == 0
+    assert "warning" not in capsys.readouterr().out
+    directory = config_dir(tmp_path)
+    reactivation = program_document("reactivation")
+    reactivation["exit_goals"] = [g for g in reactivation["exit_goals"] if "stage_in" not in g]
+    (directory / "programs" / "reactivation.yaml").write_text(yaml.safe_dump(reactivation))
+    assert main(["config", "validate", "--dir", str(directory)]) == 0  # a warning, not a problem
+    [warning] = [line for line in capsys.readouterr().out.splitlines() if line.startswith("warning")]
+    assert "reactivation.yaml: sends email but does not exit when the lead becomes a customer" in warning
+
+
+def test_a_program_exits_when_its_lead_enters_a_stage_it_names() -> None:
+    from kindling.programs.engine import LeadContext, goal_met
+
+    program = Program.model_validate(
+        {**program_document("reactivation"), "exit_goals": [{"stage_in": ["customer", "closed_lost"]}]}
+    )
+
+    def lead(stage: str) -> LeadContext:
+        return LeadContext(lead_id="ld_1", email="a@b.io", traits={}, stage=stage)
+
+    assert goal_met(program, lead("customer"), None) == "reached stage customer"
+    assert goal_met(program, lead("closed_lost"), None) == "reached stage closed_lost"
+    assert goal_met(program, lead("opportunity"), None) is None
+    with pytest.raises(ValidationError, match="exactly one of"):
+        Program.model_validate(
+            {**program_document("reactivation"), "exit_goals": [{"stage_in": ["customer"], "event": "x"}]}
+        )

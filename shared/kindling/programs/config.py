@@ -88,13 +88,16 @@ class Trigger(_Strict):
 
 class ExitGoal(_Strict):
     stage_at_least: Stage | None = None
+    #: Exit on entering any of these stages (closed_lost and recycled included).
+    stage_in: list[Stage] | None = Field(default=None, min_length=1)
     event: str | None = None
     in_segment: Slug | None = None
 
     @model_validator(mode="after")
     def _one(self) -> ExitGoal:
-        if sum(v is not None for v in (self.stage_at_least, self.event, self.in_segment)) != 1:
-            raise ValueError("an exit goal is exactly one of stage_at_least, event, in_segment")
+        given = (self.stage_at_least, self.stage_in, self.event, self.in_segment)
+        if sum(v is not None for v in given) != 1:
+            raise ValueError("an exit goal is exactly one of stage_at_least, stage_in, event, in_segment")
         if self.stage_at_least in ("closed_lost", "recycled"):
             raise ValueError("stage_at_least takes a funnel stage (subscriber to customer)")
         return self
@@ -303,6 +306,35 @@ class Programs(_Strict):
 
 def stage_rank(stage: str | None) -> int:
     return _STAGE_ORDER.index(stage) if stage in _STAGE_ORDER else -1
+
+
+def exits_at_the_sale(program: Program) -> bool:
+    """Whether an exit goal ends the program when its lead becomes a customer."""
+    return any(
+        goal.stage_at_least is not None or (goal.stage_in is not None and "customer" in goal.stage_in)
+        for goal in program.exit_goals
+    )
+
+
+def sale_warnings(programs: Programs, onboarding: str | None = None) -> list[tuple[str, str]]:
+    """Programs that send marketing email and would go on after the sale: a customer would get them.
+
+    Onboarding (triggered by the customer stage, or named as the CRM's onboarding program) is
+    meant for customers and is left alone.
+    """
+    warnings = []
+    for program_id, program in sorted(programs.programs.items()):
+        sends = any(step.send_email for step in program.steps)
+        for_customers = program.trigger.stage == "customer" or program_id == onboarding
+        if sends and not for_customers and not exits_at_the_sale(program):
+            warnings.append(
+                (
+                    program_id,
+                    "sends email but does not exit when the lead becomes a customer; add an exit goal "
+                    "such as {stage_at_least: sql} or {stage_in: [customer, closed_lost]}",
+                )
+            )
+    return warnings
 
 
 def check_references(programs: Programs, templates: set[str], segments: set[str]) -> list[str]:

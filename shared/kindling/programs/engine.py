@@ -170,6 +170,8 @@ def goal_met(program: Program, lead: LeadContext, event_name: str | None) -> str
     for goal in program.exit_goals:
         if goal.stage_at_least is not None and stage_rank(lead.stage) >= stage_rank(goal.stage_at_least):
             return f"reached stage {lead.stage}"
+        if goal.stage_in is not None and lead.stage in goal.stage_in:
+            return f"reached stage {lead.stage}"
         if goal.event is not None and event_name is not None and goal.event.lower() == event_name.lower():
             return f"did '{event_name}'"
         if goal.in_segment is not None and goal.in_segment in lead.segments:
