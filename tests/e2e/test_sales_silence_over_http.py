@@ -172,7 +172,14 @@ def test_sales_silence_reactivates_the_lead_and_closed_lost_recycles_it(crm_stac
     clock_to(stack, monday + timedelta(days=24))
     assert hubspot(stack, [deal_moved(stack, email, "closedlost")]).status_code == 200
     stack.settle(timeout=30)
-    assert lead_view(stack, email)["lead"]["stage"] == "closed_lost"
+    lost = lead_view(stack, email)
+    assert lost["lead"]["stage"] == "closed_lost"
+    during = requests.get(
+        f"{stack.url}/v1/leads/{lost['lead']['lead_id']}/enrollments", headers=stack.admin(), timeout=10
+    ).json()["enrollments"]
+    [reactivation] = [e for e in during if e["program"] == "reactivation"]
+    assert reactivation["status"] == "exited", "the deal closed: reactivation stops pitching"
+    assert reactivation["exit_reason"] == "goal: reached stage closed_lost"
     clock_to(stack, monday + timedelta(days=55))
     view = lead_view(stack, email)
     assert view["lead"]["stage"] == "recycled"

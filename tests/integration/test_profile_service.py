@@ -203,3 +203,33 @@ def test_a_visitor_who_identifies_later_is_announced_as_a_new_lead_then_too(stor
     assert first.lead_id == later.lead_id == again.lead_id
     assert [a["new_lead"] for a in publisher.of_type("lead.activity")] == [True, True, False]
     assert later.became_emailable and not later.created and not again.new_lead
+
+
+def test_an_alias_claims_a_previous_id_never_seen_so_its_later_events_find_the_lead(
+    service, store, now
+) -> None:
+    aliased = service.record(web(now, type="alias", user_id="u-new", previous_id="device-7"), now)
+    later = service.record(web(now + timedelta(minutes=5), anonymous_id="device-7", name="Pricing"), now)
+    assert later.lead_id == aliased.lead_id and not later.created
+    lead = store.get(aliased.lead_id)
+    assert lead is not None and lead.user_id == "u-new" and lead.anonymous_ids == ["device-7"]
+
+
+def test_an_alias_of_a_known_visitor_carries_its_history(service, store, now) -> None:
+    first = service.record(web(now, anonymous_id="tab-9", name="Docs"), now)
+    aliased = service.record(
+        web(
+            now + timedelta(minutes=1), type="alias", anonymous_id="tab-9", user_id="u-9", previous_id="tab-9"
+        ),
+        now,
+    )
+    assert aliased.lead_id == first.lead_id
+    assert sorted(e.name or e.type for e in store.timeline(first.lead_id, 10)) == ["Docs", "alias"]
+
+
+def test_an_alias_whose_previous_id_is_its_own_anonymous_id_makes_one_lead(service, store, now) -> None:
+    outcome = service.record(
+        web(now, type="alias", anonymous_id="same-1", user_id="u-s", previous_id="same-1"), now
+    )
+    lead = store.get(outcome.lead_id)
+    assert lead is not None and lead.anonymous_ids == ["same-1"] and outcome.created

@@ -258,8 +258,8 @@ class DynamoLeadStore(aws.TableAdapter):
             if value:
                 values[f":{attribute}"] = {"S": value}
                 sets.append(f"{attribute} = :{attribute}")
-        if change.anonymous_id:
-            values[":anon"] = {"SS": [change.anonymous_id]}
+        if change.anonymous_ids:
+            values[":anon"] = {"SS": change.anonymous_ids}
             adds.append("anonymous_ids :anon")
         guard = "attribute_exists(PK) AND attribute_not_exists(merged_into)"
         while True:

@@ -144,6 +144,8 @@ class ProfileChange:
     email: str | None = None
     user_id: str | None = None
     anonymous_id: str | None = None
+    #: An alias's previousId, kept among the lead's anonymous ids.
+    alias_id: str | None = None
     invalid_email: str | None = None
     #: Set only where the lead has none yet: where it first came from (see ``first_touch``).
     first_touch: dict[str, str] = field(default_factory=dict)
@@ -159,6 +161,7 @@ class ProfileChange:
             email=self.email if self.email != lead.email else None,
             user_id=self.user_id if self.user_id != lead.user_id else None,
             anonymous_id=self.anonymous_id if self.anonymous_id not in lead.anonymous_ids else None,
+            alias_id=self.alias_id if self.alias_id not in lead.anonymous_ids else None,
             invalid_email=self.invalid_email,
             first_touch={k: v for k, v in self.first_touch.items() if k not in lead.traits},
         )
@@ -168,8 +171,9 @@ class ProfileChange:
         traits = {**lead.traits, **{k: v for k, v in self.first_touch.items() if k not in lead.traits}}
         traits.update(self.traits)
         anonymous_ids = list(lead.anonymous_ids)
-        if self.anonymous_id and self.anonymous_id not in anonymous_ids:
-            anonymous_ids.append(self.anonymous_id)
+        for anonymous_id in self.anonymous_ids:
+            if anonymous_id not in anonymous_ids:
+                anonymous_ids.append(anonymous_id)
         return lead.model_copy(
             update={
                 "traits": traits,
@@ -180,12 +184,17 @@ class ProfileChange:
         )
 
     @property
+    def anonymous_ids(self) -> list[str]:
+        return list(dict.fromkeys(a for a in (self.anonymous_id, self.alias_id) if a))
+
+    @property
     def empty(self) -> bool:
         return not (
             self.traits
             or self.email
             or self.user_id
             or self.anonymous_id
+            or self.alias_id
             or self.invalid_email
             or self.first_touch
         )
@@ -201,6 +210,7 @@ class ProfileChange:
                 if self.anonymous_id and Identity("anon", self.anonymous_id) in owned
                 else None
             ),
+            alias_id=self.alias_id if self.alias_id and Identity("anon", self.alias_id) in owned else None,
         )
 
 
@@ -283,6 +293,8 @@ def identities_of(event: WebEvent) -> tuple[list[Identity], list[Identity]]:
     if event.type == "alias" and event.previous_id:
         # previousId is whatever the visitor was known by before: an anonymous id or an old userId.
         lookup.extend([Identity("user", event.previous_id), Identity("anon", event.previous_id)])
+        # Never seen before, it is claimed as an anonymous id: later events from it find this lead.
+        claim.append(Identity("anon", event.previous_id))
     return lookup, claim
 
 
@@ -309,6 +321,7 @@ def profile_change(event: WebEvent) -> ProfileChange:
         email=email,
         user_id=event.user_id,
         anonymous_id=event.anonymous_id,
+        alias_id=event.previous_id if event.type == "alias" else None,
         invalid_email=invalid,
         first_touch=first_touch(event),
     )
@@ -519,7 +532,7 @@ class ProfileService:
                 lead_id=self._new_id(),
                 email=next((i.value for i in claim if i.kind == "email"), None),
                 user_id=event.user_id,
-                anonymous_ids=[event.anonymous_id] if event.anonymous_id else [],
+                anonymous_ids=change.anonymous_ids,
                 traits={**change.first_touch, **change.traits},
                 created_at=now,
                 first_seen_at=event.timestamp,
