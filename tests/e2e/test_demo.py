@@ -6,6 +6,7 @@ import random
 import re
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 import requests
@@ -74,19 +75,36 @@ def test_the_demo_makes_leads_emails_engagement_and_prints_the_reports() -> None
         welcome_sent = sum(r["sent"] for r in rows if r["program"] == "welcome-series")
         assert program.json()["totals"]["sent"] == welcome_sent
 
-        # Rebuilding every metric from the logged events gives the same reports.
+        # Rebuilding every metric from the logged events gives the same reports. The stack's clock
+        # runs on after the demo, so a step may fall due meanwhile and count a send: compare in a
+        # quiet moment (settled before and after; tried again when something came in between).
         port = stack.url.rsplit(":", 1)[1]
-        rebuild = subprocess.run(
-            [sys.executable, "-m", "kindling_ops.cli", "metrics", "rebuild", "--local", "--port", port],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert rebuild.returncode == 0, rebuild.stdout + rebuild.stderr
-        assert rebuild.stdout.startswith("metrics generation 1:"), rebuild.stdout
-        for name, before in (("emails", emails), ("funnel", funnel)):
-            again = requests.get(f"{stack.url}/v1/reports/{name}", params=dates, headers=admin, timeout=30)
-            assert again.json() == before, name
+
+        def reports() -> dict[str, Any]:
+            stack.settle(timeout=60)
+            return {
+                name: requests.get(
+                    f"{stack.url}/v1/reports/{name}", params=dates, headers=admin, timeout=30
+                ).json()
+                for name in ("emails", "funnel")
+            }
+
+        differences: list[str] = []
+        for attempt in range(3):
+            before = reports()
+            rebuild = subprocess.run(
+                [sys.executable, "-m", "kindling_ops.cli", "metrics", "rebuild", "--local", "--port", port],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+            assert rebuild.returncode == 0, rebuild.stdout + rebuild.stderr
+            assert rebuild.stdout.startswith(f"metrics generation {attempt + 1}:"), rebuild.stdout
+            again = reports()
+            differences = [name for name in before if again[name] != before[name]]
+            if not differences:
+                break
+        assert not differences, f"the rebuilt {differences} differ from the live ones"
     finally:
         assert stop_stack(stack) == 0
