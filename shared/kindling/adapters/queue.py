@@ -10,6 +10,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from kindling.adapters import aws
+from kindling.kernel import clock
 from kindling.kernel.bus import BusEvent
 from kindling.kernel.errors import Retryable
 
@@ -86,7 +87,7 @@ def _envelope(event: BusEvent) -> str:
             "id": str(uuid.uuid4()),
             "detail-type": event.detail_type,
             "source": event.source,
-            "time": event.time.isoformat() if event.time else None,
+            "time": (event.time or clock.current().now()).isoformat(),
             "resources": [],
             "detail": event.detail,
         },
