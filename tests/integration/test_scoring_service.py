@@ -241,3 +241,31 @@ def test_a_page_view_that_changes_nothing_is_kept_but_not_announced(service, pub
     view = service.record(web(now + timedelta(minutes=5), type="page", user_id="u1", name="Blog"), now)
     assert view.lead_id == lead.lead_id and len(publisher.events) == before
     assert DynamoLeadStore(table).timeline(lead.lead_id, 10)[0].name == "Blog"
+
+
+def test_a_merge_scores_the_surviving_lead_with_the_traits_it_took_in(service, table, now) -> None:
+    # An app signup (userId, no email) and a known contact (email, VP traits) turn out to be one person.
+    signup = service.record(web(now, type="identify", user_id="app-7", traits={"plan": "trial"}), now)
+    contact = service.record(web(now, type="identify", anonymous_id="form-7", traits=VP), now)
+    both = service.record(
+        web(now + timedelta(hours=1), type="identify", user_id="app-7", anonymous_id="form-7", traits={}), now
+    )
+    assert both.lead_id == signup.lead_id and contact.lead_id in both.merged
+    score = DynamoScoreStore(table).score(both.lead_id)
+    assert score is not None and score.grade == "A", "graded on the title and company the merge brought"
+    folded = DynamoScoreStore(table).score(contact.lead_id)
+    assert folded is not None and folded.merged_into == both.lead_id
+
+
+def test_a_merged_lead_without_a_score_is_marked_folded_so_no_late_points_land_there(
+    service, table, now
+) -> None:
+    known_lead(service, now, user_id="u-77")
+    anonymous = service.record(web(now, type="page", anonymous_id="tab-77", name="Blog"), now)
+    assert DynamoScoreStore(table).score(anonymous.lead_id) is None
+    merged = service.record(
+        web(now + timedelta(minutes=1), type="identify", user_id="u-77", anonymous_id="tab-77"), now
+    )
+    assert anonymous.lead_id in merged.merged
+    placeholder = DynamoScoreStore(table).score(anonymous.lead_id)
+    assert placeholder is not None and placeholder.merged_into == merged.lead_id

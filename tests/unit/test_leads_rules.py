@@ -64,10 +64,11 @@ def test_an_email_in_context_traits_counts_too() -> None:
     assert Identity("email", "c@d.io") in lookup
 
 
-def test_an_alias_looks_up_the_previous_id_but_claims_only_the_new_one() -> None:
+def test_an_alias_looks_up_the_previous_id_and_claims_it_as_an_anonymous_id() -> None:
     lookup, claim = identities_of(web(type="alias", user_id="u2", previous_id="a9", event=None))
     assert Identity("anon", "a9") in lookup and Identity("user", "a9") in lookup
-    assert claim == [Identity("user", "u2")]
+    # Owned by no lead yet, the previous id becomes the new one's: its later events find the lead.
+    assert claim == [Identity("user", "u2"), Identity("anon", "a9")]
 
 
 def test_an_invalid_email_is_kept_aside_not_used_as_an_identity() -> None:

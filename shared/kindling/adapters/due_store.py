@@ -96,6 +96,8 @@ class DynamoDueStore(aws.TableAdapter):
             TableName=self._table,
             KeyConditionExpression="PK = :hour AND SK <= :until",
             ExpressionAttributeValues=bounds,
+            # An item written a moment before the tick must not be missed as the cursor moves on.
+            ConsistentRead=True,
         ):
             items += [_due_item(raw, raw["id"]["S"]) for raw in page.get("Items", [])]
         for page in paginator.paginate(  # written by an earlier version

@@ -146,10 +146,13 @@ class DynamoLeadStore(aws.TableAdapter):
         except ClientError as exc:
             raise aws.translate(exc, "a lead") from exc
 
-    def applied(self, lead_id: str, entry: TimelineEntry, by_message: bool = False) -> list[BusEvent] | None:
+    def applied(
+        self, lead_id: str, entry: TimelineEntry, by_message: bool = False, consistent: bool = False
+    ) -> list[BusEvent] | None:
         key = _marker_key(entry) if by_message else _entry_key(lead_id, entry)
-        # Eventually consistent is enough: a delivery racing this one is stopped by the write's condition.
-        item = self._get(key, projection="SK, emitted", consistent=False)
+        # Eventually consistent is enough before writing: a delivery racing this one is stopped by
+        # the write's condition (and then reads consistently).
+        item = self._get(key, projection="SK, emitted", consistent=consistent)
         if item is None:
             return None
         return [BusEvent.model_validate(e) for e in json.loads(item.get("emitted") or "[]")]
@@ -179,8 +182,22 @@ class DynamoLeadStore(aws.TableAdapter):
         entry_put: dict[str, Any] = {"TableName": self._table, "Item": stored}
         if not by_message:
             entry_put["ConditionExpression"] = "attribute_not_exists(SK)"
+        marker_put: dict[str, Any] | None = None
+        if by_message:
+            marker = {
+                **_marker_key(entry),
+                "lead_id": {"S": lead_id},
+                "expires_at": {"N": str(int((entry.received_at + DEDUP_RETENTION).timestamp()))},
+                **emitted,
+            }
+            marker_put = {
+                "TableName": self._table,
+                "Item": marker,
+                "ConditionExpression": "attribute_not_exists(PK)",
+            }
         if score is not None and not score.replayed and score.atomic:
-            self._commit_atomically(entry_put, score)
+            # The marker too, when there is one: what the move produced is never without its record.
+            self._commit_atomically(entry_put, score, marker_put)
         else:
             if score is not None and not score.replayed:
                 # Points alone: the score first. It remembers this message, so a delivery after a
@@ -192,17 +209,8 @@ class DynamoLeadStore(aws.TableAdapter):
                         raise Conflict(f"the score of {lead_id} changed under us") from None
                     raise aws.translate(exc, f"the score of {lead_id}") from exc
             self._put_once(entry_put, entry.message_id)
-        if by_message:
-            marker = {
-                **_marker_key(entry),
-                "lead_id": {"S": lead_id},
-                "expires_at": {"N": str(int((entry.received_at + DEDUP_RETENTION).timestamp()))},
-                **emitted,
-            }
-            self._put_once(
-                {"TableName": self._table, "Item": marker, "ConditionExpression": "attribute_not_exists(PK)"},
-                entry.message_id,
-            )
+            if marker_put is not None:
+                self._put_once(marker_put, entry.message_id)
         # A merge marks the lead before it moves the timeline: if the mark is there now, the move
         # may have run before this entry was written, so the entry follows on its own. A lead with
         # both a userId and an email is never merged away (see ``can_merge``): no need to look.
@@ -220,19 +228,24 @@ class DynamoLeadStore(aws.TableAdapter):
                 raise Duplicate(message_id) from None
             raise aws.translate(exc, "a lead: timeline") from exc
 
-    def _commit_atomically(self, entry_put: dict[str, Any], score: ScoreWrite) -> None:
-        """A stage move or a merge: score, stage, history and timeline entry all at once or not at all."""
+    def _commit_atomically(
+        self, entry_put: dict[str, Any], score: ScoreWrite, marker_put: dict[str, Any] | None
+    ) -> None:
+        """A stage move or a merge: score, stage, history, entry (and marker) at once or not at all."""
         actions = [
             {"Put": entry_put},
             {"Put": score_put(score, self._table)},
             *stage_actions(score, self._table),
             *folded_actions(score, self._table),
         ]
+        if marker_put is not None:
+            actions.append({"Put": marker_put})
         try:
             self.client.transact_write_items(TransactItems=actions)
         except ClientError as exc:
             reasons = aws.cancellation_reasons(exc)
-            if reasons and reasons[0] == "ConditionalCheckFailed":
+            recorded = reasons[-1:] if marker_put is not None else reasons[:1]
+            if recorded == ["ConditionalCheckFailed"]:
                 raise Duplicate(score.message_id) from None
             # Another revision or stage won the race (Conflict: read again and score again), or
             # DynamoDB throttled or conflicted (Retryable: the message comes back later).

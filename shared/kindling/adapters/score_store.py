@@ -102,22 +102,44 @@ def stage_actions(write: ScoreWrite, table: str) -> list[dict[str, Any]]:
 
 
 def folded_actions(write: ScoreWrite, table: str) -> list[dict[str, Any]]:
-    """Merged-away scores, marked as folded into this one (only as they were read)."""
-    return [
-        {
-            "Update": {
-                "TableName": table,
-                "Key": score_key(other.lead_id),
-                "UpdateExpression": "SET merged_into = :into",
-                "ConditionExpression": "revision = :rev AND attribute_not_exists(merged_into)",
-                "ExpressionAttributeValues": {
-                    ":into": {"S": write.lead_id},
-                    ":rev": {"N": str(other.revision)},
-                },
+    """Merged-away scores, marked as folded into this one (only as they were read).
+
+    A merged-away lead with no score yet gets one, already marked: an event of its racing the
+    merge then cannot start a score there that nothing would fold.
+    """
+    actions: list[dict[str, Any]] = []
+    for other in write.folded:
+        if other.revision == 0:
+            actions.append(
+                {
+                    "Put": {
+                        "TableName": table,
+                        "Item": {
+                            **score_key(other.lead_id),
+                            "state": {"S": "{}"},
+                            "revision": {"N": "0"},
+                            "merged_into": {"S": write.lead_id},
+                        },
+                        "ConditionExpression": "attribute_not_exists(PK)",
+                    }
+                }
+            )
+            continue
+        actions.append(
+            {
+                "Update": {
+                    "TableName": table,
+                    "Key": score_key(other.lead_id),
+                    "UpdateExpression": "SET merged_into = :into",
+                    "ConditionExpression": "revision = :rev AND attribute_not_exists(merged_into)",
+                    "ExpressionAttributeValues": {
+                        ":into": {"S": write.lead_id},
+                        ":rev": {"N": str(other.revision)},
+                    },
+                }
             }
-        }
-        for other in write.folded
-    ]
+        )
+    return actions
 
 
 class DynamoScoreStore(aws.TableAdapter):

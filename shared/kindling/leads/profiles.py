@@ -239,7 +239,9 @@ class LeadStore(Protocol):
     def claim(self, identity: Identity, lead_id: str) -> None:
         """Make ``lead_id`` own ``identity`` unless another lead does (``Conflict``)."""
 
-    def applied(self, lead_id: str, entry: TimelineEntry, by_message: bool = False) -> list[BusEvent] | None:
+    def applied(
+        self, lead_id: str, entry: TimelineEntry, by_message: bool = False, consistent: bool = False
+    ) -> list[BusEvent] | None:
         """The bus events the message's first application produced if it was applied, else None.
 
         ``by_message``: the message may come again with another time, so its timeline entry's key
@@ -443,11 +445,15 @@ class ProfileService:
         entry = TimelineEntry.from_web_event(event)
         change = profile_change(event)
         merged_here: list[str] = []  # across attempts: a merge done before a lost race still counts
+        # Also across attempts: an attempt that lost a race after its profile write leaves the
+        # next one reading a lead that already has what the event brought.
+        created_here = became_emailable_here = False
         for attempt in range(MAX_RESOLVE_ATTEMPTS):
             try:
                 lead, created, _, owned = self._resolve(
                     event, lookup, claim, now, merged_here, consistent=attempt > 0
                 )
+                created_here = created_here or created
                 lead_id = lead.lead_id
                 merged = tuple(dict.fromkeys(m for m in merged_here if m != lead_id))
                 # The timeline entry's key (time and message id) recognises a message only when
@@ -461,33 +467,45 @@ class ProfileService:
                     outcome = RecordOutcome(lead_id, False, True, merged)  # come before the publish)
                     self._announce(event, outcome, emitted, relevant=event.type not in QUIET_TYPES)
                     return outcome
-                effective = change.limited_to(owned).beyond(lead)
+                owned_change = change.limited_to(owned)
+                effective = owned_change.beyond(lead)
+                became_emailable_here = became_emailable_here or (
+                    not created_here and lead.email is None and effective.email is not None
+                )
                 active_at = None if event.bot else moved_activity(lead, event.timestamp)
+                # Fit inputs the event carries count even when an earlier attempt already wrote them.
+                fit_changed = created_here or bool(
+                    owned_change.traits or owned_change.email or effective.first_touch
+                )
                 score = (
                     self._scorer.plan(
-                        effective.applied_to(lead),
-                        event,
-                        list(merged),
-                        fit_changed=created
-                        or bool(effective.traits or effective.email or effective.first_touch),
+                        effective.applied_to(lead), event, list(merged), fit_changed=fit_changed
                     )
                     if self._scorer is not None
                     else None
                 )
                 try:
                     self._store.append(lead, entry, effective, active_at, score, by_message)
-                except Duplicate:  # another delivery of it, at the same moment, was first
+                except Duplicate:
+                    # Another delivery at the same moment was first, or this one's own write whose
+                    # answer was lost and retried: tell what the record says it produced.
                     outcome = RecordOutcome(lead_id, False, True, merged)
-                    self._announce(event, outcome, [], relevant=event.type not in QUIET_TYPES)
+                    produced = self._store.applied(lead_id, entry, by_message, consistent=True) or []
+                    self._announce(event, outcome, produced, relevant=event.type not in QUIET_TYPES)
                     return outcome
                 scored = score is not None and not score.replayed
                 move = score.result.stage_move if score is not None and scored else None
-                became_emailable = not created and lead.email is None and effective.email is not None
                 outcome = RecordOutcome(
-                    lead_id, created, False, merged, scored, move.to_stage if move else None, became_emailable
+                    lead_id,
+                    created_here,
+                    False,
+                    merged,
+                    scored,
+                    move.to_stage if move else None,
+                    became_emailable_here and not created_here,
                 )
                 relevant = (
-                    created
+                    created_here
                     or bool(merged)
                     or event.type not in QUIET_TYPES
                     or bool(effective.traits or effective.email or effective.user_id)
@@ -548,6 +566,8 @@ class ProfileService:
                 merged_here.append(other.lead_id)
                 live_owner = {k: primary.lead_id if v == other.lead_id else v for k, v in live_owner.items()}
                 merged.append(other.lead_id)
+        if merged:  # the merges folded the others' email and traits into it: read it as it is now
+            primary = self._store.get(primary.lead_id) or primary
         owned = set()
         for identity in claim:
             raw_owner = owners.get(identity)

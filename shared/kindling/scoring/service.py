@@ -164,11 +164,17 @@ class ScoringService:
                 {}, [], replayed=True,
             )  # fmt: skip
         folded = []
+        recent = list(state.recent)
         for other_id in merged:
+            if other_id == facts.lead_id:
+                continue
             other = self._scores.score(other_id)
-            if other is not None and other.lead_id != facts.lead_id and not other.merged_into:
+            if other is None:  # marked folded all the same (see ``folded_actions``)
+                folded.append(LeadScore(lead_id=other_id))
+            elif not other.merged_into:
                 fold(state, other, config)
                 folded.append(other)
+                recent += [m for m in other.recent if m not in recent]  # its scored messages count too
         result = score_event(
             state,
             raw,
@@ -189,7 +195,7 @@ class ScoringService:
             change_record=_change_record(event, result, version),
             emitted=_bus_events(facts, event, result, config),
             folded=folded,
-            recent=[*state.recent, mark][-RECENT_MESSAGES:],
+            recent=[*recent, mark][-RECENT_MESSAGES:],
         )
 
 
