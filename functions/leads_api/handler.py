@@ -12,6 +12,7 @@ from kindling.adapters.dynamo import DynamoLeadStore
 from kindling.adapters.metrics_store import DynamoMetricsStore
 from kindling.adapters.program_store import DynamoProgramStore
 from kindling.adapters.queue import SqsQueue
+from kindling.adapters.sales_store import DynamoUnmatchedStore
 from kindling.adapters.score_store import DynamoScoreStore
 from kindling.adapters.secrets import SecretsManagerSecret
 from kindling.email.sender import SendEmailCommand, queue_email
@@ -42,6 +43,7 @@ programs_config = ProgramsConfig(settings.table_name)
 programs = DynamoProgramStore(settings.table_name)
 metrics_reader = DynamoMetricsStore(settings.table_name)
 send_queue = SqsQueue(settings.send_queue_url)
+unmatched_crm = DynamoUnmatchedStore(settings.table_name)
 scoring_config = ConfigCache(DynamoConfigStore(settings.table_name), "scoring", ScoringConfig)
 app = APIGatewayHttpResolver()
 register_errors(app, auth_scheme="Bearer")
@@ -111,6 +113,21 @@ def find_lead() -> Response:
     if view is None:
         raise NotFound("no lead with that email")
     return json_response(200, view.model_dump(mode="json"))
+
+
+@admin.get("/v1/crm/unmatched")
+def unmatched_crm_events() -> Response:
+    """CRM events that matched no lead yet, newest first: they apply when the lead appears."""
+    query = admin.current_event.get_query_string_value
+    limit_text = query("limit") or "50"
+    if not limit_text.isdigit() or not 1 <= int(limit_text) <= 200:
+        raise InvalidInput("limit: give a whole number from 1 to 200")
+    cursor = query("cursor")
+    if cursor is not None and (len(cursor) > 400 or not cursor.isprintable()):
+        raise InvalidInput("cursor: give the next_cursor of the previous page")
+    events, next_cursor = unmatched_crm.listing(clock.current().now(), int(limit_text), cursor)
+    listed = [e.model_dump(mode="json", exclude={"detail", "crm_identity"}) for e in events]
+    return json_response(200, {"unmatched": listed, "next_cursor": next_cursor})
 
 
 @app.get("/v1/reports", cors=False)

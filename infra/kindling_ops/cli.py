@@ -438,6 +438,63 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _crm_unmatched(args: argparse.Namespace) -> int:
+    """Every page of ``GET /v1/crm/unmatched``: a table, or JSON lines with ``--json``."""
+    import json
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    token = args.token or os.environ.get("KINDLING_ADMIN_TOKEN")
+    if args.local and not token:
+        from kindling_ops.local.stack import PARAMETER_ENVIRONMENT
+
+        token = PARAMETER_ENVIRONMENT["AdminToken"][1]
+    if not token:
+        print("kindling: give --token or set KINDLING_ADMIN_TOKEN", file=sys.stderr)
+        return 2
+    port = args.port if args.port is not None else int(os.environ.get("PORT", "3000"))
+    base = args.url.rstrip("/") if args.url else f"http://127.0.0.1:{port}"
+    cursor: str | None = None
+    rows: list[dict[str, str]] = []
+    while True:
+        query = {"limit": "200", **({"cursor": cursor} if cursor else {})}
+        request = urllib.request.Request(
+            f"{base}/v1/crm/unmatched?{urllib.parse.urlencode(query)}",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                page = json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            problems = json.loads(exc.read() or b"{}").get("problems") or [exc.reason]
+            print(f"kindling: {problems[0]}", file=sys.stderr)
+            return 1
+        except (urllib.error.URLError, OSError) as exc:
+            print(f"kindling: cannot reach {base}: {exc}", file=sys.stderr)
+            return 1
+        for event in page["unmatched"]:
+            if args.json:
+                print(json.dumps(event))
+            rows.append({k: str(event.get(k) or "") for k in UNMATCHED_COLUMNS})
+        cursor = page.get("next_cursor")
+        if not cursor:
+            break
+    if not args.json:
+        if not rows:
+            print("no unmatched CRM events: every CRM event found its lead")
+            return 0
+        widths = {k: max(len(k), *(len(r[k]) for r in rows)) for k in UNMATCHED_COLUMNS}
+        print("  ".join(k.ljust(widths[k]) for k in UNMATCHED_COLUMNS).rstrip())
+        for row in rows:
+            print("  ".join(row[k].ljust(widths[k]) for k in UNMATCHED_COLUMNS).rstrip())
+        print(f"{len(rows)} unmatched: each applies when a lead with its email or CRM id appears")
+    return 0
+
+
+UNMATCHED_COLUMNS = ("occurred_at", "provider", "kind", "object_id", "email", "stage")
+
+
 def _metrics_rebuild(args: argparse.Namespace) -> int:
     if args.local:
         answer = _post_local(args.port, "/_local/metrics/rebuild", {}, timeout=1800)
@@ -657,6 +714,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="the attribution window in days (default: the stack's AttributionWindowDays, else 14)",
     )
     rebuild.set_defaults(run=_metrics_rebuild)
+
+    crm = commands.add_parser("crm", help="CRM events kindling holds for people it does not know yet")
+    crm_commands = crm.add_subparsers(dest="crm_command", required=True)
+    unmatched = crm_commands.add_parser(
+        "unmatched",
+        help="list CRM events that matched no lead (provider, object id, email, stage)",
+        description="CRM events for an email or CRM id that no lead has are kept for 90 days and "
+        "applied when a lead with that email or CRM id appears. This lists them, newest first.",
+    )
+    origin = unmatched.add_mutually_exclusive_group(required=True)
+    origin.add_argument("--local", action="store_true", help="the running local stack")
+    origin.add_argument("--url", help="a deployed stack's API URL")
+    unmatched.add_argument(
+        "--port", type=int, default=None, help="the local stack's port (default: $PORT or 3000)"
+    )
+    unmatched.add_argument("--token", help="the admin token (default: $KINDLING_ADMIN_TOKEN)")
+    unmatched.add_argument("--json", action="store_true", help="one JSON object per line")
+    unmatched.set_defaults(run=_crm_unmatched)
 
     dlq = commands.add_parser("dlq", help="inspect dead-letter queues and redrive them")
     dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True)

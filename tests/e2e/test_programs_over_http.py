@@ -216,4 +216,8 @@ def test_a_paused_program_holds_its_enrollments_and_resume_carries_on(journey_st
     assert "1 held enrollment" in kindling("resume")
     clock_to(stack, now + timedelta(days=3, minutes=2))  # the next tick runs what resumed
     resumed = enrollment(stack, lead_id)
-    assert resumed["status"] in ("active", "waiting") and ("engaged", "branched") in steps_run(resumed)
+    assert ("engaged", "branched") in steps_run(resumed)
+    # On at its next email: out (waiting for a demo), or deferred to the send window and saying until when.
+    assert resumed["status"] in ("waiting", "sending"), resumed
+    if resumed["status"] == "sending":
+        assert resumed["email"]["status"] == "deferred" and resumed["next_due"]["at"]

@@ -127,10 +127,12 @@ def test_each_recorded_outcome_is_announced_on_the_bus_once(world) -> None:
         "program": "welcome",
         "step": "intro",
         "reason": None,
+        "until": None,
         "at": WEDNESDAY_10AM_NEW_YORK.isoformat(),
     }
     assert skipped.detail["reason"] == "unknown_lead" and skipped.detail["program"] is None
     assert deferred.detail["reason"] == "outside_send_window"
+    assert deferred.detail["until"] == "2026-11-30T13:00:00+00:00", "Monday 08:00 in New York"
     assert deferred.detail["event_id"].endswith(":deferred")
 
 

@@ -13,9 +13,11 @@ from kindling.adapters.config_store import CrmPolicy, DynamoConfigStore, Program
 from kindling.adapters.due_store import DynamoDueStore
 from kindling.adapters.dynamo import DynamoLeadStore
 from kindling.adapters.program_store import DynamoProgramStore
-from kindling.adapters.sales_store import DynamoSalesStore
+from kindling.adapters.sales_store import DynamoSalesStore, DynamoUnmatchedStore
 from kindling.crm.sales import SalesService
+from kindling.crm.unmatched import release_for_email
 from kindling.leads.profiles import ProfileService
+from kindling.programs.engine import SendResult
 from kindling.programs.service import ProgramService
 from kindling.tracking.segment import WebEvent
 from kindling_ops.config import documents, load
@@ -46,8 +48,12 @@ def world(table: str) -> dict[str, Any]:
         bus,
         sleep=lambda s: None,
     )
-    sales = SalesService(DynamoSalesStore(table), policy, programs, DynamoDueStore(table, lane="daily"), bus)
+    unmatched = DynamoUnmatchedStore(table)
+    sales = SalesService(
+        DynamoSalesStore(table), policy, programs, DynamoDueStore(table, lane="daily"), bus, unmatched
+    )
     return {
+        "unmatched": unmatched,
         "table": table,
         "programs": programs,
         "sales": sales,
@@ -55,6 +61,16 @@ def world(table: str) -> dict[str, Any]:
         "sends": sends,
         "store": DynamoProgramStore(table),
     }
+
+
+def emails_go_out(world: dict[str, Any], at: datetime) -> None:
+    """The sender's word on every email queued since the last call: sent at ``at``."""
+    queued, done = world["sends"].bodies, world.setdefault("sent", 0)
+    for body in queued[done:]:
+        world["programs"].on_send_result(
+            body["lead_id"], body["send_id"], SendResult(status="sent", at=at), at
+        )
+    world["sent"] = len(queued)
 
 
 def new_lead(world: dict[str, Any]) -> tuple[str, str]:
@@ -75,6 +91,7 @@ def new_lead(world: dict[str, Any]) -> tuple[str, str]:
         event=event.model_dump(mode="json"),
         new_lead=True,
     )
+    emails_go_out(world, T0)
     return outcome.lead_id, email
 
 
@@ -148,6 +165,8 @@ def test_silence_beyond_the_policy_reactivates_the_lead_and_tells_the_owner(worl
     lead = DynamoLeadStore(world["table"]).get(lead_id)
     assert lead is not None and lead.quiet, "the call on day 10 restarted the clock"
     world["sales"].sweep(T0 + timedelta(days=32))  # 21 days after the call
+    assert statuses(world, lead_id).get("reactivation") == "sending", "its first email is with the sender"
+    emails_go_out(world, T0 + timedelta(days=32))
     lead = DynamoLeadStore(world["table"]).get(lead_id)
     assert lead is not None and not lead.quiet
     assert statuses(world, lead_id).get("reactivation") in ("active", "waiting")
@@ -179,8 +198,40 @@ def test_an_unknown_crm_stage_is_kept_and_reported_not_guessed(world) -> None:
     assert "CRM Stage Unknown" in timeline(world, lead_id)
 
 
-def test_a_crm_event_for_nobody_we_know_changes_nothing(world) -> None:
-    done = world["sales"].on_crm_event("crm.deal_stage_changed", deal("stranger@else.io", "sql", "x", T0), T0)
+def test_a_crm_event_for_nobody_we_know_is_kept_listed_and_applied_when_the_lead_appears(world) -> None:
+    email = f"Later-{uuid.uuid4().hex[:6]}@Acme.io"
+    opened = deal(email, "sql", "appointmentscheduled", T0)
+    done = world["sales"].on_crm_event("crm.deal_stage_changed", opened, T0)
+    assert done == ["unmatched: kept until a lead with that email or CRM id appears"]
+    listed, _ = world["unmatched"].listing(T0)
+    [kept] = [e for e in listed if e.event_id == opened["event_id"]]
+    assert (kept.provider, kept.email, kept.stage) == ("hubspot", email.lower(), "sql")
+
+    # Three days later the person fills a form: the deal's stage applies to the new lead.
+    later = T0 + timedelta(days=3)
+    event = WebEvent(
+        message_id=f"m-{uuid.uuid4().hex}",
+        type="identify",
+        user_id=email,
+        timestamp=later,
+        received_at=later,
+        traits={"email": email},
+    )
+    lead_id = ProfileService(DynamoLeadStore(world["table"])).record(event, later).lead_id
+    released = release_for_email(world["unmatched"], world["bus"], email, later)
+    assert [e.event_id for e in released] == [opened["event_id"]]
+    [replayed] = [e for e in world["bus"].events if e.detail_type == "crm.deal_stage_changed"]
+    assert replayed.detail["event_id"] == opened["event_id"] and replayed.source == "kindling.crm"
+    world["sales"].on_crm_event(replayed.detail_type, replayed.detail, later)
+    lead = DynamoLeadStore(world["table"]).get(lead_id)
+    assert lead is not None and lead.stage == "sql" and lead.quiet
+    assert [e.event_id for e in world["unmatched"].listing(later)[0] if e.email == email.lower()] == []
+    assert release_for_email(world["unmatched"], world["bus"], email, later) == [], "released once"
+
+
+def test_a_crm_event_without_an_email_or_crm_id_cannot_be_kept(world) -> None:
+    anonymous = deal("", "sql", "x", T0)
+    done = world["sales"].on_crm_event("crm.deal_stage_changed", anonymous, T0)
     assert done == ["unmatched: no lead with that email or CRM id"]
 
 

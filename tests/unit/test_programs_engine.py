@@ -14,6 +14,7 @@ from kindling.programs.engine import (
     LeadContext,
     NotifySales,
     SendEmail,
+    SendResult,
     UpdateLead,
     goal_met,
     holds,
@@ -21,10 +22,11 @@ from kindling.programs.engine import (
     on_lead_change,
     run,
     segments_of,
+    send_settled,
     start,
 )
 
-Status = Literal["active", "waiting", "held", "exited", "completed"]
+Status = Literal["active", "sending", "waiting", "held", "exited", "completed"]
 MONDAY = datetime(2024, 3, 4, 9, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
 
@@ -81,10 +83,26 @@ def lead(lead_id: str = "lead-1", **changes: Any) -> LeadContext:
     return LeadContext(**{**values, **changes})
 
 
+def delivered(advance: Advance, who: LeadContext, at: datetime, the: Program = PROGRAM) -> Advance:
+    """Every email the run queued goes out at ``at``, and the enrollment runs on to its next stop."""
+    actions = list(advance.actions)
+    while advance.enrollment.status == "sending":
+        sending = advance.enrollment.sending
+        assert sending is not None
+        settled = send_settled(
+            the, advance.enrollment, who, sending.send_id, SendResult(status="sent", at=at), at
+        )
+        assert settled is not None
+        actions += settled.actions
+        advance = settled
+    advance.actions = actions
+    return advance
+
+
 def entered(who: LeadContext | None = None, at: datetime = MONDAY, the: Program = PROGRAM) -> Advance:
-    """Enrolled and run to the first stop."""
+    """Enrolled, its first email sent at once, and run to the first wait."""
     who = who or lead()
-    return run(the, start(the, who, "trigger-1", at), who, at)
+    return delivered(run(the, start(the, who, "trigger-1", at), who, at), who, at, the)
 
 
 def at_demo(clicked: bool, who: LeadContext | None = None) -> Advance:
@@ -97,7 +115,7 @@ def at_demo(clicked: bool, who: LeadContext | None = None) -> Advance:
         )
         assert click is not None
         state = click.enrollment
-    return run(PROGRAM, state, who, MONDAY + 2 * DAY)
+    return delivered(run(PROGRAM, state, who, MONDAY + 2 * DAY), who, MONDAY + 2 * DAY)
 
 
 def email_event(name: str, enrollment: Enrollment, step_id: str) -> dict[str, Any]:
@@ -120,10 +138,12 @@ def test_entering_sends_the_first_email_and_stops_at_the_wait() -> None:
     assert (enrollment.status, enrollment.step_id, enrollment.due_at) == ("active", "hello", MONDAY)
     advance = run(PROGRAM, enrollment, lead(), MONDAY)
     assert advance.actions == [SendEmail("trial.lead-1.1.hello", "welcome-1")]
-    after = advance.enrollment
-    assert (after.status, after.step_id, after.due_at) == ("active", "pause", MONDAY + 2 * DAY)
-    assert after.token != enrollment.token
+    queued = advance.enrollment
+    assert (queued.status, queued.step_id) == ("sending", "hello"), "waits at the send until it is sent"
+    assert queued.token != enrollment.token
     assert enrollment.step_id == "hello", "the engine does not change the enrollment it is given"
+    after = delivered(advance, lead(), MONDAY).enrollment
+    assert (after.status, after.step_id, after.due_at) == ("active", "pause", MONDAY + 2 * DAY)
 
 
 def test_a_run_woken_early_is_a_noop_and_keeps_the_token() -> None:
@@ -143,9 +163,10 @@ def test_the_branch_follows_a_click_on_an_email_of_this_program() -> None:
     assert after.clicked
     assert (after.status, after.step_id, after.due_at) == ("waiting", "demo", MONDAY + 9 * DAY)
     assert after.waiting is not None and after.waiting.event == "Demo Requested"
-    assert [h["what"] for h in after.history][-3:] == [
+    assert [h["what"] for h in after.history][-4:] == [
         "branched",
         "email queued",
+        "email sent",
         "waiting for Demo Requested",
     ]
 
@@ -188,7 +209,8 @@ def test_the_awaited_event_resumes_and_runs_the_instant_steps_after_it() -> None
         NotifySales("trial.lead-1.1.tell-sales", "Demo requested"),
         SendEmail("trial.lead-1.1.thanks", "sales-intro"),
     ]
-    after = advance.enrollment
+    assert (advance.enrollment.status, advance.enrollment.step_id) == ("sending", "thanks")
+    after = delivered(advance, lead(), MONDAY + 3 * DAY).enrollment
     assert (after.status, after.exit_reason, after.waiting, after.due_at) == (
         "exited",
         "exit step done",
@@ -266,7 +288,7 @@ def test_an_event_exit_goal_wins_over_a_wait_until_on_the_same_event() -> None:
 def test_a_program_that_runs_off_its_end_completes() -> None:
     the = program(steps=[{"id": "hello", "send_email": "welcome-1"}])
     enrollment = start(the, lead(), "trigger-1", MONDAY)
-    advance = run(the, enrollment, lead(), MONDAY)
+    advance = delivered(run(the, enrollment, lead(), MONDAY), lead(), MONDAY, the)
     after = advance.enrollment
     assert (after.status, after.step_id, after.due_at, after.live) == ("completed", None, None, False)
     assert after.token != enrollment.token
@@ -275,14 +297,17 @@ def test_a_program_that_runs_off_its_end_completes() -> None:
 def test_every_stop_changes_the_token() -> None:
     who = lead()
     journey = [start(PROGRAM, who, "trigger-1", MONDAY)]
-    journey.append(run(PROGRAM, journey[-1], who, MONDAY).enrollment)  # stops at the wait
-    journey.append(run(PROGRAM, journey[-1], who, MONDAY + 2 * DAY).enrollment)  # stops at wait_until
+    journey.append(run(PROGRAM, journey[-1], who, MONDAY).enrollment)  # stops at the send
+    journey.append(delivered(Advance(journey[-1]), who, MONDAY).enrollment)  # stops at the wait
+    journey.append(run(PROGRAM, journey[-1], who, MONDAY + 2 * DAY).enrollment)  # stops at the next send
+    journey.append(delivered(Advance(journey[-1]), who, MONDAY + 2 * DAY).enrollment)  # at wait_until
     timed_out = run(PROGRAM, journey[-1], who, MONDAY + 9 * DAY).enrollment  # exits
-    goal = on_lead_change(PROGRAM, journey[1], lead(stage="sql"), None, MONDAY + DAY)
+    goal = on_lead_change(PROGRAM, journey[2], lead(stage="sql"), None, MONDAY + DAY)
     assert goal is not None
     tokens = [e.token for e in [*journey, timed_out, goal.enrollment]]
     assert len(set(tokens)) == len(tokens)
-    assert [e.status for e in journey[1:]] == ["active", "waiting"] and timed_out.status == "exited"
+    statuses = [e.status for e in journey[1:]]
+    assert statuses == ["sending", "active", "sending", "waiting"] and timed_out.status == "exited"
 
 
 def test_send_ids_are_the_enrollment_and_step_once_each() -> None:
@@ -306,10 +331,78 @@ def test_each_pass_through_a_loop_sends_its_email_once_per_pass() -> None:
         ]
     )
     first = entered(the=the)
-    second = run(the, first.enrollment, lead(), MONDAY + DAY)
+    second = delivered(run(the, first.enrollment, lead(), MONDAY + DAY), lead(), MONDAY + DAY, the)
     assert sends(first) == [SendEmail("trial.lead-1.1.remind", "welcome-2")]
     assert sends(second) == [SendEmail("trial.lead-1.1.remind.2", "welcome-2")]  # a new reminder, once
     assert second.enrollment.step_id == "pause" and second.enrollment.due_at == MONDAY + 2 * DAY
+
+
+# --- a send step is done when its email is sent -----------------------------------------
+
+FRIDAY_EVENING = datetime(2024, 3, 9, 1, 0, tzinfo=UTC)  # Friday 20:00 in New York
+MONDAY_OPENING = datetime(2024, 3, 11, 12, 0, tzinfo=UTC)  # Monday 08:00 in New York (EDT)
+
+
+def test_a_deferred_email_holds_the_enrollment_at_its_step_until_it_goes_out() -> None:
+    queued = run(PROGRAM, start(PROGRAM, lead(), "trigger-1", FRIDAY_EVENING), lead(), FRIDAY_EVENING)
+    send_id = queued.actions[0].send_id  # type: ignore[union-attr]
+    deferred = SendResult(
+        status="deferred", at=FRIDAY_EVENING, reason="outside_send_window", until=MONDAY_OPENING
+    )
+    held = send_settled(PROGRAM, queued.enrollment, lead(), send_id, deferred, FRIDAY_EVENING)
+    assert held is not None and held.actions == []
+    state = held.enrollment
+    assert (state.status, state.step_id) == ("sending", "hello")
+    assert state.sending is not None and state.sending.deferred_until == MONDAY_OPENING
+    assert (
+        state.history[-1]["what"] == "email deferred" and state.history[-1]["reason"] == "outside_send_window"
+    )
+    assert send_settled(PROGRAM, state, lead(), send_id, deferred, FRIDAY_EVENING) is None, "a duplicate"
+    assert run(PROGRAM, state, lead(), MONDAY_OPENING).noop, "the scheduler cannot move it past its send"
+    sent_at = MONDAY_OPENING + timedelta(seconds=20)
+    sent = send_settled(PROGRAM, state, lead(), send_id, SendResult(status="sent", at=sent_at), sent_at)
+    assert sent is not None
+    assert (sent.enrollment.step_id, sent.enrollment.due_at) == ("pause", sent_at + 2 * DAY), (
+        "the wait counts from the moment the email left, not from Friday"
+    )
+
+
+def test_the_next_email_is_queued_only_after_the_one_before_it_is_settled() -> None:
+    the = program(steps=[{"id": "one", "send_email": "welcome-1"}, {"id": "two", "send_email": "welcome-2"}])
+    first = run(the, start(the, lead(), "trigger-1", MONDAY), lead(), MONDAY)
+    assert [a.template for a in sends(first)] == ["welcome-1"]
+    late = MONDAY + timedelta(hours=3)
+    second = send_settled(
+        the, first.enrollment, lead(), "trial.lead-1.1.one", SendResult(status="sent", at=late), late
+    )
+    assert second is not None and [a.template for a in sends(second)] == ["welcome-2"]
+
+
+def test_a_skipped_email_completes_its_step_with_the_reason() -> None:
+    queued = run(PROGRAM, start(PROGRAM, lead(), "trigger-1", MONDAY), lead(), MONDAY)
+    skipped = SendResult(status="skipped", at=MONDAY, reason="unsubscribed")
+    advance = send_settled(PROGRAM, queued.enrollment, lead(), "trial.lead-1.1.hello", skipped, MONDAY)
+    assert advance is not None and advance.enrollment.step_id == "pause"
+    assert {"what": "email skipped", "reason": "unsubscribed"}.items() <= next(
+        h for h in advance.enrollment.history if h["what"] == "email skipped"
+    ).items()
+
+
+def test_a_word_about_another_send_changes_nothing() -> None:
+    queued = run(PROGRAM, start(PROGRAM, lead(), "trigger-1", MONDAY), lead(), MONDAY)
+    sent = SendResult(status="sent", at=MONDAY)
+    assert send_settled(PROGRAM, queued.enrollment, lead(), "trial.lead-1.1.other", sent, MONDAY) is None
+    waiting = entered().enrollment
+    assert send_settled(PROGRAM, waiting, lead(), "trial.lead-1.1.hello", sent, MONDAY) is None, "stale"
+
+
+def test_a_send_skipped_for_a_quiet_period_is_sent_again_after_it_once() -> None:
+    queued = run(PROGRAM, start(PROGRAM, lead(), "trigger-1", MONDAY), lead(), MONDAY)
+    quiet = SendResult(status="skipped", at=MONDAY, reason="quiet_period")
+    back = send_settled(PROGRAM, queued.enrollment, lead(), "trial.lead-1.1.hello", quiet, MONDAY)
+    assert back is not None and back.enrollment.step_id == "hello" and back.enrollment.sending is None
+    again = run(PROGRAM, back.enrollment, lead(), MONDAY + DAY)
+    assert sends(again) == [SendEmail("trial.lead-1.1.hello.2", "welcome-1")]
 
 
 # --- entering ---------------------------------------------------------------------------

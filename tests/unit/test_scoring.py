@@ -120,6 +120,80 @@ def test_the_score_does_not_depend_on_the_order_events_arrive_in(order: list[int
     assert shuffled.engagement_at(later, decay) == pytest.approx(in_order.engagement_at(later, decay))
 
 
+CAPPED = [
+    ("track", {"event": "Trial Started"}),  # per_lead: 1
+    ("track", {"event": "Whitepaper Downloaded"}),  # per_lead: 3
+    ("page", {"properties": {"url": "https://acme.io/pricing"}}),  # per_day: 1
+    ("page", {"properties": {"url": "https://acme.io/customers/globex"}}),  # per_day: 2
+    ("track", {"event": "Email Clicked"}),  # per_day: 3
+    ("track", {"event": "Demo Requested"}),  # uncapped
+]
+
+
+def delivered_once(deliveries: list[dict[str, Any]]) -> LeadScore:
+    """Score deliveries as the profile pass does: a message already applied is not scored again."""
+    state, applied = LeadScore(lead_id="l"), set()
+    for delivery in deliveries:
+        if delivery["message_id"] not in applied:
+            applied.add(delivery["message_id"])
+            state = apply(state, delivery).score
+    return state
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, len(CAPPED) - 1), st.integers(0, 5 * 24 * 60)), min_size=1, max_size=30
+    ),
+    st.randoms(use_true_random=False),
+    st.lists(st.integers(0, 29), max_size=10),
+)
+def test_capped_scoring_credits_the_earliest_events_whatever_the_order_and_duplicates(
+    happenings: list[tuple[int, int]], shuffle: Any, repeats: list[int]
+) -> None:
+    events = []
+    for index, (kind, minutes) in enumerate(happenings):
+        kind_name, fields = CAPPED[kind]
+        events.append(event(kind_name, at=T0 + timedelta(minutes=minutes), message_id=f"e{index}", **fields))
+    deliveries = [*events, *(events[r % len(events)] for r in repeats)]
+    shuffle.shuffle(deliveries)
+    in_order = delivered_once(sorted(events, key=lambda e: (e["timestamp"], e["message_id"])))
+    any_order = delivered_once(deliveries)
+    # Duplicates that slipped past the message check (a lost dedup record) change nothing either.
+    raw = LeadScore(lead_id="l")
+    for delivery in deliveries:
+        if delivery["properties"].get("url") or delivery["event"] in (
+            "Trial Started",
+            "Whitepaper Downloaded",
+        ):
+            raw = apply(raw, delivery).score
+    decay, later = CONFIG.engagement.decay, T0 + timedelta(days=30)
+    assert any_order.engagement_at(later, decay) == pytest.approx(in_order.engagement_at(later, decay))
+    for rule_id, tally in in_order.rules.items():
+        assert any_order.rules[rule_id].count == tally.count, rule_id
+        assert any_order.rules[rule_id].last_at == tally.last_at, rule_id
+    capped_only = delivered_once(
+        [
+            e
+            for e in sorted(events, key=lambda e: e["timestamp"])
+            if e["type"] == "page" or e["event"] in ("Trial Started", "Whitepaper Downloaded")
+        ]
+    )
+    assert raw.engagement_at(later, decay) == pytest.approx(capped_only.engagement_at(later, decay))
+
+
+def test_a_late_earlier_event_takes_a_per_lead_credit_over_from_a_later_one() -> None:
+    early, late = (
+        event(at=T0, event="Trial Started", message_id="early"),
+        event(at=T0 + timedelta(days=20), event="Trial Started", message_id="late"),
+    )
+    state = apply(apply(LeadScore(lead_id="l"), late).score, early).score
+    tally = state.rules["trial-started"]
+    assert (tally.count, tally.points, tally.last_at) == (1, 30, T0)
+    decay = CONFIG.engagement.decay
+    assert state.engagement_at(T0 + timedelta(days=30), decay) == pytest.approx(15), "30 points, a month old"
+
+
 def test_fit_rules_give_a_grade_and_the_label_reads_like_b2() -> None:
     state = apply(LeadScore(lead_id="l"), event(event="Webinar Registered", at=T0), traits=VP).score
     assert state.fit == 25 + 10 + 15 + 15 and state.grade == "A"  # senior, practitioner, industry, size

@@ -17,15 +17,12 @@ from botocore.exceptions import ClientError
 from kindling.adapters import aws
 from kindling.adapters.due_store import DynamoDueStore
 from kindling.adapters.dynamo import DynamoLeadStore, lead_key, timeline_sk, to_item
+from kindling.adapters.items import send_key
 from kindling.email.sender import SendRequest, SendState
 from kindling.kernel.clock import isoformat
 from kindling.kernel.errors import Conflict, Retryable
 from kindling.leads.profiles import Lead, TimelineEntry, read_lead
 from kindling.programs.due import DueItem
-
-
-def send_key(send_id: str) -> dict[str, Any]:
-    return {"PK": {"S": f"SEND#{send_id}"}, "SK": {"S": "SEND"}}
 
 
 def suppression_key(email: str) -> dict[str, Any]:
@@ -175,6 +172,7 @@ class DynamoEmailStore(aws.TableAdapter):
                                 "lead_id": {"S": lead_id},
                                 "template": {"S": request.template},
                                 "reason": {"S": reason},
+                                "skipped_at": {"S": isoformat(now)},
                             },
                             "ConditionExpression": "attribute_not_exists(PK) OR #s <> :sent",
                             "ExpressionAttributeNames": {"#s": "status"},

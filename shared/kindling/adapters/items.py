@@ -52,6 +52,11 @@ def lead_key(lead_id: str) -> dict[str, Any]:
     return {"PK": {"S": f"LEAD#{lead_id}"}, "SK": {"S": "PROFILE"}}
 
 
+def send_key(send_id: str) -> dict[str, Any]:
+    """An email send's state: written by the sender, read (and given up) by programs."""
+    return {"PK": {"S": f"SEND#{send_id}"}, "SK": {"S": "SEND"}}
+
+
 def identity_key(identity: Identity) -> dict[str, Any]:
     return {"PK": {"S": f"IDENT#{identity.kind}#{identity.value}"}, "SK": {"S": "IDENT"}}
 

@@ -2,6 +2,7 @@
 
 LEAD#<id>     / ENROLL#<enrollment id>   an enrollment's state, guarded by its token
 PROGRAM#<id>  / STATE                    whether a program is paused
+SEND#<send id> / SEND                    the sender's record of a send (read; given up when overdue)
 held enrollments carry GSI1PK = HELD#<program>, so resuming reads only those
 """
 
@@ -17,12 +18,13 @@ from botocore.exceptions import ClientError
 from kindling.adapters import aws
 from kindling.adapters.due_store import DynamoDueStore
 from kindling.adapters.dynamo import DynamoLeadStore, lead_key
+from kindling.adapters.items import send_key
 from kindling.adapters.score_store import DynamoScoreStore
 from kindling.kernel.clock import isoformat
 from kindling.kernel.errors import Conflict
 from kindling.leads.profiles import read_lead
 from kindling.programs.due import DueItem
-from kindling.programs.engine import Enrollment, LeadContext, UpdateLead
+from kindling.programs.engine import SEND_GIVE_UP_AFTER, Enrollment, LeadContext, SendResult, UpdateLead
 from kindling.scoring.config import Decay
 
 
@@ -244,6 +246,42 @@ class DynamoProgramStore(aws.TableAdapter):
             return True, lead.stage
         return False, None
 
+    # --- the sends enrollments wait for ------------------------------------------------
+    def send_result(self, send_id: str) -> SendResult | None:
+        item = self.client.get_item(TableName=self._table, Key=send_key(send_id), ConsistentRead=True).get(
+            "Item"
+        )
+        return _send_result(item) if item else None
+
+    def give_up_send(self, send_id: str, lead_id: str, now: datetime) -> SendResult | None:
+        """Skipped as given up, unless it went out, was skipped, or is being sent (a fresh claim)."""
+        try:
+            self.client.update_item(
+                TableName=self._table,
+                Key=send_key(send_id),
+                UpdateExpression="SET #s = :skipped, reason = :why, skipped_at = :now, lead_id = :lead",
+                ConditionExpression=(
+                    "attribute_not_exists(PK) OR #s IN (:released, :deferred) "
+                    "OR (#s = :claimed AND claimed_at < :stale)"
+                ),
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={
+                    ":skipped": {"S": "skipped"},
+                    ":why": {"S": "given_up"},
+                    ":now": {"S": isoformat(now)},
+                    ":lead": {"S": lead_id},
+                    ":released": {"S": "released"},
+                    ":deferred": {"S": "deferred"},
+                    ":claimed": {"S": "claimed"},
+                    ":stale": {"S": isoformat(now - SEND_GIVE_UP_AFTER)},
+                },
+            )
+        except ClientError as exc:
+            if aws.error_code(exc) != "ConditionalCheckFailedException":
+                raise aws.translate(exc, "a send: give up") from exc
+            return self.send_result(send_id)
+        return SendResult(status="given_up", at=now, reason="given_up")
+
     # --- pausing programs ------------------------------------------------------------
     def paused(self, program_id: str) -> bool:
         item = self.client.get_item(
@@ -268,3 +306,24 @@ class DynamoProgramStore(aws.TableAdapter):
         ):
             found += [Enrollment.model_validate_json(i["state"]["S"]) for i in page.get("Items", [])]
         return found
+
+
+def _send_result(item: dict[str, Any]) -> SendResult | None:
+    """The sender's record as an outcome a send step can act on; None while it is in flight."""
+
+    def when(name: str) -> datetime | None:
+        value = item.get(name, {}).get("S")
+        return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+
+    status, reason = item["status"]["S"], item.get("reason", {}).get("S")
+    if status == "sent":
+        sent_at = when("sent_at")
+        return SendResult(status="sent", at=sent_at) if sent_at else None
+    if status == "skipped":
+        # Older records of a skip carry no time: the step then completes when it learns of it.
+        status_ = "given_up" if reason == "given_up" else "skipped"
+        return SendResult(status=status_, at=when("skipped_at"), reason=reason)
+    if status == "deferred":
+        until = when("due_at")
+        return SendResult(status="deferred", at=until, reason=reason, until=until) if until else None
+    return None

@@ -1,4 +1,5 @@
-"""SalesStore on the single table: CRM identities, stage moves with history, quiet periods."""
+"""SalesStore on the single table: CRM identities, stage moves with history, quiet periods, and the
+CRM events that matched no lead yet."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from botocore.exceptions import ClientError
 from kindling.adapters import aws
 from kindling.adapters.dynamo import DynamoLeadStore, lead_key
 from kindling.adapters.email_store import timeline_put
+from kindling.crm.unmatched import UnmatchedCrmEvent
 from kindling.kernel.clock import isoformat
 from kindling.kernel.errors import Conflict
 from kindling.leads.addresses import normalize_email
@@ -130,3 +132,79 @@ class DynamoSalesStore(aws.TableAdapter):
 
     def add_timeline(self, lead_id: str, entry: TimelineEntry) -> None:
         self.client.transact_write_items(TransactItems=[timeline_put(self._table, lead_id, entry)])
+
+
+class DynamoUnmatchedStore(aws.TableAdapter):
+    """CRM events that matched no lead, on the single table (kept 90 days, filtered by their TTL).
+
+    CRMUNMATCHED       / <occurred or received>#<event id>   the list the admin API pages through
+    CRMWAIT#<key>      / <event id>                          the same event, under an email or CRM id
+    """
+
+    LIST_PK = "CRMUNMATCHED"
+
+    @staticmethod
+    def _list_sk(event: UnmatchedCrmEvent) -> str:
+        return f"{isoformat(event.occurred_at or event.received_at)}#{event.event_id}"
+
+    def keep(self, event: UnmatchedCrmEvent) -> None:
+        """The listing and every waiting key in one transaction: never listed but not waiting."""
+        body = {"S": event.model_dump_json()}
+        expires = {"N": str(int(event.expires_at.timestamp()))}
+        puts = [
+            {
+                "PK": {"S": self.LIST_PK},
+                "SK": {"S": self._list_sk(event)},
+                "event": body,
+                "expires_at": expires,
+            }
+        ]
+        puts += [
+            {"PK": {"S": f"CRMWAIT#{key}"}, "SK": {"S": event.event_id}, "event": body, "expires_at": expires}
+            for key in event.keys
+        ]
+        self.client.transact_write_items(
+            TransactItems=[{"Put": {"TableName": self._table, "Item": item}} for item in puts]
+        )
+
+    def waiting_for(self, key: str, now: datetime) -> list[UnmatchedCrmEvent]:
+        response = self.client.query(
+            TableName=self._table,
+            KeyConditionExpression="PK = :pk",
+            ExpressionAttributeValues={":pk": {"S": f"CRMWAIT#{key}"}},
+            ConsistentRead=True,
+        )
+        return _live_events(response.get("Items", []), now)
+
+    def forget(self, event: UnmatchedCrmEvent) -> None:
+        keys = [{"PK": {"S": self.LIST_PK}, "SK": {"S": self._list_sk(event)}}]
+        keys += [{"PK": {"S": f"CRMWAIT#{key}"}, "SK": {"S": event.event_id}} for key in event.keys]
+        self.client.transact_write_items(
+            TransactItems=[{"Delete": {"TableName": self._table, "Key": key}} for key in keys]
+        )
+
+    def listing(
+        self, now: datetime, limit: int = 50, after: str | None = None
+    ) -> tuple[list[UnmatchedCrmEvent], str | None]:
+        """Newest first; ``after`` is the cursor the previous page returned."""
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "PK = :pk",
+            "ExpressionAttributeValues": {":pk": {"S": self.LIST_PK}},
+            "ScanIndexForward": False,
+            "Limit": limit,
+        }
+        if after:
+            kwargs["ExclusiveStartKey"] = {"PK": {"S": self.LIST_PK}, "SK": {"S": after}}
+        response = self.client.query(**kwargs)
+        last = response.get("LastEvaluatedKey")
+        return _live_events(response.get("Items", []), now), (last["SK"]["S"] if last else None)
+
+
+def _live_events(items: list[dict[str, Any]], now: datetime) -> list[UnmatchedCrmEvent]:
+    """The stored events whose time to live has not passed (DynamoDB deletes expired ones late)."""
+    return [
+        UnmatchedCrmEvent.model_validate_json(item["event"]["S"])
+        for item in items
+        if int(item.get("expires_at", {}).get("N", "0")) > now.timestamp()
+    ]

@@ -38,7 +38,10 @@ def to_json(value: Any) -> str:
 def score_put(write: ScoreWrite, table: str) -> dict[str, Any]:
     """The conditional put of the new score state: refused if another event scored the lead meanwhile."""
     score = write.result.score
-    state = score.model_dump_json(exclude={"lead_id", "revision", "merged_into", "recent"})
+    # Defaults are left out (an empty day or credit list per rule adds up): read back, they return.
+    state = score.model_dump_json(
+        exclude={"lead_id", "revision", "merged_into", "recent"}, exclude_defaults=True
+    )
     put: dict[str, Any] = {
         "TableName": table,
         "Item": {

@@ -11,7 +11,7 @@ from kindling.adapters.due_store import DynamoDueStore
 from kindling.adapters.eventbridge import EventBridgePublisher
 from kindling.adapters.program_store import DynamoProgramStore
 from kindling.adapters.queue import SqsQueue
-from kindling.adapters.sales_store import DynamoSalesStore
+from kindling.adapters.sales_store import DynamoSalesStore, DynamoUnmatchedStore
 from kindling.crm.sales import SalesService
 from kindling.programs.service import ProgramService
 
@@ -36,6 +36,11 @@ def sales_service(
     programs, config, publisher = program_service(table_name, bus_name, send_queue_url)
     policy = CrmPolicy(table_name)
     service = SalesService(
-        DynamoSalesStore(table_name), policy, programs, DynamoDueStore(table_name, lane="daily"), publisher
+        DynamoSalesStore(table_name),
+        policy,
+        programs,
+        DynamoDueStore(table_name, lane="daily"),
+        publisher,
+        DynamoUnmatchedStore(table_name),
     )
     return service, policy, config

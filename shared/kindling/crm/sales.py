@@ -13,6 +13,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from kindling.crm.unmatched import UnmatchedStore, crm_key, release_waiting, unmatched_event
 from kindling.kernel.bus import BusEvent, EventPublisher
 from kindling.leads.profiles import Lead, TimelineEntry
 from kindling.programs.due import DueItem, DueStore, release_due
@@ -61,7 +62,9 @@ class SalesService:
         programs: EnrollmentControl,
         daily: DueStore,
         publisher: EventPublisher,
+        unmatched: UnmatchedStore | None = None,
     ) -> None:
+        self._unmatched = unmatched
         self._store = store
         self._policy = policy
         self._programs = programs
@@ -76,12 +79,22 @@ class SalesService:
         # A deal id and a contact id may be equal numbers: the object type keeps them apart.
         identity = f"{provider}:{person.get('crm_object') or 'object'}:{crm_id}" if crm_id else None
         lead = self._store.find_lead(person.get("email"), identity)
+        at = _time(detail.get("occurred_at")) or now
         if lead is None:
-            return ["unmatched: no lead with that email or CRM id"]
+            kept = unmatched_event(kind, detail, identity, _time(detail.get("occurred_at")), now)
+            if self._unmatched is None or not kept.keys:
+                return ["unmatched: no lead with that email or CRM id"]
+            self._unmatched.keep(kept)
+            if self._store.find_lead(person.get("email"), identity) is not None:
+                # The lead appeared while this was kept, maybe after it looked for kept events.
+                release_waiting(self._unmatched, self._publisher, kept.keys, now)
+                return ["unmatched at first; the lead appeared meanwhile: published again"]
+            return ["unmatched: kept until a lead with that email or CRM id appears"]
         if identity:
             self._store.link_crm_identity(lead.lead_id, identity)
+            if self._unmatched is not None:  # events for this CRM id that came before it was linked
+                release_waiting(self._unmatched, self._publisher, [crm_key(identity)], now)
         event_id = str(detail["event_id"])
-        at = _time(detail.get("occurred_at")) or now
         self._store.touch_crm(lead.lead_id, at)
         done: list[str] = []
         if kind == "crm.deal_stage_changed" or (

@@ -50,6 +50,30 @@ class SendRequest(BaseModel):
     lead_id: str = Field(min_length=1)
     template: str = Field(min_length=1)
     requested_at: datetime | None = None
+    #: The program's rank when programs compete for the lead (0 first); None for other sends.
+    priority: int | None = Field(default=None, ge=0, le=1000)
+    #: When the send was first deferred: a send kept waiting long goes ahead of every rank.
+    deferred_since: datetime | None = None
+
+
+#: A send held back this long by the frequency cap or the send window goes first at the next
+#: opening, whatever its program's priority, so no program is starved by busier ones.
+STARVED_AFTER = timedelta(days=7)
+
+
+def queue_offset(request: SendRequest, opening: datetime) -> timedelta:
+    """How long after an opening (the send window's, or a frequency-cap slot's) this send goes.
+
+    Sends that compete for the same opening leave one minute tick apart in program priority
+    order, so each sees the sends before it in the frequency cap: the first program sends, the
+    rest wait for the next slot, and no burst leaves when the window opens. A send that will
+    have waited ``STARVED_AFTER`` by the opening goes first.
+    """
+    if request.priority is None:
+        return timedelta(0)
+    if request.deferred_since is not None and opening - request.deferred_since >= STARVED_AFTER:
+        return timedelta(0)
+    return timedelta(minutes=1 + min(request.priority, 58))
 
 
 class SendState(BaseModel):
@@ -177,13 +201,15 @@ class EmailSender:
         settings = self._config.email()
         deferral = self._deferral(lead, template, settings, now)
         if deferral is not None:
-            due_at, why = deferral
+            opening, why = deferral
+            waiting = request.model_copy(update={"deferred_since": request.deferred_since or now})
+            due_at = opening + queue_offset(waiting, opening)
             due = DueItem(
                 scheduled_at=now,
                 id=f"send:{request.send_id}",
                 kind="send",
                 due_at=due_at,
-                payload=request.model_dump(mode="json"),
+                payload=waiting.model_dump(mode="json"),
             )
             self._store.defer(request, lead.lead_id, due, why, now)
             return SendOutcome("deferred", why, due_at)
@@ -271,6 +297,7 @@ def send_event(request: SendRequest, outcome: SendOutcome, now: datetime) -> Bus
             "program": program,
             "step": step,
             "reason": outcome.reason,
+            "until": outcome.due_at.isoformat() if outcome.due_at else None,
             "at": now.isoformat(),
         },
     )

@@ -199,6 +199,9 @@ class Program(_Strict):
     reentry: Literal["never", "always"] | Reentry = "never"
     exit_goals: list[ExitGoal] = Field(default_factory=list)
     steps: list[Step] = Field(min_length=1)
+    #: Who sends first when programs compete for a lead's frequency cap or a send window's
+    #: opening: 1 goes before 2. Programs without one come after those with one, in file order.
+    priority: int | None = Field(default=None, ge=1, le=100)
 
     def step(self, step_id: str) -> Step:
         for step in self.steps:
@@ -302,6 +305,15 @@ class Programs(_Strict):
     """Every program, as stored and read back by the functions."""
 
     programs: dict[str, Program] = Field(default_factory=dict)
+
+    def rank(self, program_id: str) -> int:
+        """0 for the program that sends first, then 1, ...: by ``priority``, then file order."""
+        order = sorted(
+            enumerate(self.programs.values()),
+            key=lambda indexed: (indexed[1].priority is None, indexed[1].priority or 0, indexed[0]),
+        )
+        ranks = {program.id: rank for rank, (_, program) in enumerate(order)}
+        return ranks.get(program_id, len(ranks))
 
 
 def stage_rank(stage: str | None) -> int:

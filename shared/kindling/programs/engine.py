@@ -1,9 +1,16 @@
 """The program engine: pure decisions about enrollments, with no storage and no clock.
 
-An enrollment runs its instant steps (send, branch, update, notify, exit) in one go and
-stops at a wait, a wait-until or the end. Every stop gets a fresh token; the scheduler's
-due item and any queued run carry the token, so a stale or duplicated run finds the
-token changed and does nothing: a step never runs twice.
+An enrollment runs its instant steps (branch, update, notify, exit) in one go and stops
+at a send, a wait, a wait-until or the end. A send step is done when the sender says the
+email went out, was skipped or was given up, not when it is queued: until then the
+enrollment waits at it (deferred by the send window or the frequency cap, it says until
+when), and the wait after it counts from the moment the email actually left. So the
+emails of one enrollment leave in step order, never closer together than the waits
+between them, and a branch on a click looks at an email that has been out for the wait.
+
+Every stop gets a fresh token; the scheduler's due item and any queued run carry the
+token, so a stale or duplicated run finds the token changed and does nothing: a step
+never runs twice.
 """
 
 from __future__ import annotations
@@ -22,6 +29,12 @@ from kindling.scoring.config import Stage, lookup
 MAX_INSTANT_STEPS = 50
 MAX_HISTORY = 100
 _GRADES = "ABCD"
+#: When an enrollment waiting for its email looks at the send itself, should the sender's
+#: word not have come (after queueing, or after the time a deferred send was due).
+SEND_CHECK_AFTER = timedelta(hours=1)
+#: How long after it was queued, or due after a deferral, a send that is still not out is
+#: given up, so the enrollment goes on rather than waiting for ever on a dead letter.
+SEND_GIVE_UP_AFTER = timedelta(days=1)
 
 
 class LeadContext(BaseModel):
@@ -56,16 +69,47 @@ class Waiting(BaseModel):
     on_timeout: str | None
 
 
+SendStatus = Literal["sent", "skipped", "deferred", "given_up"]
+
+
+class SendResult(BaseModel):
+    """What the sender recorded for a send: sent (when), skipped (why), deferred (until when)."""
+
+    status: SendStatus
+    at: datetime | None = None  # None: not known (the step completes when it learns of it)
+    reason: str | None = None
+    until: datetime | None = None
+
+
+class Sending(BaseModel):
+    """The email an enrollment waits for at a send step."""
+
+    send_id: str
+    template: str
+    queued_at: datetime
+    deferred_until: datetime | None = None
+    reason: str | None = None
+    #: Set when the sender's word came while the enrollment was held: the step completes
+    #: (and its wait starts from ``done_at``) when the hold ends.
+    outcome: Literal["sent", "skipped", "given_up"] | None = None
+    done_at: datetime | None = None
+
+    @property
+    def give_up_at(self) -> datetime:
+        return (self.deferred_until or self.queued_at) + SEND_GIVE_UP_AFTER
+
+
 class Enrollment(BaseModel):
     enrollment_id: str
     lead_id: str
     program_id: str
-    status: Literal["active", "waiting", "held", "exited", "completed"] = "active"
+    status: Literal["active", "sending", "waiting", "held", "exited", "completed"] = "active"
     step_id: str | None = None
     due_at: datetime | None = None
     token: str = ""
     waiting: Waiting | None = None
     sleeping_at: str | None = None  # the wait step whose time is running
+    sending: Sending | None = None  # the email the enrollment waits for at its send step
     recheck_at: datetime | None = None  # while held: when to look again whether the hold is over
     entered_at: datetime
     updated_at: datetime
@@ -77,7 +121,7 @@ class Enrollment(BaseModel):
 
     @property
     def live(self) -> bool:
-        return self.status in ("active", "waiting", "held")
+        return self.status in ("active", "sending", "waiting", "held")
 
     def note(self, at: datetime, step: str | None, what: str, **details: Any) -> None:
         self.history.append({"at": at.isoformat(), "step": step, "what": what, **details})
@@ -228,9 +272,13 @@ def new_token() -> str:
 
 
 def run(program: Program, enrollment: Enrollment, lead: LeadContext, now: datetime) -> Advance:
-    """Run the enrollment's current step and every instant step after it, until a stop."""
+    """Run the enrollment's current step and every instant step after it, until a stop.
+
+    Waits reached right after a completed send count from when the email left.
+    """
     state = enrollment.model_copy(deep=True)
     advance = Advance(state)
+    started = now
     reason = goal_met(program, lead, None)
     if reason:
         return _exit(advance, now, f"goal: {reason}")
@@ -244,8 +292,21 @@ def run(program: Program, enrollment: Enrollment, lead: LeadContext, now: dateti
         step = program.step(step_id)
         following = program.next_of(step)
         if step.send_email is not None:
-            advance.actions.append(SendEmail(_action_id(state, step.id, "email queued"), step.send_email))
-            state.note(now, step.id, "email queued", template=step.send_email)
+            sending = state.sending
+            if sending is None:
+                send_id = _action_id(state, step.id, "email queued")
+                advance.actions.append(SendEmail(send_id, step.send_email))
+                state.note(now, step.id, "email queued", template=step.send_email, send_id=send_id)
+                state.sending = Sending(send_id=send_id, template=step.send_email, queued_at=now)
+                state.due_at = now + SEND_CHECK_AFTER  # look at the send if the sender's word is late
+                return _stop(advance, "sending", step.id)
+            if sending.outcome is None or sending.done_at is None:
+                return Advance(enrollment, noop=True)  # still out with the sender
+            details = {"reason": sending.reason} if sending.reason else {}
+            what = f"email {sending.outcome.replace('_', ' ')}"
+            state.note(sending.done_at, step.id, what, send_id=sending.send_id, **details)
+            started = sending.done_at
+            state.sending = None
             state.step_id = following
         elif step.wait is not None:
             if state.sleeping_at == step.id:
@@ -256,7 +317,7 @@ def run(program: Program, enrollment: Enrollment, lead: LeadContext, now: dateti
                 state.step_id = following
                 continue
             state.sleeping_at = step.id
-            state.due_at = now + parse_duration(step.wait)
+            state.due_at = started + parse_duration(step.wait)
             state.note(now, step.id, "waiting", until=state.due_at.isoformat())
             return _stop(advance, "active", step.id)
         elif step.wait_until is not None:
@@ -265,7 +326,7 @@ def run(program: Program, enrollment: Enrollment, lead: LeadContext, now: dateti
                 state.waiting = Waiting(
                     event=wait.event,
                     condition=wait.condition,
-                    timeout_at=now + parse_duration(wait.timeout),
+                    timeout_at=started + parse_duration(wait.timeout),
                     on_event=wait.on_event or following,
                     on_timeout=wait.on_timeout or following,
                 )
@@ -316,7 +377,7 @@ def _action_id(state: Enrollment, step_id: str, what: str) -> str:
     return base if visits == 0 else f"{base}.{visits + 1}"
 
 
-def _stop(advance: Advance, status: Literal["active", "waiting"], step_id: str | None) -> Advance:
+def _stop(advance: Advance, status: Literal["active", "sending", "waiting"], step_id: str | None) -> Advance:
     state = advance.enrollment
     state.status, state.step_id, state.token = status, step_id, new_token()
     return advance
@@ -338,6 +399,48 @@ def _resume(advance: Advance, program: Program, lead: LeadContext, now: datetime
     rest = run(program, state, lead, now)
     rest.actions[:0] = advance.actions
     return rest
+
+
+def send_settled(
+    program: Program,
+    enrollment: Enrollment,
+    lead: LeadContext,
+    send_id: str,
+    result: SendResult,
+    now: datetime,
+) -> Advance | None:
+    """The sender's word on the email an enrollment waits for; None when it changes nothing.
+
+    Sent, skipped or given up completes the send step and runs on, the next wait counting
+    from ``result.at``; deferred keeps the enrollment at the step and says until when. A
+    held enrollment records the word and completes the step when the hold ends. A send
+    skipped because of a quiet period is not done: the step sends again (a new email, once)
+    when the quiet period is over. Duplicate and stale words find nothing to change.
+    """
+    sending = enrollment.sending
+    if not enrollment.live or sending is None or sending.send_id != send_id or sending.outcome is not None:
+        return None
+    state = enrollment.model_copy(deep=True)
+    assert state.sending is not None
+    held = state.status == "held"
+    if result.status == "deferred":
+        if result.until is None or sending.deferred_until == result.until:
+            return None
+        state.sending.deferred_until, state.sending.reason = result.until, result.reason
+        state.note(now, state.step_id, "email deferred", reason=result.reason, until=result.until.isoformat())
+        if held:
+            return Advance(state)
+        state.due_at = result.until + SEND_CHECK_AFTER
+        return _stop(Advance(state), "sending", state.step_id)
+    if result.status == "skipped" and result.reason == "quiet_period":
+        state.sending = None
+        state.note(now, state.step_id, "email held back", reason="quiet period")
+        return Advance(state)
+    state.sending.outcome, state.sending.done_at = result.status, result.at or now
+    state.sending.reason = result.reason if result.status != "sent" else None
+    if held:
+        return Advance(state)
+    return run(program, state, lead, now)
 
 
 def on_lead_change(
@@ -382,11 +485,28 @@ def describe_enrollments(enrollments: list[Enrollment], programs: Any) -> list[d
             except KeyError:
                 step = {"id": enrollment.step_id, "kind": "unknown"}
         waiting = enrollment.waiting
-        due = None
+        due: dict[str, Any] | None = None
         if enrollment.status in ("active", "waiting") and enrollment.due_at is not None:
             due = {"at": enrollment.due_at, "what": "timeout" if waiting else "next step"}
             if waiting is not None:
                 due["waiting_for"] = waiting.event or "a condition"
+        sending = enrollment.sending
+        email = None
+        if sending is not None:
+            email = {
+                "send_id": sending.send_id,
+                "template": sending.template,
+                "queued_at": sending.queued_at,
+                "status": sending.outcome or ("deferred" if sending.deferred_until else "queued"),
+                "deferred_until": sending.deferred_until,
+                "reason": sending.reason,
+            }
+            if enrollment.status == "sending":
+                due = {
+                    "at": sending.deferred_until,
+                    "what": "email send",
+                    "waiting_for": "the email to go out",
+                }
         described.append(
             {
                 "enrollment_id": enrollment.enrollment_id,
@@ -395,6 +515,7 @@ def describe_enrollments(enrollments: list[Enrollment], programs: Any) -> list[d
                 "status": enrollment.status,
                 "current_step": step,
                 "next_due": due,
+                "email": email,
                 "entered_at": enrollment.entered_at,
                 "exit_reason": enrollment.exit_reason,
                 "hold_reason": enrollment.hold_reason,

@@ -21,11 +21,14 @@ from kindling.kernel.queue import WorkQueue
 from kindling.programs.config import Program, Programs, Segments
 from kindling.programs.due import DueItem
 from kindling.programs.engine import (
+    SEND_CHECK_AFTER,
+    SEND_GIVE_UP_AFTER,
     Advance,
     Enrollment,
     LeadContext,
     NotifySales,
     SendEmail,
+    SendResult,
     UpdateLead,
     goal_met,
     may_enter,
@@ -34,6 +37,7 @@ from kindling.programs.engine import (
     on_lead_change,
     run,
     segments_of,
+    send_settled,
     start,
 )
 
@@ -55,6 +59,22 @@ class ProgramStore(Protocol):
         self, lead_id: str, update: UpdateLead, enrollment_id: str, now: datetime
     ) -> tuple[bool, str | None]: ...
     def paused(self, program_id: str) -> bool: ...
+    def send_result(self, send_id: str) -> SendResult | None:
+        """What the sender recorded for a send (None: nothing final or deferred yet)."""
+
+    def give_up_send(self, send_id: str, lead_id: str, now: datetime) -> SendResult | None:
+        """Mark a send that never went out as given up, so a late retry cannot send it.
+
+        None if it is being sent right now; what the sender recorded if it settled meanwhile.
+        """
+
+
+def enrollment_of_send(send_id: str, lead_id: str) -> str | None:
+    """The enrollment a program send id ``<program>.<lead>.<entry>.<step>[.<n>]`` belongs to."""
+    parts = send_id.split(".")
+    if len(parts) >= 4 and parts[1] == lead_id:
+        return ".".join(parts[:3])
+    return None
 
 
 class ProgramConfig(Protocol):
@@ -65,7 +85,7 @@ class ProgramConfig(Protocol):
 def step_due(enrollment: Enrollment, now: datetime) -> DueItem | None:
     """The scheduler's wake-up for an enrollment's next stop, keyed by its token."""
     due_at = enrollment.recheck_at if enrollment.status == "held" else enrollment.due_at
-    if enrollment.status not in ("active", "waiting", "held") or due_at is None:
+    if enrollment.status not in ("active", "sending", "waiting", "held") or due_at is None:
         return None
     return DueItem(
         id=f"step:{enrollment.enrollment_id}:{enrollment.token}",
@@ -199,6 +219,60 @@ class ProgramService:
                     self._advance(program, enrollment, lead, now)
         return changes
 
+    def on_send_result(self, lead_id: str, send_id: str, result: SendResult, now: datetime) -> str:
+        """The sender recorded an outcome for an email a program queued: settle its send step."""
+        enrollment_id = enrollment_of_send(send_id, lead_id)
+        if enrollment_id is None:
+            return "not a program send"
+        for attempt in range(MAX_ATTEMPTS):
+            try:
+                return self._settle(lead_id, enrollment_id, send_id, result, now)
+            except Conflict:
+                self._sleep(random.uniform(0, min(0.5, 0.01 * 2**attempt)))
+        raise Conflict(f"enrollment {enrollment_id} kept changing under us")
+
+    def _settle(
+        self, lead_id: str, enrollment_id: str, send_id: str, result: SendResult, now: datetime
+    ) -> str:
+        enrollment = self._store.get(lead_id, enrollment_id)
+        if enrollment is None or enrollment.sending is None or enrollment.sending.send_id != send_id:
+            return "stale"
+        program = self._config.programs().programs.get(enrollment.program_id)
+        if program is None:
+            return self._finish(enrollment, now, "program removed")
+        lead = self._store.context(lead_id, now)
+        if lead is None:
+            raise NotFound(f"lead {lead_id} is gone")
+        if enrollment.status != "held" and (lead.quiet or self._store.paused(program.id)):
+            enrollment = self._hold(enrollment, now, "quiet period" if lead.quiet else "program paused")
+        advance = send_settled(program, enrollment, lead, send_id, result, now)
+        if advance is None:
+            return "stale"
+        self._commit(enrollment, advance, now)
+        return advance.enrollment.status
+
+    def _check_send(self, program: Program, enrollment: Enrollment, lead: LeadContext, now: datetime) -> str:
+        """The sender's word is late: look at the send itself, and give it up when it is long overdue."""
+        sending = enrollment.sending
+        assert sending is not None
+        result = self._store.send_result(sending.send_id)
+        give_up_at = sending.give_up_at
+        if result is not None and result.status == "deferred" and result.until is not None:
+            give_up_at = max(give_up_at, result.until + SEND_GIVE_UP_AFTER)
+        if (result is None or result.status == "deferred") and now >= give_up_at:
+            result = self._store.give_up_send(sending.send_id, enrollment.lead_id, now)
+        advance = send_settled(program, enrollment, lead, sending.send_id, result, now) if result else None
+        if advance is None:  # still with the sender (or deferred as already known): look again later
+            later = enrollment.model_copy(deep=True)
+            later.due_at = max(now + SEND_CHECK_AFTER, later.due_at or now)
+            if now < give_up_at:
+                later.due_at = min(later.due_at, give_up_at)
+            later.token = new_token()
+            self._store.save(later, enrollment.token, step_due(later, now))
+            return "sending"
+        self._commit(enrollment, advance, now)
+        return advance.enrollment.status
+
     def enrol(self, program_id: str, lead_id: str, trigger_id: str, now: datetime) -> str:
         """Enrol a lead because kindling itself decided so (reactivation), not a trigger."""
         program = self._config.programs().programs.get(program_id)
@@ -219,7 +293,7 @@ class ProgramService:
         """Hold every running enrollment of a lead at once (a quiet period began)."""
         held = 0
         for enrollment in self._store.enrollments(lead_id):
-            if enrollment.status in ("active", "waiting"):
+            if enrollment.status in ("active", "sending", "waiting"):
                 self._hold(enrollment, now, reason)
                 held += 1
         return held
@@ -248,10 +322,15 @@ class ProgramService:
         if lead is None:
             raise NotFound(f"lead {lead_id} is gone")
         if self._store.paused(program.id) or lead.quiet:
-            return self._hold(enrollment, now, "program paused" if not lead.quiet else "quiet period")
+            self._hold(enrollment, now, "program paused" if not lead.quiet else "quiet period")
+            return "held"
         if enrollment.status == "held":  # the daily look found the hold over
             release_hold(self._store, enrollment, now, "hold over")
             return "resumed"
+        if enrollment.status == "sending" and enrollment.sending is not None:
+            if enrollment.due_at is not None and enrollment.due_at > now:
+                return "noop"
+            return self._check_send(program, enrollment, lead, now)
         advance = self._advance(program, enrollment, lead, now)
         return "noop" if advance.noop else advance.enrollment.status
 
@@ -261,7 +340,7 @@ class ProgramService:
             self._commit(enrollment, advance, now)
         return advance
 
-    def _hold(self, enrollment: Enrollment, now: datetime, reason: str) -> str:
+    def _hold(self, enrollment: Enrollment, now: datetime, reason: str) -> Enrollment:
         """Hold where it is, and look again daily, so no hold outlives its reason unnoticed."""
         held = enrollment.model_copy(deep=True)
         if held.status != "held":
@@ -269,7 +348,7 @@ class ProgramService:
         held.status, held.hold_reason = "held", reason
         held.recheck_at, held.token = now + HOLD_RECHECK, new_token()
         self._store.save(held, enrollment.token, step_due(held, now))
-        return "held"
+        return held
 
     def _finish(self, enrollment: Enrollment, now: datetime, reason: str) -> str:
         done = enrollment.model_copy(deep=True)
@@ -282,8 +361,12 @@ class ProgramService:
         after = advance.enrollment
         sends = [a for a in advance.actions if isinstance(a, SendEmail)]
         if sends:
+            rank = self._config.programs().rank(after.program_id)
             self._sends.send_all(
-                [{"send_id": a.send_id, "lead_id": after.lead_id, "template": a.template} for a in sends]
+                [
+                    {"send_id": a.send_id, "lead_id": after.lead_id, "template": a.template, "priority": rank}
+                    for a in sends
+                ]
             )
         adjustments: list[BusEvent] = []
         stage_moves: list[BusEvent] = []
@@ -359,7 +442,13 @@ class EnrollmentSaver(Protocol):
 def release_hold(store: EnrollmentSaver, enrollment: Enrollment, now: datetime, why: str) -> Enrollment:
     """Put a held enrollment back where it was: its wait resumes, or its step runs now."""
     resumed = enrollment.model_copy(deep=True)
-    resumed.status = "waiting" if resumed.waiting is not None else "active"
+    sending = resumed.sending
+    if resumed.waiting is not None:
+        resumed.status = "waiting"
+    elif sending is not None and sending.outcome is None:
+        resumed.status = "sending"  # still with the sender: look at it now
+    else:
+        resumed.status = "active"
     resumed.hold_reason, resumed.recheck_at = None, None
     if resumed.due_at is None or resumed.due_at < now:
         resumed.due_at = now

@@ -5,12 +5,19 @@ its last event, and its value at any later time is that value times 2^(-elapsed 
 half-life). Nothing ever sweeps the table, so decay costs the same with a thousand or a
 million leads. Points are added already decayed to the lead's reference time, so the
 result does not depend on the order events are scored in.
+
+Caps are order-independent too: a capped rule remembers which events hold its credits
+(by event time, then a hash of the message id), and an event that is earlier than one
+holding a credit takes the credit over, so the earliest events are credited however the
+deliveries arrive. Per-day credits are remembered for ``_DAY_MEMORY``: an event later
+than that for a per-day capped rule is settled against what is still remembered.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -55,7 +62,59 @@ class RuleTally(BaseModel):
     value: float = 0.0  # what is left of them at the score's as_of
     count: int = 0
     last_at: datetime | None = None
+    #: Per-day credit counts written by earlier versions (read as credits without keys).
     days: dict[str, int] = Field(default_factory=dict)
+    #: A capped rule's credits: ``"lead"`` (per-lead cap) and each recent day (per-day cap)
+    #: to the sorted ``credit_key`` of each event holding one.
+    credits: dict[str, list[str]] = Field(default_factory=dict)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def credit_key(at: datetime, message_id: str) -> str:
+    """Sorts by event time (to the millisecond), then by a hash of the message id; 14 characters."""
+    millis = int((at - _EPOCH).total_seconds() * 1000)
+    digits = ""
+    while True:
+        millis, rest = divmod(millis, 36)
+        digits = _DIGITS[rest] + digits
+        if not millis:
+            break
+    return f"{digits.rjust(9, '0')}.{hashlib.sha256(message_id.encode()).hexdigest()[:4]}"
+
+
+def credit_time(key: str) -> datetime:
+    return _EPOCH + timedelta(milliseconds=int(key.split(".")[0], 36))
+
+
+@dataclass(frozen=True)
+class _Placement:
+    """Whether an event gets a capped rule's credit, and which later event's credit it takes."""
+
+    credited: bool
+    displaced: tuple[str, ...] = ()
+
+
+def _place(tally: RuleTally, cap: Any, key: str, day: str) -> _Placement:
+    slots: list[tuple[list[str], int, int]] = []  # (holders, cap, credits without keys)
+    if cap.per_lead is not None:
+        holders = tally.credits.get("lead", [])
+        slots.append((holders, cap.per_lead, max(0, tally.count - len(holders)) if not holders else 0))
+    if cap.per_day is not None:
+        holders = tally.credits.get(day, [])
+        slots.append((holders, cap.per_day, tally.days.get(day, 0)))
+    displaced: list[str] = []
+    for holders, limit, unkeyed in slots:
+        if key in holders:
+            return _Placement(False)  # this very event holds it already
+        if len(holders) + unkeyed < limit:
+            continue
+        if unkeyed or not holders or key > holders[-1]:
+            return _Placement(False)
+        displaced.append(holders[-1])
+    return _Placement(True, tuple(dict.fromkeys(displaced)))
 
 
 class LeadScore(BaseModel):
@@ -194,6 +253,8 @@ def score_event(
         grade_before=state.grade,
     )
     day = at.date().isoformat()
+    key = credit_key(at, str(event.get("message_id") or ""))
+    displacements: list[tuple[str, int, str]] = []  # (rule, points, key of the event losing them)
     adjustment = manual_adjustment(event)
     if adjustment is not None:
         result.hits.append(Hit(ADJUSTMENT_RULE, adjustment))
@@ -202,22 +263,26 @@ def score_event(
             if not rule.match.matches(event):
                 continue
             tally = score.rules.setdefault(rule.id, RuleTally())
-            if rule.cap is not None and (
-                (rule.cap.per_lead is not None and tally.count >= rule.cap.per_lead)
-                or (rule.cap.per_day is not None and tally.days.get(day, 0) >= rule.cap.per_day)
-            ):
-                result.capped.append(rule.id)
-                continue
+            if rule.cap is not None:
+                placement = _place(tally, rule.cap, key, day)
+                if not placement.credited:
+                    result.capped.append(rule.id)
+                    continue
+                _hold_credit(tally, rule.cap, key, day, placement.displaced)
+                displacements += [(rule.id, rule.points, lost) for lost in placement.displaced]
             result.hits.append(Hit(rule.id, rule.points))
             if rule.intent and rule.intent not in score.intent:
                 score.intent = sorted([*score.intent, rule.intent])
     if result.hits:
         _add_points(score, result.hits, at, day, decay)
+        for rule_id, points, lost in displacements:
+            _take_back(score, rule_id, points, credit_time(lost), decay)
         # Day counts serve per-day caps only: a rule without one keeps none (the state stays small).
         per_day = {rule.id for rule in config.engagement.rules if rule.cap is not None and rule.cap.per_day}
         for rule_id, tally in score.rules.items():
             if rule_id not in per_day:
                 tally.days = {}
+                tally.credits = {k: v for k, v in tally.credits.items() if k == "lead"}
     score.fit_rules = fit_of(config, traits, email)
     score.fit = sum(score.fit_rules.values())
     score.grade = config.fit.grades.grade(score.fit)
@@ -225,6 +290,35 @@ def score_event(
     result.engagement_after = score.engagement_at(at, decay)
     result.stage_move = stage_move(config, stage, result.engagement_after, score.grade, known=bool(email))
     return result
+
+
+def _hold_credit(tally: RuleTally, cap: Any, key: str, day: str, displaced: tuple[str, ...]) -> None:
+    """Record ``key`` as holding the rule's credits, and take them from the ``displaced``."""
+    for lost in displaced:
+        for holders in tally.credits.values():
+            if lost in holders:
+                holders.remove(lost)
+    if cap.per_lead is not None:
+        tally.credits["lead"] = sorted([*tally.credits.get("lead", []), key])
+    if cap.per_day is not None:
+        tally.credits[day] = sorted([*tally.credits.get(day, []), key])
+    tally.credits = {k: v for k, v in tally.credits.items() if v}
+
+
+def _take_back(score: LeadScore, rule_id: str, points: int, at: datetime, decay: Decay | None) -> None:
+    """An earlier event took this credit over: remove the points the later event had, as decayed."""
+    assert score.as_of is not None
+    weight = decay_factor(decay, score.as_of - at)
+    tally = score.rules[rule_id]
+    tally.points -= points
+    tally.value -= points * weight
+    tally.count -= 1
+    score.engagement -= points * weight
+    holders = tally.credits.get("lead") or [
+        k for d, keys in tally.credits.items() if d != "lead" for k in keys
+    ]
+    if holders:
+        tally.last_at = max(credit_time(k) for k in holders)
 
 
 def _add_points(score: LeadScore, hits: list[Hit], at: datetime, day: str, decay: Decay | None) -> None:
@@ -242,12 +336,12 @@ def _add_points(score: LeadScore, hits: list[Hit], at: datetime, day: str, decay
         tally.points += hit.points
         tally.value += hit.points * weight
         tally.count += 1
-        tally.days[day] = tally.days.get(day, 0) + 1
         tally.last_at = max(tally.last_at, at) if tally.last_at else at
         score.engagement += hit.points * weight
     horizon = (score.as_of - _DAY_MEMORY).date().isoformat()
     for tally in score.rules.values():
         tally.days = {d: n for d, n in tally.days.items() if d >= horizon}
+        tally.credits = {d: keys for d, keys in tally.credits.items() if d == "lead" or d >= horizon}
 
 
 def reasons(score: LeadScore, config: ScoringConfig, when: datetime, top: int) -> list[Reason]:

@@ -133,6 +133,8 @@ def fold(into: LeadScore, other: LeadScore, config: ScoringConfig) -> None:
         ours.last_at = max(filter(None, (ours.last_at, theirs.last_at)), default=None)
         for day, count in theirs.days.items():
             ours.days[day] = ours.days.get(day, 0) + count
+        for slot, keys in theirs.credits.items():
+            ours.credits[slot] = sorted({*ours.credits.get(slot, []), *keys})
 
 
 class ScoringService:
