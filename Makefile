@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 LOCAL_STAMP := $(VENV)/.installed-local
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: run demo test lint unit bench clean browser
+.PHONY: run demo test lint unit bench clean browser sdks
 
 $(BIN)/pip:
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +31,7 @@ demo: $(LOCAL_STAMP)
 	$(BIN)/kindling demo
 
 ## Lint (ruff, mypy, cfn-lint) and run every test: unit, integration, infrastructure, end-to-end.
-test: $(DEV_STAMP) browser lint
+test: $(DEV_STAMP) browser sdks lint
 	$(BIN)/pytest -q
 
 ## Headless Chromium for the browser tests: Debian's package, installed when missing (needs root).
@@ -44,6 +44,19 @@ browser:
 	  else \
 	    echo "make browser: /usr/bin/chromium is missing; the browser tests will be skipped (as root: apt-get install chromium)" >&2; \
 	  fi; \
+	fi
+
+## Segment's and RudderStack's browser SDKs for tests/e2e/test_browser_sdks.py, at the versions
+## tests/browser_sdks/package-lock.json pins: installed from npm and copied to tests/browser_sdks/dist
+## when missing or when the pins change. Without node and npm those tests are skipped.
+SDKS := tests/browser_sdks
+sdks: $(SDKS)/dist/versions.json
+
+$(SDKS)/dist/versions.json: $(SDKS)/package.json $(SDKS)/package-lock.json $(SDKS)/build.mjs
+	@if command -v node >/dev/null && command -v npm >/dev/null; then \
+	  cd $(SDKS) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null && node build.mjs; \
+	else \
+	  echo "make sdks: node and npm are missing; the browser SDK tests will be skipped (install nodejs and npm)" >&2; \
 	fi
 
 lint: $(DEV_STAMP)
@@ -63,4 +76,4 @@ bench: $(DEV_STAMP)
 	$(BIN)/python bench/cost.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(SDKS)/node_modules $(SDKS)/dist

@@ -20,6 +20,7 @@ import pytest
 import requests
 
 from tests.e2e.conftest import WRITE_KEY, RunningStack, start_stack, stop_stack
+from tests.hubspot_fake import TOKEN, FakeHubspot
 
 pytestmark = pytest.mark.e2e
 
@@ -30,8 +31,16 @@ HUBSPOT_SECRET = "dev-hubspot-client-secret-change-me"
 
 
 @pytest.fixture(scope="module")
-def friday_stack() -> Iterator[RunningStack]:
-    running = start_stack(start_at=FRIDAY_8PM_NEW_YORK.astimezone(UTC), shipped_programs=True)
+def hubspot_api() -> Iterator[FakeHubspot]:
+    fake = FakeHubspot()
+    yield fake
+    fake.close()
+
+
+@pytest.fixture(scope="module")
+def friday_stack(hubspot_api: FakeHubspot) -> Iterator[RunningStack]:
+    env = {"KINDLING_HUBSPOT_ACCESS_TOKEN": TOKEN, "KINDLING_HUBSPOT_API_URL": hubspot_api.url}
+    running = start_stack(start_at=FRIDAY_8PM_NEW_YORK.astimezone(UTC), shipped_programs=True, env=env)
     yield running
     assert stop_stack(running) == 0, "\n".join(running.output[-30:])
 
@@ -96,7 +105,9 @@ def test_a_friday_evening_lead_gets_welcome_1_monday_morning_and_the_next_email_
     assert second["sent"] >= first_again["sent"] + timedelta(days=2) >= wednesday_8am
 
 
-def hubspot_deal_moved(stack: RunningStack, email: str, stage: str) -> requests.Response:
+def hubspot_deal_moved(
+    stack: RunningStack, email: str | None, stage: str, deal_id: int | None = None
+) -> requests.Response:
     """A HubSpot deal-stage webhook, signed with HubSpot's v3 scheme over the URL it called."""
     occurred = int(now_of(stack).timestamp() * 1000)
     event = {
@@ -107,11 +118,11 @@ def hubspot_deal_moved(stack: RunningStack, email: str, stage: str) -> requests.
         "occurredAt": occurred,
         "subscriptionType": "deal.propertyChange",
         "attemptNumber": 0,
-        "objectId": int(uuid.uuid4().int % 10**8),  # each test's own deal
+        "objectId": deal_id or int(uuid.uuid4().int % 10**8),  # each test's own deal
         "propertyName": "dealstage",
         "propertyValue": stage,
         "changeSource": "CRM",
-        "contactEmail": email,
+        **({"contactEmail": email} if email else {}),
     }
     body = json.dumps([event]).encode()
     uri = f"{stack.url}/v1/webhooks/hubspot"
@@ -159,10 +170,11 @@ def test_a_lead_whose_deal_closes_won_gets_onboarding_and_no_nurture_after_that_
 def test_a_deal_for_someone_not_yet_known_is_listed_then_applied_when_they_fill_a_form(
     friday_stack: RunningStack,
 ) -> None:
+    import os
     import subprocess
     import sys
 
-    from tests.e2e.conftest import ROOT
+    from tests.e2e.conftest import ADMIN_TOKEN, ROOT
 
     stack, email = friday_stack, f"early-{uuid.uuid4().hex[:6]}@bank.example"
     assert hubspot_deal_moved(stack, email, "presentationscheduled").status_code == 200
@@ -180,6 +192,7 @@ def test_a_deal_for_someone_not_yet_known_is_listed_then_applied_when_they_fill_
             stack.url.rsplit(":", 1)[1],
         ],
         cwd=ROOT,
+        env={**os.environ, "KINDLING_ADMIN_TOKEN": ADMIN_TOKEN},
         capture_output=True,
         text=True,
         timeout=60,
@@ -194,3 +207,20 @@ def test_a_deal_for_someone_not_yet_known_is_listed_then_applied_when_they_fill_
     assert lead["stage"] == "opportunity" and lead["quiet"] is True, "the deal applied to the new lead"
     page = requests.get(f"{stack.url}/v1/crm/unmatched", headers=stack.admin(), timeout=10).json()
     assert all(e["email"] != email for e in page["unmatched"])
+
+
+def test_a_hubspot_deal_naming_only_its_id_moves_the_leads_of_its_contacts(
+    friday_stack: RunningStack, hubspot_api: FakeHubspot
+) -> None:
+    stack = friday_stack
+    buyer, champion = (f"{who}-{uuid.uuid4().hex[:6]}@retail.example" for who in ("buyer", "champion"))
+    for email in (buyer, champion):
+        identify(stack, email, first_name="Lee")
+    hubspot_api.contacts.update({"8101": buyer, "8102": champion})
+    hubspot_api.deals["77001"] = ("presentationscheduled", ["8101", "8102"])
+    assert hubspot_deal_moved(stack, None, "presentationscheduled", deal_id=77001).status_code == 200
+    stack.settle(timeout=30)
+    for email in (buyer, champion):
+        lead = stack.lead_by_email(email).json()["lead"]
+        assert (lead["stage"], lead["quiet"]) == ("opportunity", True), email
+    assert ("GET", "/crm/v4/objects/deals/77001/associations/contacts") in hubspot_api.requests

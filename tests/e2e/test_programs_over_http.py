@@ -84,8 +84,9 @@ def steps_run(journey: dict[str, Any]) -> list[tuple[str | None, str]]:
 
 
 def branch_taken(journey: dict[str, Any]) -> str:
-    [taken] = [h["to"] for h in journey["history"] if h["what"] == "branched"]
-    return str(taken)
+    taken = [h["to"] for h in journey["history"] if h["what"] == "branched"]
+    assert len(taken) == 1, f"branched {len(taken)} times: {steps_run(journey)}"
+    return str(taken[0])
 
 
 def test_a_multi_week_program_runs_every_step_once_at_its_time(journey_stack: RunningStack) -> None:

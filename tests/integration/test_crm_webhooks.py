@@ -197,7 +197,9 @@ def test_a_signed_but_malformed_hubspot_batch_gets_400_naming_the_problem(hooks,
     del event["objectId"]
     response = invoke(hooks, hubspot_request([deal_stage(event_id=5), event]))
     assert response["statusCode"] == 400
-    assert problems(response) == ["[1].objectId: Field required"]
+    assert problems(response) == [
+        "[1]: objectId (or fromObjectId and toObjectId for an association change) is required"
+    ]
     assert drain(crm_bus[1]) == []
 
 

@@ -23,6 +23,7 @@ from kindling_ops.config import documents, load
 from tests.fakes import RecordingPublisher
 
 SHIPPED = documents(load(Path(__file__).resolve().parents[2] / "config"))["scoring.yaml"]
+SHIPPED_DECAY = ScoringConfig.model_validate(SHIPPED).engagement.decay
 VP = {"email": "vp@acme.io", "title": "VP Marketing", "industry": "SaaS", "company_size": 300}
 WRITES = ("put_item", "update_item", "delete_item", "transact_write_items", "batch_write_item")
 _ids = itertools.count()
@@ -269,3 +270,37 @@ def test_a_merged_lead_without_a_score_is_marked_folded_so_no_late_points_land_t
     assert anonymous.lead_id in merged.merged
     placeholder = DynamoScoreStore(table).score(anonymous.lead_id)
     assert placeholder is not None and placeholder.merged_into == merged.lead_id
+
+
+def test_two_leads_given_the_same_timestamped_events_in_different_orders_score_the_same(
+    service, table, now
+) -> None:
+    import random
+
+    kinds = [
+        {"type": "track", "event": "Trial Started"},  # per lead: 1
+        {"type": "track", "event": "Whitepaper Downloaded"},  # per lead: 3
+        {"type": "page", "properties": {"url": "https://acme.io/pricing"}},  # per day: 1
+        {"type": "track", "event": "Email Clicked"},  # per day: 3
+        {"type": "track", "event": "Demo Requested"},
+    ]
+    chooser = random.Random(7)
+    plan = [(chooser.choice(kinds), now + timedelta(hours=chooser.randrange(0, 10 * 24))) for _ in range(60)]
+    scores = []
+    for lead, order in (("in-order", sorted), ("shuffled", lambda p: chooser.sample(p, len(p)))):
+        traits = {**VP, "email": f"{lead}@acme.io"}
+        service.record(web(now - timedelta(days=1), type="identify", user_id=lead, traits=traits), now)
+        events = [
+            web(at, user_id=lead, message_id=f"{lead}-{index}", **kind)
+            for index, (kind, at) in enumerate(plan)
+        ]
+        delivered = order(events) if lead == "shuffled" else sorted(events, key=lambda e: e.timestamp)
+        for event in [*delivered, *delivered[:10]]:  # and ten delivered twice
+            outcome = service.record(event, now)
+        scores.append(DynamoScoreStore(table).score(outcome.lead_id))
+    in_order, shuffled = scores
+    assert in_order is not None and shuffled is not None
+    later = now + timedelta(days=30)
+    decay = SHIPPED_DECAY
+    assert shuffled.engagement_at(later, decay) == pytest.approx(in_order.engagement_at(later, decay))
+    assert {r: t.count for r, t in shuffled.rules.items()} == {r: t.count for r, t in in_order.rules.items()}

@@ -249,3 +249,15 @@ def test_competing_programs_send_by_priority_one_at_a_time_and_none_is_starved(t
         "never two emails inside the cap"
     )
     assert all(at.hour == 8 and at.minute < 5 and at.weekday() < 5 for at, _ in new_york)
+
+
+def test_the_senders_word_arriving_before_its_enrollment_is_saved_is_not_lost(world) -> None:
+    from kindling.kernel.errors import Conflict
+
+    lead_id = new_lead(world, TUESDAY_10AM_NEW_YORK)
+    enrollment = welcome(world, lead_id)
+    before_save = enrollment.model_copy(update={"status": "active", "sending": None})
+    world["store"].save(before_save, enrollment.token, None)  # as it was just before its save
+    word = SendResult(status="sent", at=TUESDAY_10AM_NEW_YORK)
+    with pytest.raises(Conflict):
+        world["programs"].on_send_result(lead_id, enrollment.sending.send_id, word, TUESDAY_10AM_NEW_YORK)

@@ -186,6 +186,44 @@ def test_a_contact_email_change_names_the_lead_by_the_new_address() -> None:
     assert event.lead.email == "grace@fintech.io" and event.crm_stage is None
 
 
+def association(kind: str = "deal", removed: bool = False) -> dict[str, Any]:
+    """A HubSpot association change, as documented: both ends named, no objectId."""
+    ends = (
+        {"fromObjectId": 9001, "toObjectId": 501}
+        if kind == "deal"
+        else {"fromObjectId": 501, "toObjectId": 9001}
+    )
+    return {
+        "eventId": 300,
+        "subscriptionId": 8,
+        "portalId": 62515,
+        "appId": 54321,
+        "occurredAt": 1795599000000,
+        "subscriptionType": f"{kind}.associationChange",
+        "attemptNumber": 0,
+        "changeSource": "USER",
+        "associationType": "DEAL_TO_CONTACT" if kind == "deal" else "CONTACT_TO_DEAL",
+        "associationRemoved": removed,
+        "isPrimaryAssociation": False,
+        **ends,
+    }
+
+
+def test_a_contact_associated_with_a_deal_becomes_deal_associated_for_that_contact() -> None:
+    for side in ("deal", "contact"):
+        [event] = from_hubspot(association(side))[0].events
+        assert (event.type, event.deal_id) == ("crm.deal_associated", "9001")
+        assert event.lead == events.CrmLead(crm_id="501", crm_object="contact")
+    [removed] = from_hubspot(association(removed=True))
+    assert removed.events == () and removed.ignored
+
+
+def test_a_hubspot_event_naming_no_object_is_refused() -> None:
+    nameless = {k: v for k, v in deal_stage().items() if k != "objectId"}
+    with pytest.raises(InvalidInput, match="objectId"):
+        from_hubspot(nameless)
+
+
 def test_a_hubspot_owner_change_becomes_owner_assigned() -> None:
     [event] = from_hubspot(deal_stage(propertyName="hubspot_owner_id", propertyValue="4177"))[0].events
     assert (event.type, event.owner, event.deal_id) == ("crm.owner_assigned", "4177", "9001")

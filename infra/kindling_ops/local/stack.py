@@ -58,6 +58,8 @@ PARAMETER_ENVIRONMENT = {
         "whsec_" + base64.b64encode(b"kindling-local-handoff-key").decode(),
     ),
     "HubspotClientSecret": ("KINDLING_HUBSPOT_CLIENT_SECRET", "dev-hubspot-client-secret-change-me"),
+    "HubspotAccessToken": ("KINDLING_HUBSPOT_ACCESS_TOKEN", ""),
+    "HubspotApiUrl": ("KINDLING_HUBSPOT_API_URL", "https://api.hubapi.com"),
     "PipedriveUser": ("KINDLING_PIPEDRIVE_USER", "kindling"),
     "PipedrivePassword": ("KINDLING_PIPEDRIVE_PASSWORD", "dev-pipedrive-password-change-me"),
     "SalesforceOrgId": ("KINDLING_SALESFORCE_ORG_ID", "00Dxx0000000001AAA"),
@@ -77,6 +79,7 @@ SECRET_VALUES: dict[str, str | dict[str, str]] = {
     "HandoffSigningSecret": "HandoffSigningSecret",
     "CrmWebhookSecrets": {
         "hubspot_client_secret": "HubspotClientSecret",
+        "hubspot_access_token": "HubspotAccessToken",
         "pipedrive_user": "PipedriveUser",
         "pipedrive_password": "PipedrivePassword",
         "salesforce_org_id": "SalesforceOrgId",

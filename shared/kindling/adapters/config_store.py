@@ -218,6 +218,9 @@ class CrmPolicy:
     def is_quiet(self, stage: str | None) -> bool:
         return stage is not None and stage in self._config.quiet_stages
 
+    def lifecycle_stage(self, provider: str, crm_stage: str) -> str | None:
+        return self._config.lifecycle_stage(provider, crm_stage)  # type: ignore[arg-type]
+
     def max_silence(self, stage: str | None) -> timedelta | None:
         reactivation = self._config.reactivation
         if reactivation is None or stage is None:

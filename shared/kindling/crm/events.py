@@ -38,8 +38,14 @@ DEAL_STAGE_CHANGED = "crm.deal_stage_changed"
 CONTACT_UPDATED = "crm.contact_updated"
 OWNER_ASSIGNED = "crm.owner_assigned"
 ACTIVITY_LOGGED = "crm.activity_logged"
+#: A contact was associated with a deal (HubSpot): the deal's stage now applies to that contact.
+DEAL_ASSOCIATED = "crm.deal_associated"
 EventType = Literal[
-    "crm.deal_stage_changed", "crm.contact_updated", "crm.owner_assigned", "crm.activity_logged"
+    "crm.deal_stage_changed",
+    "crm.contact_updated",
+    "crm.owner_assigned",
+    "crm.activity_logged",
+    "crm.deal_associated",
 ]
 
 #: Far above any real delivery (HubSpot batches 100 events, Salesforce 100 notifications).

@@ -15,11 +15,13 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    model_validator,
 )
 
 from kindling.crm.config import CrmConfig
 from kindling.crm.events import (
     CONTACT_UPDATED,
+    DEAL_ASSOCIATED,
     DEAL_STAGE_CHANGED,
     OWNER_ASSIGNED,
     SIGNATURE_TOLERANCE,
@@ -134,7 +136,12 @@ class HubspotEvent(BaseModel):
     occurred_at: int = Field(alias="occurredAt", ge=946_684_800_000, lt=10**14)
     subscription_type: str = Field(alias="subscriptionType", min_length=3)
     attempt_number: int | None = Field(default=None, alias="attemptNumber")
-    object_id: Id = Field(alias="objectId")
+    #: Absent from association changes, which name both ends instead.
+    object_id: Id | None = Field(default=None, alias="objectId")
+    from_object_id: Id | None = Field(default=None, alias="fromObjectId")
+    to_object_id: Id | None = Field(default=None, alias="toObjectId")
+    association_type: str | None = Field(default=None, alias="associationType")
+    association_removed: bool = Field(default=False, alias="associationRemoved")
     object_type_id: str | None = Field(default=None, alias="objectTypeId")
     property_name: str | None = Field(default=None, alias="propertyName")
     property_value: Text | None = Field(default=None, alias="propertyValue")
@@ -147,7 +154,16 @@ class HubspotEvent(BaseModel):
     def delivery_id(self) -> str:
         # HubSpot says an eventId alone is not guaranteed unique; with these it names one
         # notification, and every retry of it (attemptNumber is all that changes).
-        return f"{self.portal_id}:{self.subscription_id or '-'}:{self.event_id}:{self.object_id}"
+        subject = self.object_id or f"{self.from_object_id}-{self.to_object_id}"
+        return f"{self.portal_id}:{self.subscription_id or '-'}:{self.event_id}:{subject}"
+
+    @model_validator(mode="after")
+    def _names_an_object(self) -> HubspotEvent:
+        if self.object_id is None and (self.from_object_id is None or self.to_object_id is None):
+            raise ValueError(
+                "objectId (or fromObjectId and toObjectId for an association change) is required"
+            )
+        return self
 
     @property
     def object_and_action(self) -> tuple[str | None, str]:
@@ -188,7 +204,17 @@ def _hubspot_delivery(event: HubspotEvent, raw: Any, stager: _Stager) -> Deliver
     def built(*events: CrmEvent) -> Delivery:
         return Delivery("hubspot", ident, _digest(content), events)
 
-    if kind == "deal":
+    if action == "associationChange" and kind in ("deal", "contact"):
+        deal_id, contact_id = (
+            (event.from_object_id, event.to_object_id)
+            if kind == "deal"
+            else (event.to_object_id, event.from_object_id)
+        )
+        wanted = "DEAL_TO_CONTACT" if kind == "deal" else "CONTACT_TO_DEAL"
+        if (event.association_type or "").upper() == wanted and not event.association_removed:
+            lead = CrmLead(email=email, crm_id=contact_id, crm_object="contact")
+            return built(stager.event(DEAL_ASSOCIATED, ident, when, lead, deal_id=deal_id))
+    elif kind == "deal" and event.object_id is not None:
         lead = CrmLead(email=email, crm_id=event.object_id, crm_object="deal")
         if action == "propertyChange" and name == "dealstage" and value:
             return built(stager.event(DEAL_STAGE_CHANGED, ident, when, lead, value, deal_id=event.object_id))
@@ -196,7 +222,7 @@ def _hubspot_delivery(event: HubspotEvent, raw: Any, stager: _Stager) -> Deliver
             return built(
                 stager.event(OWNER_ASSIGNED, ident, when, lead, deal_id=event.object_id, owner=value)
             )
-    elif kind == "contact":
+    elif kind == "contact" and event.object_id is not None:
         if action == "propertyChange" and name == "email":
             email = normalize_email(value) or email
         lead = CrmLead(email=email, crm_id=event.object_id, crm_object="contact")

@@ -10,9 +10,11 @@ items on their own daily lane, so the sweep reads only the leads that are due.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from kindling.crm.events import DEAL_ASSOCIATED, DEAL_STAGE_CHANGED
 from kindling.crm.unmatched import UnmatchedStore, crm_key, release_waiting, unmatched_event
 from kindling.kernel.bus import BusEvent, EventPublisher
 from kindling.leads.profiles import Lead, TimelineEntry
@@ -24,6 +26,7 @@ class SalesPolicy(Protocol):
     def max_silence(self, stage: str | None) -> timedelta | None: ...
     def reactivation_program(self) -> str | None: ...
     def cooling_off(self) -> timedelta | None: ...
+    def lifecycle_stage(self, provider: str, crm_stage: str) -> str | None: ...
 
 
 class SalesStore(Protocol):
@@ -35,6 +38,28 @@ class SalesStore(Protocol):
     def touch_crm(self, lead_id: str, at: datetime) -> None: ...
     def set_owner(self, lead_id: str, owner: str) -> None: ...
     def add_timeline(self, lead_id: str, entry: TimelineEntry) -> None: ...
+
+
+@dataclass(frozen=True)
+class DealContact:
+    contact_id: str
+    email: str | None
+
+
+#: How the service says it went by the event alone because the CRM's API could not be asked.
+LOOKUP_UNAVAILABLE = "CRM look-up unavailable"
+
+
+class CrmLookupUnavailable(Exception):
+    """The CRM's API cannot be asked (no token, a refused token): go by what the event says."""
+
+
+class DealContacts(Protocol):
+    """A CRM's API for the contacts of a deal (HubSpot's webhooks name the deal only)."""
+
+    def contacts(self, deal_id: str) -> list[DealContact]: ...
+    def contact(self, contact_id: str) -> DealContact | None: ...
+    def stage(self, deal_id: str) -> str | None: ...
 
 
 class EnrollmentControl(Protocol):
@@ -63,8 +88,10 @@ class SalesService:
         daily: DueStore,
         publisher: EventPublisher,
         unmatched: UnmatchedStore | None = None,
+        hubspot_deals: DealContacts | None = None,
     ) -> None:
         self._unmatched = unmatched
+        self._hubspot_deals = hubspot_deals
         self._store = store
         self._policy = policy
         self._programs = programs
@@ -72,7 +99,68 @@ class SalesService:
         self._publisher = publisher
 
     def on_crm_event(self, kind: str, detail: dict[str, Any], now: datetime) -> list[str]:
-        """Apply one normalised CRM event (``crm.*``); what it did."""
+        """Apply one normalised CRM event (``crm.*``); what it did.
+
+        A HubSpot deal event names only the deal: with an access token, the deal's associated
+        contacts are looked up and the event applies to each contact's lead (one event id per
+        contact). A contact newly associated with a deal takes the deal's current stage.
+        """
+        person = detail.get("lead") or {}
+        deals = self._hubspot_deals
+        unavailable: list[str] = []
+        if deals is not None and detail.get("provider") == "hubspot" and detail.get("deal_id"):
+            try:
+                if kind == DEAL_ASSOCIATED:
+                    return self._associated(deals, detail, now)
+                if person.get("crm_object") == "deal" and not person.get("email"):
+                    contacts = deals.contacts(str(detail["deal_id"]))
+                    if contacts:
+                        return self._for_each_contact(kind, detail, contacts, now)
+            except CrmLookupUnavailable as exc:
+                unavailable = [f"{LOOKUP_UNAVAILABLE}: {exc}"]
+        if kind == DEAL_ASSOCIATED:
+            return [
+                *unavailable,
+                "ignored: a deal association needs the HubSpot access token to read the deal",
+            ]
+        return [*unavailable, *self._apply(kind, detail, now)]
+
+    def _for_each_contact(
+        self, kind: str, detail: dict[str, Any], contacts: list[DealContact], now: datetime
+    ) -> list[str]:
+        done = []
+        for contact in contacts:
+            copy = {
+                **detail,
+                "event_id": f"{detail['event_id']}:contact:{contact.contact_id}",
+                "lead": {"email": contact.email, "crm_id": contact.contact_id, "crm_object": "contact"},
+            }
+            done += [f"contact {contact.contact_id}: {d}" for d in self._apply(kind, copy, now)]
+        return done
+
+    def _associated(self, deals: DealContacts, detail: dict[str, Any], now: datetime) -> list[str]:
+        """A contact joined a deal: the deal's stage, read from HubSpot, applies to its lead."""
+        deal_id = str(detail["deal_id"])
+        crm_stage = deals.stage(deal_id)
+        if crm_stage is None:
+            return [f"ignored: deal {deal_id} has no stage (or is gone)"]
+        person = dict(detail.get("lead") or {})
+        if not person.get("email") and person.get("crm_id"):
+            found = deals.contact(str(person["crm_id"]))
+            person["email"] = found.email if found else None
+        lifecycle = self._policy.lifecycle_stage("hubspot", crm_stage)
+        moved = {
+            **detail,
+            "event_id": f"{detail['event_id']}:stage",
+            "type": DEAL_STAGE_CHANGED,
+            "lead": person,
+            "crm_stage": crm_stage,
+            "lifecycle_stage": lifecycle,
+            "stage_known": lifecycle is not None,
+        }
+        return self._apply(DEAL_STAGE_CHANGED, moved, now)
+
+    def _apply(self, kind: str, detail: dict[str, Any], now: datetime) -> list[str]:
         provider = str(detail.get("provider") or "crm")
         person = detail.get("lead") or {}
         crm_id = person.get("crm_id")

@@ -47,6 +47,9 @@ class CrmCredentials(BaseModel):
     salesforce_org_id: str = ""
     salesforce_secret: SecretStr = SecretStr("")
     webhook_secret: SecretStr = SecretStr("")
+    #: A HubSpot private app's access token (scopes crm.objects.deals.read and
+    #: crm.objects.contacts.read): lets the CRM consumer find a deal's contacts.
+    hubspot_access_token: SecretStr = SecretStr("")
 
     @classmethod
     def from_secret(cls, secret: Secret) -> CrmCredentials:

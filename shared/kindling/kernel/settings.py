@@ -79,6 +79,13 @@ class SalesSettings(_Settings):
     send_queue_url: str
 
 
+class CrmEventsSettings(SalesSettings):
+    """The CRM consumer's: the CRM secret (its HubSpot access token) and where HubSpot's API is."""
+
+    crm_secrets_arn: str
+    hubspot_api_url: str = "https://api.hubapi.com"
+
+
 class CrmWebhooksSettings(_Settings):
     """The credentials are one JSON secret; a provider left empty there answers 503, not configured."""
 

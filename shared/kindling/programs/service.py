@@ -236,6 +236,15 @@ class ProgramService:
     ) -> str:
         enrollment = self._store.get(lead_id, enrollment_id)
         if enrollment is None or enrollment.sending is None or enrollment.sending.send_id != send_id:
+            if (
+                enrollment is not None
+                and enrollment.status == "active"
+                and enrollment.sending is None
+                and enrollment.step_id == send_id.split(".")[3]
+            ):
+                # The email is queued before its enrollment is saved: a fast sender's word can
+                # come first. Look again shortly (the message is retried if it takes longer).
+                raise Conflict(f"the send {send_id} is not recorded on its enrollment yet")
             return "stale"
         program = self._config.programs().programs.get(enrollment.program_id)
         if program is None:

@@ -9,8 +9,8 @@ result does not depend on the order events are scored in.
 Caps are order-independent too: a capped rule remembers which events hold its credits
 (by event time, then a hash of the message id), and an event that is earlier than one
 holding a credit takes the credit over, so the earliest events are credited however the
-deliveries arrive. Per-day credits are remembered for ``_DAY_MEMORY``: an event later
-than that for a per-day capped rule is settled against what is still remembered.
+deliveries arrive. Per-day credits are remembered for ``_DAY_MEMORY`` (30 days): an event
+arriving later than that for a per-day capped rule is settled against what is remembered.
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ from pydantic import BaseModel, Field
 
 from kindling.scoring.config import Decay, Grade, ScoringConfig, Stage, lookup
 
-#: Day counts kept for per-day caps; older days cannot be hit again by in-order traffic.
-_DAY_MEMORY = timedelta(days=7)
+#: Per-day credits kept for per-day caps: an event arriving later than this after newer ones is
+#: settled against what is still remembered (in-order traffic never needs older days).
+_DAY_MEMORY = timedelta(days=30)
 _GRADE_ORDER = {"A": 0, "B": 1, "C": 2, "D": 3}
 #: Stages scoring may move a lead out of, towards each target.
 _FORWARD_FROM: dict[Stage, frozenset[Stage | None]] = {
