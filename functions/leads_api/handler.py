@@ -1,6 +1,11 @@
-"""Admin API over lead profiles: one lead by id or by email, with its recent timeline."""
+"""Admin API: leads and their enrollments, reports, CRM events held for unknown people, the
+suppression list and contact imports."""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import unquote
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
@@ -9,14 +14,17 @@ from pydantic import ValidationError
 
 from kindling.adapters.config_store import ConfigCache, DynamoConfigStore, EmailConfig, ProgramsConfig
 from kindling.adapters.dynamo import DynamoLeadStore
+from kindling.adapters.export_store import DynamoExportStore, lead_export_row
+from kindling.adapters.import_store import DynamoImportStore
 from kindling.adapters.metrics_store import DynamoMetricsStore
 from kindling.adapters.program_store import DynamoProgramStore
-from kindling.adapters.queue import SqsQueue
+from kindling.adapters.queue import QueueDelivery, SqsQueue
 from kindling.adapters.sales_store import DynamoUnmatchedStore
 from kindling.adapters.score_store import DynamoScoreStore
 from kindling.adapters.secrets import SecretsManagerSecret
 from kindling.email.sender import SendEmailCommand, queue_email
 from kindling.kernel import clock
+from kindling.kernel.bus import BusEvent
 from kindling.kernel.errors import InvalidInput, NotFound
 from kindling.kernel.http_api import (
     GuardedRouter,
@@ -28,6 +36,15 @@ from kindling.kernel.http_api import (
 from kindling.kernel.json_input import parse_json_object
 from kindling.kernel.observability import logger
 from kindling.kernel.settings import LeadsApiSettings
+from kindling.leads.addresses import normalize_email
+from kindling.leads.importing import (
+    ContactBatch,
+    Suppression,
+    SuppressionBatch,
+    SuppressionChange,
+    import_contacts,
+    import_suppressions,
+)
 from kindling.leads.profiles import Lead, find_lead_by_email, read_lead
 from kindling.metrics import report_page, reports
 from kindling.programs.engine import describe_enrollments
@@ -44,6 +61,9 @@ programs = DynamoProgramStore(settings.table_name)
 metrics_reader = DynamoMetricsStore(settings.table_name)
 send_queue = SqsQueue(settings.send_queue_url)
 unmatched_crm = DynamoUnmatchedStore(settings.table_name)
+imports = DynamoImportStore(settings.table_name)
+exports = DynamoExportStore(settings.table_name)
+programs_queue = QueueDelivery(settings.programs_queue_url)
 scoring_config = ConfigCache(DynamoConfigStore(settings.table_name), "scoring", ScoringConfig)
 app = APIGatewayHttpResolver()
 register_errors(app, auth_scheme="Bearer")
@@ -113,6 +133,153 @@ def find_lead() -> Response:
     if view is None:
         raise NotFound("no lead with that email")
     return json_response(200, view.model_dump(mode="json"))
+
+
+def _parsed(model: Any) -> Any:
+    try:
+        return model.model_validate(parse_json_object(raw_body(admin.current_event)))
+    except ValidationError as exc:
+        raise InvalidInput([f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]) from exc
+
+
+class _Enroller:
+    """Imported leads enter ``new_lead`` programs as a new lead from a form would: via programs' queue."""
+
+    def new_lead(self, lead_id: str, trigger_id: str, at: datetime) -> None:
+        event = {
+            "message_id": trigger_id,
+            "type": "identify",
+            "timestamp": at.isoformat(),
+            "received_at": at.isoformat(),
+        }
+        detail = {"lead_id": lead_id, "new_lead": True, "merged": [], "event": event}
+        programs_queue.publish(
+            [BusEvent(source="kindling.imports", detail_type="lead.activity", detail=detail, time=at)]
+        )
+
+
+@admin.post("/v1/imports/suppressions")
+def import_suppression_rows() -> Response:
+    batch = _parsed(SuppressionBatch)
+    results = import_suppressions(imports, batch, clock.current().now(), by=f"import:{batch.source}")
+    return json_response(200, {"dry_run": batch.dry_run, "results": [r.as_json() for r in results]})
+
+
+@admin.post("/v1/imports/contacts")
+def import_contact_rows() -> Response:
+    batch = _parsed(ContactBatch)
+    results = import_contacts(imports, batch, clock.current().now(), _Enroller())
+    return json_response(200, {"dry_run": batch.dry_run, "results": [r.as_json() for r in results]})
+
+
+def _suppression_json(suppression: Suppression) -> dict[str, Any]:
+    return {
+        "email": suppression.email,
+        "reason": suppression.reason,
+        "at": suppression.at.isoformat(),
+        "source": suppression.source,
+        "by": suppression.by,
+    }
+
+
+def _address(email: str) -> str:
+    normal = normalize_email(unquote(email))
+    if normal is None:
+        raise InvalidInput(f"email: {email!r} is not a valid address")
+    return normal
+
+
+@admin.get("/v1/suppressions")
+def list_suppressions() -> Response:
+    query = admin.current_event.get_query_string_value
+    limit_text = query("limit") or "100"
+    if not limit_text.isdigit() or not 1 <= int(limit_text) <= 1000:
+        raise InvalidInput("limit: give a whole number from 1 to 1000")
+    after = query("after")
+    if after is not None:
+        after = _address(after)
+    found, last = imports.suppressions(int(limit_text), after)
+    return json_response(200, {"suppressions": [_suppression_json(s) for s in found], "next_after": last})
+
+
+@admin.post("/v1/suppressions")
+def add_suppression() -> Response:
+    change = _parsed(SuppressionChange)
+    if not change.email:
+        raise InvalidInput("email: give the address to suppress")
+    email = _address(change.email)
+    added = imports.suppress(
+        Suppression(email, change.reason or "manual", clock.current().now(), "admin", change.by)
+    )
+    current = imports.suppression(email)
+    assert current is not None
+    return json_response(201 if added else 200, {"added": added, "suppression": _suppression_json(current)})
+
+
+@admin.get("/v1/suppressions/<email>")
+def get_suppression(email: str) -> Response:
+    address = _address(email)
+    current = imports.suppression(address)
+    body = {
+        "email": address,
+        "suppression": _suppression_json(current) if current else None,
+        "removals": imports.removals(address),
+    }
+    return json_response(200, body)
+
+
+@admin.post("/v1/suppressions/<email>/remove")
+def remove_suppression(email: str) -> Response:
+    change = _parsed(SuppressionChange)
+    address = _address(email)
+    if change.email and _address(change.email) != address:
+        raise InvalidInput("email: the body names another address than the path")
+    if not change.note:
+        raise InvalidInput("note: say why the address may be mailed again (recorded with who and when)")
+    removed = imports.remove_suppression(address, change.note, change.by, clock.current().now())
+    return json_response(200, {"removed": _suppression_json(removed), "by": change.by, "note": change.note})
+
+
+def _page_size(default: int, most: int) -> int:
+    text = admin.current_event.get_query_string_value("limit") or str(default)
+    if not text.isdigit() or not 1 <= int(text) <= most:
+        raise InvalidInput(f"limit: give a whole number from 1 to {most}")
+    return int(text)
+
+
+def _moment(name: str) -> datetime:
+    text = admin.current_event.get_query_string_value(name)
+    if not text:
+        raise InvalidInput(f"{name}: give a date (YYYY-MM-DD) or a time with an offset")
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInput(f"{name}: {text!r} is not a date or a time") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@admin.get("/v1/exports/leads")
+def export_leads() -> Response:
+    """Every lead, a page at a time (pages may be short, even empty: go on while next_cursor is set)."""
+    now = clock.current().now()
+    rows, cursor = exports.leads(admin.current_event.get_query_string_value("cursor"), _page_size(500, 1000))
+    scoring_config.refresh()
+    decay = scoring_config.current()[1].engagement.decay
+    leads = [lead_export_row(lead, score, suppressed, now, decay) for lead, score, suppressed in rows]
+    return json_response(200, {"leads": leads, "next_cursor": cursor})
+
+
+@admin.get("/v1/exports/activity")
+def export_activity() -> Response:
+    """Every timeline entry from ``from`` (inclusive) to ``to`` (exclusive), a page at a time."""
+    start, end = _moment("from"), _moment("to")
+    if end <= start:
+        raise InvalidInput("to: must be after from")
+    found, cursor = exports.activity(
+        start, end, admin.current_event.get_query_string_value("cursor"), _page_size(1000, 1000)
+    )
+    events = [{"lead_id": lead_id, **entry.model_dump(mode="json")} for lead_id, entry in found]
+    return json_response(200, {"events": events, "next_cursor": cursor})
 
 
 @admin.get("/v1/crm/unmatched")

@@ -50,5 +50,6 @@ def leads_api(load_handler, table: str) -> ModuleType:
         "leads_api",
         TABLE_NAME=table,
         SEND_QUEUE_URL="http://unused",
+        PROGRAMS_QUEUE_URL="http://unused",
         secrets={"ADMIN_TOKEN_SECRET_ARN": ADMIN},
     )

@@ -209,12 +209,14 @@ PUBLIC_PAGES = {("GET", "/v1/reports")}
 def test_every_admin_route_refuses_a_request_without_the_token_and_only_the_page_shell_is_public(
     leads_api, method: str, route: str
 ) -> None:
-    path = route.replace("{lead_id}", "ld_x").replace("{program_id}", "welcome")
+    path = route.replace("{lead_id}", "ld_x").replace("{program_id}", "welcome").replace("{email}", "a@b.io")
     parameters = (
         {"lead_id": "ld_x"}
         if "{lead_id}" in route
         else {"program_id": "welcome"}
         if "{program_id}" in route
+        else {"email": "a@b.io"}
+        if "{email}" in route
         else None
     )
     event = http_event(

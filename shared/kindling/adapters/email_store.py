@@ -17,16 +17,12 @@ from botocore.exceptions import ClientError
 from kindling.adapters import aws
 from kindling.adapters.due_store import DynamoDueStore
 from kindling.adapters.dynamo import DynamoLeadStore, lead_key, timeline_sk, to_item
-from kindling.adapters.items import send_key
+from kindling.adapters.items import send_key, suppression_key
 from kindling.email.sender import SendRequest, SendState
 from kindling.kernel.clock import isoformat
 from kindling.kernel.errors import Conflict, Retryable
 from kindling.leads.profiles import Lead, TimelineEntry, read_lead
 from kindling.programs.due import DueItem
-
-
-def suppression_key(email: str) -> dict[str, Any]:
-    return {"PK": {"S": f"SUPPRESS#{email}"}, "SK": {"S": "SUPPRESS"}}
 
 
 def timeline_put(table: str, lead_id: str, entry: TimelineEntry) -> dict[str, Any]:
@@ -285,7 +281,15 @@ class DynamoEmailStore(aws.TableAdapter):
     def suppress(self, email: str, reason: str, at: datetime) -> None:
         self.client.put_item(
             TableName=self._table,
-            Item={**suppression_key(email), "reason": {"S": reason}, "at": {"S": isoformat(at)}},
+            Item={
+                **suppression_key(email),
+                "reason": {"S": reason},
+                "at": {"S": isoformat(at)},
+                "source": {"S": "ses"},
+                # Listed with the rest of the suppression list (kindling.adapters.import_store).
+                "GSI1PK": {"S": "SUPPRESSED"},
+                "GSI1SK": {"S": email},
+            },
         )
 
     def update_lead(self, lead_id: str, expression: str, values: dict[str, Any]) -> None:

@@ -57,6 +57,11 @@ def send_key(send_id: str) -> dict[str, Any]:
     return {"PK": {"S": f"SEND#{send_id}"}, "SK": {"S": "SEND"}}
 
 
+def suppression_key(email: str) -> dict[str, Any]:
+    """An address never mailed: written by SES events, the admin API and imports; read by the sender."""
+    return {"PK": {"S": f"SUPPRESS#{email}"}, "SK": {"S": "SUPPRESS"}}
+
+
 def identity_key(identity: Identity) -> dict[str, Any]:
     return {"PK": {"S": f"IDENT#{identity.kind}#{identity.value}"}, "SK": {"S": "IDENT"}}
 

@@ -33,6 +33,8 @@ class LeadsApiSettings(_Settings):
     table_name: str
     admin_token_secret_arn: str
     send_queue_url: str
+    #: Where imported leads are announced as new leads when an import asks to enrol them.
+    programs_queue_url: str
 
 
 class HandoffSettings(_Settings):
