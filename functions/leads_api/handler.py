@@ -17,6 +17,7 @@ from kindling.adapters.dynamo import DynamoLeadStore
 from kindling.adapters.export_store import DynamoExportStore, lead_export_row
 from kindling.adapters.import_store import DynamoImportStore
 from kindling.adapters.metrics_store import DynamoMetricsStore
+from kindling.adapters.privacy_store import DynamoPrivacyStore, readable
 from kindling.adapters.program_store import DynamoProgramStore
 from kindling.adapters.queue import QueueDelivery, SqsQueue
 from kindling.adapters.sales_store import DynamoUnmatchedStore
@@ -45,6 +46,7 @@ from kindling.leads.importing import (
     import_contacts,
     import_suppressions,
 )
+from kindling.leads.privacy import ErasureRequest, erase_person
 from kindling.leads.profiles import Lead, find_lead_by_email, read_lead
 from kindling.metrics import report_page, reports
 from kindling.programs.engine import describe_enrollments
@@ -63,6 +65,8 @@ send_queue = SqsQueue(settings.send_queue_url)
 unmatched_crm = DynamoUnmatchedStore(settings.table_name)
 imports = DynamoImportStore(settings.table_name)
 exports = DynamoExportStore(settings.table_name)
+privacy = DynamoPrivacyStore(settings.table_name)
+link_secret = SecretsManagerSecret(settings.link_secret_arn)
 programs_queue = QueueDelivery(settings.programs_queue_url)
 scoring_config = ConfigCache(DynamoConfigStore(settings.table_name), "scoring", ScoringConfig)
 app = APIGatewayHttpResolver()
@@ -77,6 +81,23 @@ def get_lead(lead_id: str) -> Response:
     if view is None:
         raise NotFound(f"no lead {lead_id}")
     return json_response(200, view.model_dump(mode="json"))
+
+
+@admin.get("/v1/leads/<lead_id>/data")
+def access_export(lead_id: str) -> Response:
+    """Everything stored about one person (a GDPR / CCPA access request), as plain JSON."""
+    person = privacy.gather(lead_id) if len(lead_id) <= 200 and lead_id.isprintable() else None
+    if person is None:
+        raise NotFound(f"no lead {lead_id}")
+    return json_response(200, readable(person))
+
+
+@admin.post("/v1/leads/<lead_id>/erase")
+def erase(lead_id: str) -> Response:
+    """Delete everything about one person; an opted-out address is kept only as a keyed hash."""
+    request = _parsed(ErasureRequest)
+    report = erase_person(privacy, lead_id, request, link_secret.value().encode(), clock.current().now())
+    return json_response(200, report)
 
 
 @admin.get("/v1/leads/<lead_id>/score")

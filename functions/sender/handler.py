@@ -26,11 +26,12 @@ class SendRecord(SqsRecordModel):
 
 
 settings = SenderSettings()
-store = DynamoEmailStore(settings.table_name)
+link_secret = SecretsManagerSecret(settings.link_secret_arn)
+# Erased addresses that had opted out are remembered by a hash keyed with the link secret.
+store = DynamoEmailStore(settings.table_name, hash_key=lambda: link_secret.value().encode())
 config = EmailConfig(settings.table_name)
 mailer = SesMailer(settings.configuration_set)
 publisher = EventBridgePublisher(settings.bus_name)
-link_secret = SecretsManagerSecret(settings.link_secret_arn)
 
 
 def _sender() -> EmailSender:

@@ -10,6 +10,7 @@ import threading
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 DEFAULT_TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "config"
@@ -495,6 +496,206 @@ def _crm_unmatched(args: argparse.Namespace) -> int:
 UNMATCHED_COLUMNS = ("occurred_at", "provider", "kind", "object_id", "email", "stage")
 
 
+def _target(args: argparse.Namespace) -> Any:
+    """The admin API a data command talks to, or None after saying why not."""
+    from kindling_ops.admin_client import AdminApiError, admin_api
+
+    try:
+        return admin_api(args.local, args.port, args.url, args.token, args.stack)
+    except AdminApiError as exc:
+        print(f"kindling: {exc}", file=sys.stderr)
+        return None
+
+
+def _import(args: argparse.Namespace) -> int:
+    from kindling_ops.admin_client import AdminApiError
+    from kindling_ops.import_command import fingerprint, run_import, summary
+    from kindling_ops.importing import formats
+
+    sources = [args.file] + ([args.suppressions] if args.suppressions else [])
+    for given in sources:
+        if not str(given).startswith("s3://") and not Path(given).exists():
+            print(f"kindling: {given}: no such file or folder", file=sys.stderr)
+            return 2
+    if args.suppressions and args.format in ("csv", "pinpoint"):
+        print(
+            f"kindling: --suppressions is for mautic and hubspot exports, not {args.format}", file=sys.stderr
+        )
+        return 2
+    try:
+        if args.format == "csv":
+            mapping = dict(formats.load_mapping(Path(args.map))) if args.map else {}
+            for pair in args.column or []:
+                header, _, target = pair.partition("=")
+                if not header or not _:
+                    print(f"kindling: --column {pair!r}: write HEADER=TRAIT", file=sys.stderr)
+                    return 2
+                mapping[header] = target
+            parsed = formats.read_csv(Path(args.file), mapping or None)
+        elif args.format == "mautic":
+            parsed = formats.read_mautic(
+                Path(args.file), Path(args.suppressions) if args.suppressions else None
+            )
+        elif args.format == "hubspot":
+            parsed = formats.read_hubspot(
+                Path(args.file), Path(args.suppressions) if args.suppressions else None
+            )
+        else:
+            parsed = formats.read_pinpoint(args.file)
+    except (ValueError, OSError) as exc:
+        print(f"kindling: {exc}", file=sys.stderr)
+        return 2
+    api = _target(args)
+    if api is None:
+        return 2
+    results = (
+        Path(args.results) if args.results else Path(f"{Path(str(args.file).rstrip('/')).name}.results.csv")
+    )
+    identity = fingerprint(
+        sources, {"format": args.format, "enroll": args.enroll, "map": args.map, "column": args.column}
+    )
+    try:
+        counts = run_import(
+            api,
+            parsed,
+            source=args.format,
+            results_path=results,
+            identity=identity,
+            dry_run=args.dry_run,
+            enroll=args.enroll,
+        )
+    except AdminApiError as exc:
+        print(f"\nkindling: {exc}\nrun the same command again to go on where it stopped", file=sys.stderr)
+        return 1
+    print(summary(counts, dict(parsed.skipped), args.dry_run, results))
+    return 0
+
+
+def _suppressions(args: argparse.Namespace) -> int:
+    import csv
+    import json
+    import urllib.parse
+
+    from kindling_ops.admin_client import AdminApiError
+
+    api = _target(args)
+    if api is None:
+        return 2
+    by = getattr(args, "by", None) or f"{os.environ.get('USER', 'operator')}@{os.uname().nodename}"
+    try:
+        if args.suppressions_command == "add":
+            answer = api.post("/v1/suppressions", {"email": args.email, "reason": args.reason, "by": by})
+            print(
+                ("added: " if answer["added"] else "already suppressed: ") + _describe(answer["suppression"])
+            )
+        elif args.suppressions_command == "remove":
+            quoted = urllib.parse.quote(args.email, safe="")
+            answer = api.post(f"/v1/suppressions/{quoted}/remove", {"note": args.note, "by": by})
+            print(f"removed: {_describe(answer['removed'])}; by {by}: {args.note}")
+        else:
+            rows, after = [], None
+            while True:
+                page = api.get("/v1/suppressions", {"limit": "1000", **({"after": after} if after else {})})
+                rows += page["suppressions"]
+                after = page.get("next_after")
+                if not after:
+                    break
+            if args.suppressions_command == "export" and args.format == "jsonl":
+                for row in rows:
+                    print(json.dumps(row))
+            elif args.suppressions_command == "export":
+                writer = csv.DictWriter(sys.stdout, fieldnames=("email", "reason", "at", "source", "by"))
+                writer.writeheader()
+                writer.writerows(rows)
+            else:
+                for row in rows:
+                    print(_describe(row))
+                print(f"{len(rows):,} suppressed addresses")
+    except AdminApiError as exc:
+        print(f"kindling: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _describe(suppression: dict[str, Any]) -> str:
+    by = f" by {suppression['by']}" if suppression.get("by") else ""
+    since = suppression["at"][:10]
+    return f"{suppression['email']}  {suppression['reason']}  since {since} ({suppression['source']}{by})"
+
+
+def _person(args: argparse.Namespace) -> int:
+    """One person's data: everything as JSON (``export``), or all of it removed (``erase``)."""
+    import json
+    import urllib.parse
+
+    from kindling_ops.admin_client import AdminApiError
+
+    api = _target(args)
+    if api is None:
+        return 2
+    try:
+        lead_id = args.lead
+        if "@" in lead_id:
+            lead_id = api.get("/v1/leads", {"email": lead_id})["lead"]["lead_id"]
+        quoted = urllib.parse.quote(lead_id, safe="")
+        if args.person_command == "export":
+            print(json.dumps(api.get(f"/v1/leads/{quoted}/data"), indent=2))
+            return 0
+        by = args.by or f"{os.environ.get('USER', 'operator')}@{os.uname().nodename}"
+        report = api.post(f"/v1/leads/{quoted}/erase", {"confirm": args.confirm, "by": by, "note": args.note})
+    except AdminApiError as exc:
+        print(f"kindling: {exc}", file=sys.stderr)
+        return 1
+    kept = "; its opt-out is kept as a keyed hash" if report["kept_opt_out"] else ""
+    print(f"erased lead {report['lead_id']}: {report['erased_items']} items{kept}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    """Page through the export route and stream each record out as it comes."""
+    import csv
+    import json
+
+    from kindling_ops.admin_client import AdminApiError
+
+    api = _target(args)
+    if api is None:
+        return 2
+    if args.what == "activity" and not (args.start and args.end):
+        print("kindling: export activity needs --from and --to", file=sys.stderr)
+        return 2
+    out = open(args.output, "w", newline="") if args.output else sys.stdout  # noqa: SIM115
+    key = "leads" if args.what == "leads" else "events"
+    query = {} if args.what == "leads" else {"from": args.start, "to": args.end}
+    writer: Any = None
+    written = 0
+    try:
+        cursor = None
+        while True:
+            page = api.get(f"/v1/exports/{args.what}", {**query, **({"cursor": cursor} if cursor else {})})
+            for record in page[key]:
+                if args.format == "jsonl":
+                    out.write(json.dumps(record) + "\n")
+                else:
+                    flat = {k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in record.items()}
+                    if writer is None:
+                        writer = csv.DictWriter(out, fieldnames=list(flat))
+                        writer.writeheader()
+                    writer.writerow(flat)
+                written += 1
+            cursor = page.get("next_cursor")
+            if not cursor:
+                break
+    except AdminApiError as exc:
+        print(f"kindling: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if args.output:
+            out.close()
+    print(f"{written:,} {key} exported" + (f" to {args.output}" if args.output else ""), file=sys.stderr)
+    return 0
+
+
 def _metrics_rebuild(args: argparse.Namespace) -> int:
     if args.local:
         answer = _post_local(args.port, "/_local/metrics/rebuild", {}, timeout=1800)
@@ -714,6 +915,89 @@ def build_parser() -> argparse.ArgumentParser:
         help="the attribution window in days (default: the stack's AttributionWindowDays, else 14)",
     )
     rebuild.set_defaults(run=_metrics_rebuild)
+
+    def admin_target(command: argparse.ArgumentParser) -> None:
+        place = command.add_mutually_exclusive_group(required=True)
+        place.add_argument("--local", action="store_true", help="the running local stack")
+        place.add_argument("--stack", help="a deployed stack: its ApiUrl output and admin token secret")
+        place.add_argument("--url", help="any kindling API URL (with --token)")
+        command.add_argument(
+            "--port", type=int, default=None, help="the local stack's port (default: $PORT or 3000)"
+        )
+        command.add_argument("--token", help="the admin token (default: $KINDLING_ADMIN_TOKEN)")
+
+    importing = commands.add_parser(
+        "import",
+        help="bring contacts and suppressions in from CSV, Mautic, HubSpot or Pinpoint exports",
+        description="Reads the export, then sends suppressions first and contacts after through the admin "
+        "API in batches of 500. Each row's outcome goes to a results CSV; an interrupted import goes on "
+        "where it stopped when run again, and running a finished one again changes nothing.",
+    )
+    importing.add_argument("format", choices=["csv", "mautic", "hubspot", "pinpoint"])
+    importing.add_argument("file", help="the contacts export (pinpoint: a folder or an s3:// prefix)")
+    importing.add_argument(
+        "--suppressions",
+        help="mautic: the do-not-contact report; hubspot: the unsubscribes and bounces export",
+    )
+    importing.add_argument("--map", help="csv: a YAML file {columns: {Header: trait}}")
+    importing.add_argument(
+        "--column", action="append", help="csv: HEADER=TRAIT (repeatable; wins over --map)"
+    )
+    importing.add_argument("--results", help="where each row's outcome goes (default: FILE.results.csv here)")
+    importing.add_argument("--dry-run", action="store_true", help="say what would happen; write nothing")
+    importing.add_argument("--enroll", action="store_true", help="created leads enter new-lead programs")
+    admin_target(importing)
+    importing.set_defaults(run=_import)
+
+    suppressions = commands.add_parser("suppressions", help="the addresses kindling never mails")
+    suppression_commands = suppressions.add_subparsers(dest="suppressions_command", required=True)
+    for name, text in (("list", "every suppressed address"), ("export", "the list as CSV or JSON lines")):
+        command = suppression_commands.add_parser(name, help=text)
+        if name == "export":
+            command.add_argument("--format", choices=["csv", "jsonl"], default="csv")
+        admin_target(command)
+        command.set_defaults(run=_suppressions)
+    add = suppression_commands.add_parser("add", help="never mail this address")
+    add.add_argument("email")
+    add.add_argument(
+        "--reason", choices=["unsubscribed", "bounced", "complained", "manual"], default="manual"
+    )
+    add.add_argument("--by", help="who asks (default: $USER@host)")
+    admin_target(add)
+    add.set_defaults(run=_suppressions)
+    remove = suppression_commands.add_parser("remove", help="mail this address again (needs a reason)")
+    remove.add_argument("email")
+    remove.add_argument("--note", required=True, help="why it may be mailed again (recorded)")
+    remove.add_argument("--by", help="who decides (default: $USER@host)")
+    admin_target(remove)
+    remove.set_defaults(run=_suppressions)
+
+    export = commands.add_parser(
+        "export", help="every lead, or activity in a date range, as CSV or JSON lines"
+    )
+    export.add_argument("what", choices=["leads", "activity"])
+    export.add_argument("--format", choices=["csv", "jsonl"], default="jsonl")
+    export.add_argument("--from", dest="start", help="activity: first day or time (inclusive)")
+    export.add_argument("--to", dest="end", help="activity: the day or time it ends (exclusive)")
+    export.add_argument("--output", help="a file (default: standard output)")
+    admin_target(export)
+    export.set_defaults(run=_export)
+
+    person = commands.add_parser("person", help="one person's data: an access export, or erasure")
+    person_commands = person.add_subparsers(dest="person_command", required=True)
+    access = person_commands.add_parser("export", help="everything stored about one person, as JSON")
+    access.add_argument("lead", help="the lead's id or email address")
+    admin_target(access)
+    access.set_defaults(run=_person)
+    forget = person_commands.add_parser("erase", help="delete everything about one person (cannot be undone)")
+    forget.add_argument("lead", help="the lead's id or email address")
+    forget.add_argument(
+        "--confirm", required=True, help="the lead's email address again (its id if it has none)"
+    )
+    forget.add_argument("--by", help="who asks (default: $USER@host)")
+    forget.add_argument("--note", help="why, e.g. the request's ticket")
+    admin_target(forget)
+    forget.set_defaults(run=_person)
 
     crm = commands.add_parser("crm", help="CRM events kindling holds for people it does not know yet")
     crm_commands = crm.add_subparsers(dest="crm_command", required=True)

@@ -19,6 +19,7 @@ from tests.integration.conftest import ADMIN
 from tests.integration.events import Context, http_event
 
 AUTH = {"Authorization": f"Bearer {ADMIN}"}
+LINK_SECRET = "link-secret-integration-0123456789"
 
 
 @pytest.fixture
@@ -29,7 +30,7 @@ def api(load_handler, table: str) -> Any:
         TABLE_NAME=table,
         SEND_QUEUE_URL="http://unused",
         PROGRAMS_QUEUE_URL=programs,
-        secrets={"ADMIN_TOKEN_SECRET_ARN": ADMIN},
+        secrets={"ADMIN_TOKEN_SECRET_ARN": ADMIN, "LINK_SECRET_ARN": LINK_SECRET},
     )
     handler.programs_queue_url_for_tests = programs
     return handler
@@ -195,3 +196,65 @@ def test_the_suppression_list_is_listed_and_a_removal_needs_a_reason_and_is_reco
         "re-confirmed opt-in by phone",
         "manual",
     )
+
+
+def test_a_persons_access_export_has_everything_and_erasure_leaves_only_a_hash_of_an_opted_out_address(
+    api, table
+) -> None:
+    from kindling.adapters.email_store import DynamoEmailStore
+    from kindling.leads.privacy import suppression_hash
+
+    call(
+        api,
+        "POST",
+        "/v1/imports/contacts",
+        {
+            "source": "csv",
+            "rows": [
+                {
+                    "row": "2",
+                    "email": "erin@acme.io",
+                    "user_id": "u-erin",
+                    "traits": {"first_name": "Erin"},
+                    "unsubscribed": True,
+                }
+            ],
+        },
+    )
+    store = DynamoLeadStore(table)
+    lead_id = store.lead_for_email("erin@acme.io")
+    assert lead_id is not None
+    route = "/v1/leads/{lead_id}/data"
+    status, data = call(api, "GET", f"/v1/leads/{lead_id}/data", route=route, lead_id=lead_id)
+    assert status == 200 and data["email"] == "erin@acme.io"
+    assert {"profile", "timeline", "identities"} <= set(data["items"])
+    assert len(data["items"]["identities"]) == 2, "email and user id"
+
+    erase_route = "/v1/leads/{lead_id}/erase"
+    status, answer = call(
+        api,
+        "POST",
+        f"/v1/leads/{lead_id}/erase",
+        {"confirm": "someone@else.io", "by": "dpo@acme.io"},
+        erase_route,
+        lead_id=lead_id,
+    )
+    assert status == 400 and "confirm" in answer["problems"][0], "erasure asks for the address again"
+    status, report = call(
+        api,
+        "POST",
+        f"/v1/leads/{lead_id}/erase",
+        {"confirm": "Erin@acme.io", "by": "dpo@acme.io", "note": "ticket 881"},
+        erase_route,
+        lead_id=lead_id,
+    )
+    assert status == 200 and report["kept_opt_out"] and report["erased_items"] >= 4
+
+    dump = json.dumps(boto3.client("dynamodb").scan(TableName=table)["Items"])
+    assert "erin@acme.io" not in dump and "u-erin" not in dump and "Erin" not in dump, "nothing left in clear"
+    assert call(api, "GET", f"/v1/leads/{lead_id}/data", route=route, lead_id=lead_id)[0] == 404
+    # A later CRM sync or import brings the address back: the sender still never mails it.
+    emails = DynamoEmailStore(table, hash_key=lambda: LINK_SECRET.encode())
+    assert emails.suppression("erin@acme.io") == "unsubscribed"
+    assert emails.suppression("someone.else@acme.io") is None
+    assert suppression_hash(LINK_SECRET.encode(), "erin@acme.io") in dump

@@ -389,9 +389,12 @@ class DynamoLeadStore(aws.TableAdapter):
                 values[f":{attribute}"] = {"S": value}
                 sets.append(f"{attribute} = if_not_exists({attribute}, :{attribute})")
         expression = f"SET {', '.join(sets)}" if sets else ""
+        adds = [("merged_ids", ":merged")]  # remembered for the person's access export and erasure
+        values[":merged"] = {"SS": [other.lead_id]}
         if other.anonymous_ids:
             values[":anon"] = {"SS": list(other.anonymous_ids)}
-            expression += " ADD anonymous_ids :anon"
+            adds.append(("anonymous_ids", ":anon"))
+        expression += " ADD " + ", ".join(f"{name} {value}" for name, value in adds)
         if expression:
             kwargs: dict[str, Any] = {
                 "TableName": self._table,

@@ -9,6 +9,7 @@ SESSEND#<send id> / SESSEND      SES's Send event for the send (its message id)
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -21,6 +22,7 @@ from kindling.adapters.items import send_key, suppression_key
 from kindling.email.sender import SendRequest, SendState
 from kindling.kernel.clock import isoformat
 from kindling.kernel.errors import Conflict, Retryable
+from kindling.leads.privacy import suppression_hash
 from kindling.leads.profiles import Lead, TimelineEntry, read_lead
 from kindling.programs.due import DueItem
 
@@ -42,8 +44,12 @@ def email_entry(request: SendRequest, what: str, now: datetime, **properties: An
 
 
 class DynamoEmailStore(aws.TableAdapter):
-    def __init__(self, table_name: str, client: Any = None) -> None:
+    def __init__(
+        self, table_name: str, client: Any = None, hash_key: Callable[[], bytes] | None = None
+    ) -> None:
         super().__init__(table_name, client)
+        #: The key of the hashes erased opted-out addresses are remembered by (the link secret).
+        self._hash_key = hash_key
         self._leads = DynamoLeadStore(table_name, client)
         self._due = DynamoDueStore(table_name, client)
 
@@ -56,8 +62,21 @@ class DynamoEmailStore(aws.TableAdapter):
         return view.lead if view else None
 
     def suppression(self, email: str) -> str | None:
-        item = self._get(suppression_key(email))
-        return item["reason"]["S"] if item else None
+        """Why the address must not be mailed: on the list, or erased after it opted out (one read)."""
+        if self._hash_key is None:
+            item = self._get(suppression_key(email))
+            return item["reason"]["S"] if item else None
+        hashed = {
+            "PK": {"S": f"SUPPRESSHASH#{suppression_hash(self._hash_key(), email)}"},
+            "SK": {"S": "SUPPRESSHASH"},
+        }
+        answer = self.client.batch_get_item(
+            RequestItems={self._table: {"Keys": [suppression_key(email), hashed], "ConsistentRead": True}}
+        )
+        found = answer.get("Responses", {}).get(self._table, [])
+        if answer.get("UnprocessedKeys"):
+            raise Retryable("DynamoDB left the suppression check unprocessed")
+        return found[0]["reason"]["S"] if found else None
 
     def send_state(self, send_id: str) -> SendState | None:
         item = self._get(send_key(send_id))

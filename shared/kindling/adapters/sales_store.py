@@ -41,6 +41,18 @@ class DynamoSalesStore(aws.TableAdapter):
     def link_crm_identity(self, lead_id: str, crm_identity: str) -> None:
         with contextlib.suppress(Conflict):  # already someone's: the first match keeps it
             self._leads.claim(Identity("crm", crm_identity), lead_id)
+            # The lead knows its CRM ids too: a person's access export and erasure find them there.
+            try:
+                self.client.update_item(
+                    TableName=self._table,
+                    Key=lead_key(lead_id),
+                    UpdateExpression="ADD crm_ids :id",
+                    ConditionExpression="attribute_exists(PK)",
+                    ExpressionAttributeValues={":id": {"SS": [crm_identity]}},
+                )
+            except ClientError as exc:
+                if aws.error_code(exc) != "ConditionalCheckFailedException":
+                    raise aws.translate(exc, "sales state: crm id") from exc
 
     def lead(self, lead_id: str) -> Lead | None:
         view = read_lead(self._leads, lead_id, timeline_limit=0)
@@ -144,7 +156,7 @@ class DynamoUnmatchedStore(aws.TableAdapter):
     LIST_PK = "CRMUNMATCHED"
 
     @staticmethod
-    def _list_sk(event: UnmatchedCrmEvent) -> str:
+    def list_sk(event: UnmatchedCrmEvent) -> str:
         return f"{isoformat(event.occurred_at or event.received_at)}#{event.event_id}"
 
     def keep(self, event: UnmatchedCrmEvent) -> None:
@@ -154,7 +166,7 @@ class DynamoUnmatchedStore(aws.TableAdapter):
         puts = [
             {
                 "PK": {"S": self.LIST_PK},
-                "SK": {"S": self._list_sk(event)},
+                "SK": {"S": self.list_sk(event)},
                 "event": body,
                 "expires_at": expires,
             }
@@ -177,7 +189,7 @@ class DynamoUnmatchedStore(aws.TableAdapter):
         return _live_events(response.get("Items", []), now)
 
     def forget(self, event: UnmatchedCrmEvent) -> None:
-        keys = [{"PK": {"S": self.LIST_PK}, "SK": {"S": self._list_sk(event)}}]
+        keys = [{"PK": {"S": self.LIST_PK}, "SK": {"S": self.list_sk(event)}}]
         keys += [{"PK": {"S": f"CRMWAIT#{key}"}, "SK": {"S": event.event_id}} for key in event.keys]
         self.client.transact_write_items(
             TransactItems=[{"Delete": {"TableName": self._table, "Key": key}} for key in keys]

@@ -35,6 +35,8 @@ class LeadsApiSettings(_Settings):
     send_queue_url: str
     #: Where imported leads are announced as new leads when an import asks to enrol them.
     programs_queue_url: str
+    #: Keys the hash an erased opted-out address is remembered by (as the sender checks it).
+    link_secret_arn: str
 
 
 class HandoffSettings(_Settings):

@@ -1,0 +1,187 @@
+"""PrivacyStore on the single table: find every item that names a person, and delete them all.
+
+Found from the lead, never by scanning: its partition (profile, timeline, score, stage history,
+enrollments, sends made), the identities it lists (email, user id, anonymous ids, CRM ids), the
+leads merged into it, the message markers and email sends its timeline names, and the
+suppression list, its removals and the CRM events held for its address.
+
+SUPPRESSHASH#<hash> / SUPPRESSHASH   an erased address that had opted out (kindling.leads.privacy)
+ERASURE#<lead id>   / <time>         that a lead was erased, when, by whom: counts, no personal data
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from kindling.adapters import aws
+from kindling.adapters.items import from_item, lead_key, send_key, suppression_key
+from kindling.adapters.sales_store import DynamoUnmatchedStore
+from kindling.crm.unmatched import UnmatchedCrmEvent, email_key
+from kindling.leads.privacy import PersonData
+from kindling.leads.profiles import Lead
+
+_KINDS = (
+    ("EVT#", "timeline"),
+    ("ENROLL#", "enrollments"),
+    ("STAGE#", "stage_history"),
+    ("SENT#", "sends_made"),
+    ("HANDOFF#", "hand_offs"),
+    ("SCORE", "score"),
+    ("PROFILE", "profile"),
+)
+
+
+def hashed_suppression_key(digest: str) -> dict[str, Any]:
+    return {"PK": {"S": f"SUPPRESSHASH#{digest}"}, "SK": {"S": "SUPPRESSHASH"}}
+
+
+class DynamoPrivacyStore(aws.TableAdapter):
+    def gather(self, lead_id: str) -> PersonData | None:
+        profile = self._get(lead_key(lead_id))
+        hops = 0
+        while profile is not None and "merged_into" in profile and hops < 5:
+            profile = self._get(lead_key(profile["merged_into"]["S"]))
+            hops += 1
+        if profile is None:
+            return None
+        lead = Lead.model_validate(from_item(profile))
+        person = PersonData(lead=lead)
+        lead_ids = [lead.lead_id, *profile.get("merged_ids", {}).get("SS", [])]
+        send_ids: set[str] = set()
+        for owner in lead_ids:
+            for item in self._partition(f"LEAD#{owner}"):
+                self._add(person, self._kind(item["SK"]["S"]), item)
+                values = from_item(item)
+                send_id = (
+                    (values.get("properties") or {}).get("send_id") if isinstance(values, dict) else None
+                )
+                if isinstance(send_id, str):
+                    send_ids.add(send_id)
+                if item["SK"]["S"].startswith("SENT#"):
+                    send_ids.add(item["SK"]["S"].split("#", 2)[2])
+        identities = [("email", lead.email), ("user", lead.user_id)]
+        identities += [("anon", anon) for anon in lead.anonymous_ids]
+        identities += [("crm", crm) for crm in profile.get("crm_ids", {}).get("SS", [])]
+        keys = [
+            {"PK": {"S": f"IDENT#{kind}#{value}"}, "SK": {"S": "IDENT"}}
+            for kind, value in identities
+            if value
+        ]
+        entries = person.items.get("timeline", [])
+        keys += [
+            {"PK": {"S": f"MSG#{e['message_id']['S']}"}, "SK": {"S": "MSG"}}
+            for e in entries
+            if "message_id" in e
+        ]
+        for send_id in sorted(send_ids):
+            keys += [send_key(send_id), {"PK": {"S": f"SESSEND#{send_id}"}, "SK": {"S": "SESSEND"}}]
+        if lead.email:
+            keys.append(suppression_key(lead.email))
+        for item in self._batch_get(keys):
+            pk = item["PK"]["S"]
+            if pk.startswith("IDENT#") and item.get("lead_id", {}).get("S") not in lead_ids:
+                continue  # an identity another lead holds is theirs, not this person's
+            kind = pk.split("#", 1)[0].lower()
+            self._add(
+                person,
+                {
+                    "ident": "identities",
+                    "msg": "message_markers",
+                    "send": "sends",
+                    "sesend": "sends",
+                    "suppress": "suppression",
+                }.get(kind, kind),
+                item,
+            )
+            if pk.startswith("SUPPRESS#"):
+                person.suppressed = item["reason"]["S"]
+        if lead.email:
+            for item in self._partition(f"SUPPRESSLOG#{lead.email}"):
+                self._add(person, "suppression_removals", item)
+            unmatched = DynamoUnmatchedStore(self._table, self.client)
+            for item in self._partition(f"CRMWAIT#{email_key(lead.email)}"):
+                self._add(person, "crm_events_held", item)
+                event = UnmatchedCrmEvent.model_validate_json(item["event"]["S"])
+                person.keys.append({"PK": {"S": unmatched.LIST_PK}, "SK": {"S": unmatched.list_sk(event)}})
+        return person
+
+    def erase(self, person: PersonData, keep_hash: tuple[str, str] | None, audit: dict[str, Any]) -> int:
+        if keep_hash is not None:  # first: never a moment when an opted-out address could be mailed
+            digest, reason = keep_hash
+            self.client.put_item(
+                TableName=self._table,
+                Item={**hashed_suppression_key(digest), "reason": {"S": reason}, "at": {"S": audit["at"]}},
+            )
+        keys = list({(k["PK"]["S"], k["SK"]["S"]): k for k in person.keys}.values())
+        for start in range(0, len(keys), 25):
+            request: dict[str, Any] = {
+                self._table: [{"DeleteRequest": {"Key": k}} for k in keys[start : start + 25]]
+            }
+            for _ in range(8):
+                answer = self.client.batch_write_item(RequestItems=request)
+                request = answer.get("UnprocessedItems") or {}
+                if not request:
+                    break
+            else:
+                raise aws.translate(RuntimeError("DynamoDB left deletes unprocessed"), "an erasure")
+        self.client.put_item(
+            TableName=self._table,
+            Item={
+                "PK": {"S": f"ERASURE#{audit['lead_id']}"},
+                "SK": {"S": audit["at"]},
+                "record": {"S": json.dumps(audit)},
+            },
+        )
+        return len(keys)
+
+    # --- plumbing ------------------------------------------------------------------------------
+    @staticmethod
+    def _kind(sk: str) -> str:
+        return next((kind for prefix, kind in _KINDS if sk.startswith(prefix)), "other")
+
+    @staticmethod
+    def _add(person: PersonData, kind: str, item: dict[str, Any]) -> None:
+        person.items.setdefault(kind, []).append(item)
+        person.keys.append({"PK": item["PK"], "SK": item["SK"]})
+
+    def _get(self, key: dict[str, Any]) -> dict[str, Any] | None:
+        item = self.client.get_item(TableName=self._table, Key=key, ConsistentRead=True).get("Item")
+        return dict(item) if item else None
+
+    def _partition(self, pk: str) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "PK = :pk",
+            "ExpressionAttributeValues": {":pk": {"S": pk}},
+            "ConsistentRead": True,
+        }
+        while True:
+            page = self.client.query(**kwargs)
+            found += page.get("Items", [])
+            if "LastEvaluatedKey" not in page:
+                return found
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def _batch_get(self, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        unique = list({(k["PK"]["S"], k["SK"]["S"]): k for k in keys}.values())
+        found: list[dict[str, Any]] = []
+        for start in range(0, len(unique), 100):
+            request: dict[str, Any] = {
+                self._table: {"Keys": unique[start : start + 100], "ConsistentRead": True}
+            }
+            while request:
+                answer = self.client.batch_get_item(RequestItems=request)
+                found += answer.get("Responses", {}).get(self._table, [])
+                request = answer.get("UnprocessedKeys") or {}
+        return found
+
+
+def readable(person: PersonData) -> dict[str, Any]:
+    """The access export: every item as plain JSON, grouped by what it is."""
+    return {
+        "lead_id": person.lead.lead_id,
+        "email": person.lead.email,
+        "items": {kind: [from_item(item) for item in found] for kind, found in sorted(person.items.items())},
+    }
