@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from kindling.adapters.config_store import ConfigCache, DynamoConfigStore, EmailConfig, ProgramsConfig
 from kindling.adapters.dynamo import DynamoLeadStore
+from kindling.adapters.eventbridge import EventBridgePublisher
 from kindling.adapters.export_store import DynamoExportStore, lead_export_row
 from kindling.adapters.import_store import DynamoImportStore
 from kindling.adapters.metrics_store import DynamoMetricsStore
@@ -23,6 +24,7 @@ from kindling.adapters.queue import QueueDelivery, SqsQueue
 from kindling.adapters.sales_store import DynamoUnmatchedStore
 from kindling.adapters.score_store import DynamoScoreStore
 from kindling.adapters.secrets import SecretsManagerSecret
+from kindling.crm.unmatched import release_for_email
 from kindling.email.sender import SendEmailCommand, queue_email
 from kindling.kernel import clock
 from kindling.kernel.bus import BusEvent
@@ -68,6 +70,7 @@ exports = DynamoExportStore(settings.table_name)
 privacy = DynamoPrivacyStore(settings.table_name)
 link_secret = SecretsManagerSecret(settings.link_secret_arn)
 programs_queue = QueueDelivery(settings.programs_queue_url)
+bus = EventBridgePublisher(settings.bus_name)
 scoring_config = ConfigCache(DynamoConfigStore(settings.table_name), "scoring", ScoringConfig)
 app = APIGatewayHttpResolver()
 register_errors(app, auth_scheme="Bearer")
@@ -96,6 +99,8 @@ def access_export(lead_id: str) -> Response:
 def erase(lead_id: str) -> Response:
     """Delete everything about one person; an opted-out address is kept only as a keyed hash."""
     request = _parsed(ErasureRequest)
+    if len(lead_id) > 200 or not lead_id.isprintable():
+        raise NotFound(f"no lead {lead_id[:200]}")
     report = erase_person(privacy, lead_id, request, link_secret.value().encode(), clock.current().now())
     return json_response(200, report)
 
@@ -189,7 +194,12 @@ def import_suppression_rows() -> Response:
 @admin.post("/v1/imports/contacts")
 def import_contact_rows() -> Response:
     batch = _parsed(ContactBatch)
-    results = import_contacts(imports, batch, clock.current().now(), _Enroller())
+    now = clock.current().now()
+
+    def created(lead: Lead) -> None:  # CRM events kept for this address apply to the new lead now
+        release_for_email(unmatched_crm, bus, lead.email, now)
+
+    results = import_contacts(imports, batch, now, _Enroller(), on_created=created)
     return json_response(200, {"dry_run": batch.dry_run, "results": [r.as_json() for r in results]})
 
 

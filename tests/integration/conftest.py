@@ -51,5 +51,6 @@ def leads_api(load_handler, table: str) -> ModuleType:
         TABLE_NAME=table,
         SEND_QUEUE_URL="http://unused",
         PROGRAMS_QUEUE_URL="http://unused",
+        BUS_NAME="unused-bus",
         secrets={"ADMIN_TOKEN_SECRET_ARN": ADMIN, "LINK_SECRET_ARN": "link-secret-integration-0123456789"},
     )

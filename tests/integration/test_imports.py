@@ -30,6 +30,7 @@ def api(load_handler, table: str) -> Any:
         TABLE_NAME=table,
         SEND_QUEUE_URL="http://unused",
         PROGRAMS_QUEUE_URL=programs,
+        BUS_NAME="unused-bus",
         secrets={"ADMIN_TOKEN_SECRET_ARN": ADMIN, "LINK_SECRET_ARN": LINK_SECRET},
     )
     handler.programs_queue_url_for_tests = programs

@@ -904,3 +904,14 @@ def test_bodies_over_a_megabyte_are_refused() -> None:
     events.check_size(b"x" * events.MAX_BODY_BYTES)
     with pytest.raises(InvalidInput, match="at most 1024 KB"):
         events.check_size(b"x" * (events.MAX_BODY_BYTES + 1))
+
+
+def test_a_late_crm_stage_change_never_moves_a_lead_back() -> None:
+    from kindling.crm.sales import outdated
+
+    moved = datetime(2026, 11, 20, tzinfo=UTC)
+    earlier = moved - timedelta(days=2)
+    assert outdated("customer", moved, "sql", earlier), "a held sql from before the sale"
+    assert not outdated("mql", moved, "sql", earlier), "an older move that is still forward applies"
+    assert not outdated("customer", moved, "sql", moved + timedelta(days=1)), "a newer change applies"
+    assert outdated("recycled", moved, "closed_lost", earlier)

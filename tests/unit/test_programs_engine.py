@@ -525,3 +525,13 @@ def test_goal_met_describes_the_goal() -> None:
     assert goal_met(the, lead(stage="sql"), None) == "reached stage sql"
     assert goal_met(the, lead(), "demo requested") == "did 'demo requested'"
     assert goal_met(the, lead(segments={"customers"}), None) == "entered segment customers"
+
+
+def test_a_quiet_period_skip_learned_after_the_quiet_period_sends_again_at_the_next_tick() -> None:
+    queued = run(PROGRAM, start(PROGRAM, lead(), "trigger-1", MONDAY), lead(), MONDAY)
+    quiet = SendResult(status="skipped", at=MONDAY, reason="quiet_period")
+    later = MONDAY + DAY
+    back = send_settled(PROGRAM, queued.enrollment, lead(), "trial.lead-1.1.hello", quiet, later)
+    assert back is not None
+    assert (back.enrollment.status, back.enrollment.due_at) == ("active", later)
+    assert back.enrollment.token != queued.enrollment.token, "a new wake-up, not the one already dispatched"

@@ -266,3 +266,13 @@ def test_rules_with_an_intent_tag_the_lead_with_it_once() -> None:
     ):
         state = apply(state, ev).score
     assert state.intent == ["demo", "pricing"]
+
+
+def test_credits_a_per_lead_rule_gave_before_it_kept_keys_still_count_against_its_cap() -> None:
+    from kindling.scoring.rules import RuleTally
+
+    legacy = LeadScore(lead_id="l", rules={"whitepaper-download": RuleTally(points=30, value=30.0, count=2)})
+    state = legacy
+    for day in range(3):
+        state = apply(state, event(at=T0 + timedelta(days=day), event="Whitepaper Downloaded")).score
+    assert state.rules["whitepaper-download"].count == 3, "per_lead: 3, two of them given earlier"

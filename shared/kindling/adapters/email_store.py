@@ -222,9 +222,15 @@ class DynamoEmailStore(aws.TableAdapter):
                                 "due_at": {"S": isoformat(due.due_at)},
                                 "attempt": {"N": "0"},
                             },
-                            "ConditionExpression": "attribute_not_exists(PK) OR #s <> :sent",
+                            # Never over a send that went out, or one skipped meanwhile (given up).
+                            "ConditionExpression": (
+                                "attribute_not_exists(PK) OR (#s <> :sent AND #s <> :skipped)"
+                            ),
                             "ExpressionAttributeNames": {"#s": "status"},
-                            "ExpressionAttributeValues": {":sent": {"S": "sent"}},
+                            "ExpressionAttributeValues": {
+                                ":sent": {"S": "sent"},
+                                ":skipped": {"S": "skipped"},
+                            },
                         }
                     },
                     {"Put": {"TableName": self._table, "Item": self._due.item(due)}},

@@ -33,7 +33,11 @@ def decode_cursor(cursor: str | None) -> dict[str, Any] | None:
         key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
     except (ValueError, UnicodeDecodeError):
         raise InvalidInput("cursor: give the next_cursor of the previous page") from None
-    if not isinstance(key, dict) or set(key) != {"PK", "SK"}:
+    if (
+        not isinstance(key, dict)
+        or set(key) != {"PK", "SK"}
+        or not all(isinstance(v, dict) and set(v) == {"S"} and isinstance(v["S"], str) for v in key.values())
+    ):
         raise InvalidInput("cursor: give the next_cursor of the previous page")
     return key
 

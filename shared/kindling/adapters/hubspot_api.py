@@ -2,7 +2,7 @@
 
 HubSpot's deal webhooks name the deal only. The CRM consumer asks HubSpot which contacts
 are associated with the deal (associations v4) and their emails (contacts batch read), so a
-deal's stage moves every contact's lead. Answers are cached for a few minutes (a batch of
+deal's stage moves every contact's lead. Answers are cached for a minute (a batch of
 webhooks often names one deal many times); 429 and 5xx answers are retried with backoff,
 honouring ``Retry-After``; a refused token makes the look-up unavailable rather than failing
 the message, so the consumer falls back to what the webhook itself says.
@@ -24,7 +24,8 @@ from kindling.kernel.errors import Retryable
 ATTEMPTS = 5
 MAX_BACKOFF_SECONDS = 8.0
 TIMEOUT_SECONDS = 10
-CACHE_SECONDS = 300.0
+#: Short: a batch of webhooks names one deal many times, but its contacts and stage do change.
+CACHE_SECONDS = 60.0
 
 
 class HubspotApi:
@@ -91,12 +92,19 @@ class HubspotApi:
         return stage if isinstance(stage, str) and stage else None
 
     # --- plumbing ------------------------------------------------------------------------------
+    def forget_deal(self, deal_id: str) -> None:
+        """An association changed: the deal's contacts (and what was read with them) are read anew."""
+        self._cache.pop(f"deal-contacts:{deal_id}", None)
+        self._cache.pop(f"deal-stage:{deal_id}", None)
+
     def _cached(self, key: str, load: Callable[[], Any]) -> Any:
         now = self._monotonic()
         hit = self._cache.get(key)
         if hit is not None and hit[0] > now:
             return hit[1]
         value = load()
+        if value in (None, []):
+            return value  # nothing found yet (a contact being associated): ask again next time
         self._cache[key] = (now + self._cache_seconds, value)
         if len(self._cache) > 5000:  # a long-lived container: drop what has expired
             self._cache = {k: v for k, v in self._cache.items() if v[0] > now}

@@ -17,7 +17,7 @@ from typing import Any
 from kindling.adapters import aws
 from kindling.adapters.items import from_item, lead_key, send_key, suppression_key
 from kindling.adapters.sales_store import DynamoUnmatchedStore
-from kindling.crm.unmatched import UnmatchedCrmEvent, email_key
+from kindling.crm.unmatched import UnmatchedCrmEvent, crm_key, email_key
 from kindling.leads.privacy import PersonData
 from kindling.leads.profiles import Lead
 
@@ -48,21 +48,29 @@ class DynamoPrivacyStore(aws.TableAdapter):
         lead = Lead.model_validate(from_item(profile))
         person = PersonData(lead=lead)
         lead_ids = [lead.lead_id, *profile.get("merged_ids", {}).get("SS", [])]
+        profiles: list[dict[str, Any]] = []
         send_ids: set[str] = set()
         for owner in lead_ids:
             for item in self._partition(f"LEAD#{owner}"):
                 self._add(person, self._kind(item["SK"]["S"]), item)
+                if item["SK"]["S"] == "PROFILE":
+                    profiles.append(item)
                 values = from_item(item)
-                send_id = (
-                    (values.get("properties") or {}).get("send_id") if isinstance(values, dict) else None
-                )
+                send_id = (values.get("properties") or {}).get("send_id")
                 if isinstance(send_id, str):
                     send_ids.add(send_id)
                 if item["SK"]["S"].startswith("SENT#"):
                     send_ids.add(item["SK"]["S"].split("#", 2)[2])
-        identities = [("email", lead.email), ("user", lead.user_id)]
-        identities += [("anon", anon) for anon in lead.anonymous_ids]
-        identities += [("crm", crm) for crm in profile.get("crm_ids", {}).get("SS", [])]
+        # Every profile's identities: the survivor's and those of the leads merged into it.
+        identities: list[tuple[str, str | None]] = []
+        emails: dict[str, dict[str, Any]] = {}
+        for item in profiles:
+            values = from_item(item)
+            if values.get("email"):
+                emails[values["email"]] = values
+            identities += [("email", values.get("email")), ("user", values.get("user_id"))]
+            identities += [("anon", anon) for anon in values.get("anonymous_ids") or []]
+            identities += [("crm", crm) for crm in values.get("crm_ids") or []]
         keys = [
             {"PK": {"S": f"IDENT#{kind}#{value}"}, "SK": {"S": "IDENT"}}
             for kind, value in identities
@@ -76,44 +84,49 @@ class DynamoPrivacyStore(aws.TableAdapter):
         ]
         for send_id in sorted(send_ids):
             keys += [send_key(send_id), {"PK": {"S": f"SESSEND#{send_id}"}, "SK": {"S": "SESSEND"}}]
-        if lead.email:
-            keys.append(suppression_key(lead.email))
+        keys += [suppression_key(email) for email in emails]
+        names = {"ident": "identities", "msg": "message_markers", "send": "sends", "sessend": "sends"}
         for item in self._batch_get(keys):
             pk = item["PK"]["S"]
             if pk.startswith("IDENT#") and item.get("lead_id", {}).get("S") not in lead_ids:
                 continue  # an identity another lead holds is theirs, not this person's
             kind = pk.split("#", 1)[0].lower()
-            self._add(
-                person,
-                {
-                    "ident": "identities",
-                    "msg": "message_markers",
-                    "send": "sends",
-                    "sesend": "sends",
-                    "suppress": "suppression",
-                }.get(kind, kind),
-                item,
-            )
+            self._add(person, names.get(kind, "suppression" if kind == "suppress" else kind), item)
             if pk.startswith("SUPPRESS#"):
-                person.suppressed = item["reason"]["S"]
-        if lead.email:
-            for item in self._partition(f"SUPPRESSLOG#{lead.email}"):
+                person.opted_out[pk.removeprefix("SUPPRESS#")] = item["reason"]["S"]
+        for email, values in emails.items():
+            if email not in person.opted_out:
+                reason = values.get("email_status") or (
+                    "unsubscribed" if values.get("unsubscribed") else None
+                )
+                if reason:
+                    person.opted_out[email] = reason
+            for item in self._partition(f"SUPPRESSLOG#{email}"):
                 self._add(person, "suppression_removals", item)
-            unmatched = DynamoUnmatchedStore(self._table, self.client)
-            for item in self._partition(f"CRMWAIT#{email_key(lead.email)}"):
+        waiting = [f"CRMWAIT#{email_key(email)}" for email in emails]
+        waiting += [f"CRMWAIT#{crm_key(value)}" for kind, value in identities if kind == "crm" and value]
+        unmatched = DynamoUnmatchedStore(self._table, self.client)
+        for partition in waiting:
+            for item in self._partition(partition):
                 self._add(person, "crm_events_held", item)
                 event = UnmatchedCrmEvent.model_validate_json(item["event"]["S"])
+                # The event is kept under each key it has and in the list: all of them go.
                 person.keys.append({"PK": {"S": unmatched.LIST_PK}, "SK": {"S": unmatched.list_sk(event)}})
+                person.keys += [
+                    {"PK": {"S": f"CRMWAIT#{k}"}, "SK": {"S": event.event_id}} for k in event.keys
+                ]
         return person
 
-    def erase(self, person: PersonData, keep_hash: tuple[str, str] | None, audit: dict[str, Any]) -> int:
-        if keep_hash is not None:  # first: never a moment when an opted-out address could be mailed
-            digest, reason = keep_hash
+    def erase(self, person: PersonData, keep_hashes: list[tuple[str, str]], audit: dict[str, Any]) -> int:
+        for digest, reason in keep_hashes:  # first: never a moment when an opted-out address could be mailed
             self.client.put_item(
                 TableName=self._table,
                 Item={**hashed_suppression_key(digest), "reason": {"S": reason}, "at": {"S": audit["at"]}},
             )
         keys = list({(k["PK"]["S"], k["SK"]["S"]): k for k in person.keys}.values())
+        # The profiles last: an erasure cut short (a timeout, throttling) can be run again, as the
+        # person is still found by their profile until everything else is gone.
+        keys.sort(key=lambda k: k["SK"]["S"] == "PROFILE")
         for start in range(0, len(keys), 25):
             request: dict[str, Any] = {
                 self._table: [{"DeleteRequest": {"Key": k}} for k in keys[start : start + 25]]

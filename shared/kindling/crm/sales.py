@@ -60,6 +60,7 @@ class DealContacts(Protocol):
     def contacts(self, deal_id: str) -> list[DealContact]: ...
     def contact(self, contact_id: str) -> DealContact | None: ...
     def stage(self, deal_id: str) -> str | None: ...
+    def forget_deal(self, deal_id: str) -> None: ...
 
 
 class EnrollmentControl(Protocol):
@@ -141,6 +142,7 @@ class SalesService:
     def _associated(self, deals: DealContacts, detail: dict[str, Any], now: datetime) -> list[str]:
         """A contact joined a deal: the deal's stage, read from HubSpot, applies to its lead."""
         deal_id = str(detail["deal_id"])
+        deals.forget_deal(deal_id)
         crm_stage = deals.stage(deal_id)
         if crm_stage is None:
             return [f"ignored: deal {deal_id} has no stage (or is gone)"]
@@ -221,6 +223,9 @@ class SalesService:
             return [f"unknown {provider} stage {crm_stage!r} kept, not mapped"]
         done = []
         why = f"{provider} deal {detail.get('deal_id') or ''} moved to {crm_stage}".replace("  ", " ")
+        if outdated(lead.stage, lead.stage_changed_at, to, at):
+            # Delivered late (a retry, a held event released): the stage moved on since it happened.
+            return [f"outdated: the lead moved to {lead.stage} after this {provider} change to {to}"]
         if lead.stage != to and self._store.move_stage(lead, to, why, f"crm:{provider}", at, event_id):
             done.append(f"stage {lead.stage} -> {to}")
             self._publisher.publish(
@@ -382,6 +387,17 @@ class SalesService:
                     )
                 ]
             )
+
+
+_FUNNEL = ("subscriber", "lead", "mql", "sql", "opportunity", "customer")
+
+
+def outdated(current: str | None, changed_at: datetime | None, to: str, at: datetime) -> bool:
+    """A CRM stage change that happened before the lead's last stage move, and would move it back."""
+    if current is None or changed_at is None or at >= changed_at or current == to:
+        return False
+    forward = current in _FUNNEL and to in _FUNNEL and _FUNNEL.index(to) > _FUNNEL.index(current)
+    return not forward
 
 
 def _time(value: Any) -> datetime | None:

@@ -37,6 +37,8 @@ class LeadsApiSettings(_Settings):
     programs_queue_url: str
     #: Keys the hash an erased opted-out address is remembered by (as the sender checks it).
     link_secret_arn: str
+    #: Where CRM events kept for an imported lead's address are published again.
+    bus_name: str
 
 
 class HandoffSettings(_Settings):

@@ -201,7 +201,9 @@ def import_contacts(
     now: datetime,
     enroller: Enroller | None = None,
     new_id: Any = new_lead_id,
+    on_created: Any = None,
 ) -> list[RowResult]:
+    """``on_created(lead)``: told of each lead made (what waited for its address applies to it now)."""
     results = []
     for row in batch.rows:
         email = normalize_email(row.email) if row.email else None
@@ -217,7 +219,7 @@ def import_contacts(
             continue
         for attempt in range(3):
             try:
-                results.append(_import_contact(store, batch, row, email, now, enroller, new_id))
+                results.append(_import_contact(store, batch, row, email, now, enroller, new_id, on_created))
                 break
             except Conflict:  # the same person made by another row or request meanwhile: match again
                 if attempt == 2:
@@ -233,6 +235,7 @@ def _import_contact(
     now: datetime,
     enroller: Enroller | None,
     new_id: Any,
+    on_created: Any = None,
 ) -> RowResult:
     lead = store.find(email, row.user_id)
     suppression = store.suppression(email) if email else None
@@ -257,6 +260,8 @@ def _import_contact(
             unsubscribed_at=now if row.unsubscribed else None,
         )
         store.create(created, _entry(batch.source, row.row, "Imported", now, created=True))
+        if on_created is not None:
+            on_created(created)
         if batch.enroll and enroller is not None and email and not row.unsubscribed and not suppression:
             enroller.new_lead(created.lead_id, f"import:{batch.source}:{row.row}", now)
         return RowResult(row.row, outcome, created.lead_id, reason)

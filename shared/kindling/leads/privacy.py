@@ -36,7 +36,9 @@ class PersonData:
     lead: Lead
     items: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     keys: list[dict[str, Any]] = field(default_factory=list)
-    suppressed: str | None = None
+    #: Each of the person's addresses (theirs and those of leads merged into theirs) that said
+    #: "never again" (unsubscribed, complained, hard-bounced, suppressed), with why.
+    opted_out: dict[str, str] = field(default_factory=dict)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -45,8 +47,8 @@ class PersonData:
 
 class PrivacyStore(Protocol):
     def gather(self, lead_id: str) -> PersonData | None: ...
-    def erase(self, person: PersonData, keep_hash: tuple[str, str] | None, audit: dict[str, Any]) -> int:
-        """Remember the hash (if any), delete every key, record the erasure; how many items went."""
+    def erase(self, person: PersonData, keep_hashes: list[tuple[str, str]], audit: dict[str, Any]) -> int:
+        """Remember the hashes, delete every key, record the erasure; how many items went."""
 
 
 class ErasureRequest(BaseModel):
@@ -60,16 +62,6 @@ class ErasureRequest(BaseModel):
     note: str | None = Field(default=None, max_length=1000)
 
 
-def opted_out(person: PersonData) -> str | None:
-    """Why this person must never be mailed again, or None."""
-    lead = person.lead
-    if person.suppressed:
-        return person.suppressed
-    if lead.email_status in ("hard_bounced", "complained"):
-        return lead.email_status
-    return "unsubscribed" if lead.unsubscribed else None
-
-
 def erase_person(
     store: PrivacyStore, lead_id: str, request: ErasureRequest, hash_key: bytes, now: datetime
 ) -> dict[str, Any]:
@@ -81,8 +73,7 @@ def erase_person(
     given = normalize_email(request.confirm) or request.confirm.strip()
     if given != expected:
         raise InvalidInput("confirm: type the lead's email address (or its id when it has none) to erase it")
-    reason = opted_out(person)
-    keep = (suppression_hash(hash_key, lead.email), reason) if reason and lead.email else None
+    keep = [(suppression_hash(hash_key, email), reason) for email, reason in sorted(person.opted_out.items())]
     audit = {
         "lead_id": lead.lead_id,
         "at": now.isoformat(),
@@ -90,6 +81,7 @@ def erase_person(
         "note": request.note,
         "items": person.counts,
         "kept_opt_out": bool(keep),
+        "kept_opt_out_hashes": len(keep),
     }
     erased = store.erase(person, keep, audit)
     return {**audit, "erased_items": erased}

@@ -332,6 +332,12 @@ def run(program: Program, enrollment: Enrollment, lead: LeadContext, now: dateti
                 )
                 if wait.condition is not None and holds(wait.condition, lead, state):
                     return _resume(advance, program, lead, now, "condition met")
+                awaited = (wait.event or "").lower()
+                if (awaited == "email clicked" and state.clicked) or (
+                    awaited == "email opened" and state.opened
+                ):
+                    # The lead clicked (or opened) this program's email before its send was settled.
+                    return _resume(advance, program, lead, now, f"'{wait.event}' happened")
                 state.due_at = state.waiting.timeout_at
                 state.note(
                     now,
@@ -435,7 +441,10 @@ def send_settled(
     if result.status == "skipped" and result.reason == "quiet_period":
         state.sending = None
         state.note(now, state.step_id, "email held back", reason="quiet period")
-        return Advance(state)
+        if held:
+            return Advance(state)
+        state.due_at = now  # the quiet period is over already: the step sends again at the next tick
+        return _stop(Advance(state), "active", state.step_id)
     state.sending.outcome, state.sending.done_at = result.status, result.at or now
     state.sending.reason = result.reason if result.status != "sent" else None
     if held:

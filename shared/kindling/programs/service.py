@@ -236,14 +236,19 @@ class ProgramService:
     ) -> str:
         enrollment = self._store.get(lead_id, enrollment_id)
         if enrollment is None or enrollment.sending is None or enrollment.sending.send_id != send_id:
+            queued = enrollment is not None and any(
+                h.get("what") == "email queued" and h.get("send_id") == send_id for h in enrollment.history
+            )
             if (
                 enrollment is not None
-                and enrollment.status == "active"
+                and enrollment.live
+                and not queued
                 and enrollment.sending is None
-                and enrollment.step_id == send_id.split(".")[3]
+                and (enrollment.due_at is None or enrollment.due_at <= now + timedelta(minutes=1))
             ):
                 # The email is queued before its enrollment is saved: a fast sender's word can
-                # come first. Look again shortly (the message is retried if it takes longer).
+                # come first, while the stored state is still the one that fell due. Look again
+                # shortly (the message is retried if it takes longer).
                 raise Conflict(f"the send {send_id} is not recorded on its enrollment yet")
             return "stale"
         program = self._config.programs().programs.get(enrollment.program_id)

@@ -102,7 +102,7 @@ def _place(tally: RuleTally, cap: Any, key: str, day: str) -> _Placement:
     slots: list[tuple[list[str], int, int]] = []  # (holders, cap, credits without keys)
     if cap.per_lead is not None:
         holders = tally.credits.get("lead", [])
-        slots.append((holders, cap.per_lead, max(0, tally.count - len(holders)) if not holders else 0))
+        slots.append((holders, cap.per_lead, max(0, tally.count - len(holders))))
     if cap.per_day is not None:
         holders = tally.credits.get(day, [])
         slots.append((holders, cap.per_day, tally.days.get(day, 0)))
@@ -115,7 +115,13 @@ def _place(tally: RuleTally, cap: Any, key: str, day: str) -> _Placement:
         if unkeyed or not holders or key > holders[-1]:
             return _Placement(False)
         displaced.append(holders[-1])
-    return _Placement(True, tuple(dict.fromkeys(displaced)))
+    unique = tuple(dict.fromkeys(displaced))
+    if len(unique) > 1:
+        # Both a per-lead and a per-day cap would each give up a different credit for this one
+        # event: two credits for one. The earliest events are not known beyond those credited, so
+        # the lead's credits stay as they are (a rule with both caps settles late events approximately).
+        return _Placement(False)
+    return _Placement(True, unique)
 
 
 class LeadScore(BaseModel):
