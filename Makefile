@@ -74,6 +74,7 @@ bench: $(DEV_STAMP)
 	$(BIN)/python bench/metrics.py
 	$(BIN)/python bench/demo.py
 	$(BIN)/python bench/cost.py
+	$(BIN)/python bench/imports.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(SDKS)/node_modules $(SDKS)/dist

@@ -3,16 +3,18 @@ suppression list and contact imports."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import unquote
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from kindling.adapters.config_store import ConfigCache, DynamoConfigStore, EmailConfig, ProgramsConfig
+from kindling.adapters.console_store import DynamoConsoleStore
 from kindling.adapters.dynamo import DynamoLeadStore
 from kindling.adapters.eventbridge import EventBridgePublisher
 from kindling.adapters.export_store import DynamoExportStore, lead_export_row
@@ -24,8 +26,11 @@ from kindling.adapters.queue import QueueDelivery, SqsQueue
 from kindling.adapters.sales_store import DynamoUnmatchedStore
 from kindling.adapters.score_store import DynamoScoreStore
 from kindling.adapters.secrets import SecretsManagerSecret
+from kindling.console import page as console_page
+from kindling.crm.hubspot import public_base_url
 from kindling.crm.unmatched import release_for_email
-from kindling.email.sender import SendEmailCommand, queue_email
+from kindling.email.render import LinkSigner, RenderFailed, render
+from kindling.email.sender import SendEmailCommand, SendRequest, queue_email
 from kindling.kernel import clock
 from kindling.kernel.bus import BusEvent
 from kindling.kernel.errors import InvalidInput, NotFound
@@ -49,10 +54,13 @@ from kindling.leads.importing import (
     import_suppressions,
 )
 from kindling.leads.privacy import ErasureRequest, erase_person
-from kindling.leads.profiles import Lead, find_lead_by_email, read_lead
+from kindling.leads.profiles import Lead, TimelineEntry, find_lead_by_email, read_lead
+from kindling.leads.views import lead_emails, parse_search
 from kindling.metrics import report_page, reports
 from kindling.programs.engine import describe_enrollments
-from kindling.scoring.config import ScoringConfig
+from kindling.programs.overview import overview
+from kindling.programs.service import pause_program, resume_program
+from kindling.scoring.config import ScoringConfig, Stage
 from kindling.scoring.service import explain_lead_score
 
 settings = LeadsApiSettings()
@@ -68,6 +76,7 @@ unmatched_crm = DynamoUnmatchedStore(settings.table_name)
 imports = DynamoImportStore(settings.table_name)
 exports = DynamoExportStore(settings.table_name)
 privacy = DynamoPrivacyStore(settings.table_name)
+console = DynamoConsoleStore(settings.table_name)
 link_secret = SecretsManagerSecret(settings.link_secret_arn)
 programs_queue = QueueDelivery(settings.programs_queue_url)
 bus = EventBridgePublisher(settings.bus_name)
@@ -326,6 +335,279 @@ def unmatched_crm_events() -> Response:
     events, next_cursor = unmatched_crm.listing(clock.current().now(), int(limit_text), cursor)
     listed = [e.model_dump(mode="json", exclude={"detail", "crm_identity"}) for e in events]
     return json_response(200, {"unmatched": listed, "next_cursor": next_cursor})
+
+
+# --- the console's routes ---------------------------------------------------------------------------
+
+
+@app.get("/console", cors=False)
+def console_shell() -> Response:
+    """The operator console: public HTML without data; its script asks for the admin token."""
+    served = console_page.served()
+    return Response(
+        status_code=200,
+        content_type=console_page.CONTENT_TYPE,
+        body=served.body,
+        headers={
+            "Cache-Control": console_page.CACHE_CONTROL,
+            "ETag": served.etag,
+            "Content-Security-Policy": served.content_security_policy,
+            "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "no-referrer",
+            "X-Frame-Options": "DENY",
+        },
+        compress=True,
+    )
+
+
+_STAGES = set(Stage.__args__)  # type: ignore[attr-defined]
+
+
+@admin.get("/v1/console/leads")
+def console_leads() -> Response:
+    """Leads found by an email, an email prefix or a company domain, or listed by stage."""
+    query = admin.current_event.get_query_string_value
+    limit = _page_size(25, 100)
+    cursor = query("cursor")
+    q, stage = query("q"), query("stage")
+    if q:
+        ids, next_cursor = console.search(parse_search(q), limit, cursor)
+    elif stage:
+        if stage not in _STAGES:
+            raise InvalidInput(f"stage: one of {', '.join(sorted(_STAGES))}")
+        ids, next_cursor = console.by_stage(stage, limit, cursor)
+    else:
+        raise InvalidInput("q: give an email, the start of one or a company domain; or a stage")
+    now = clock.current().now()
+    decay = scoring_config.current()[1].engagement.decay
+    leads = [
+        {
+            "lead_id": lead.lead_id,
+            "email": lead.email,
+            "first_name": lead.traits.get("first_name"),
+            "last_name": lead.traits.get("last_name"),
+            "company": lead.traits.get("company"),
+            "title": lead.traits.get("title"),
+            "stage": lead.stage,
+            "grade": score.grade if score else None,
+            "score": round(score.engagement_at(now, decay), 1) if score else 0.0,
+            "last_activity_at": lead.last_activity_at.isoformat() if lead.last_activity_at else None,
+        }
+        for lead, score in console.cards(ids)
+    ]
+    return json_response(200, {"leads": leads, "next_cursor": next_cursor})
+
+
+def _lead(lead_id: str) -> Lead:
+    view = read_lead(store, lead_id, timeline_limit=0)
+    if view is None:
+        raise NotFound(f"no lead {lead_id}")
+    return view.lead
+
+
+@admin.get("/v1/leads/<lead_id>/timeline")
+def lead_timeline(lead_id: str) -> Response:
+    lead = _lead(lead_id)
+    entries, before = console.timeline(
+        lead.lead_id, admin.current_event.get_query_string_value("before"), _page_size(50, 200)
+    )
+    return json_response(
+        200, {"entries": [e.model_dump(mode="json") for e in entries], "next_before": before}
+    )
+
+
+@admin.get("/v1/leads/<lead_id>/emails")
+def lead_email_sends(lead_id: str) -> Response:
+    lead = _lead(lead_id)
+    return json_response(200, {"emails": lead_emails(lead.lead_id, console.email_entries(lead.lead_id))})
+
+
+@admin.post("/v1/leads/<lead_id>/unsubscribe")
+def console_unsubscribe(lead_id: str) -> Response:
+    change = _parsed(SuppressionChange)
+    lead, now = _lead(lead_id), clock.current().now()
+    if not lead.unsubscribed:
+        imports.unsubscribe(lead.lead_id, now, _console_entry("Unsubscribed", now, change.by, change.note))
+    return json_response(200, {"lead_id": lead.lead_id, "unsubscribed": True})
+
+
+@admin.post("/v1/leads/<lead_id>/resubscribe")
+def console_resubscribe(lead_id: str) -> Response:
+    change = _parsed(SuppressionChange)
+    if not change.note:
+        raise InvalidInput("note: record the person's consent (where and when they asked to be mailed again)")
+    lead, now = _lead(lead_id), clock.current().now()
+    imports.resubscribe(lead.lead_id, now, _console_entry("Resubscribed", now, change.by, change.note))
+    suppressed = imports.suppression(lead.email) if lead.email else None
+    body = {
+        "lead_id": lead.lead_id,
+        "unsubscribed": False,
+        "still_suppressed": suppressed.reason if suppressed else None,
+    }
+    return json_response(200, body)
+
+
+@admin.post("/v1/leads/<lead_id>/suppress")
+def console_suppress(lead_id: str) -> Response:
+    change = _parsed(SuppressionChange)
+    lead = _lead(lead_id)
+    if not lead.email:
+        raise InvalidInput("the lead has no email address to suppress")
+    suppression = Suppression(
+        lead.email, change.reason or "manual", clock.current().now(), "console", change.by
+    )
+    added = imports.suppress(suppression)
+    return json_response(
+        201 if added else 200, {"lead_id": lead.lead_id, "email": lead.email, "added": added}
+    )
+
+
+def _console_entry(what: str, now: datetime, by: str, note: str | None) -> TimelineEntry:
+    return TimelineEntry(
+        message_id=f"console:{what.lower()}:{now.isoformat()}",
+        type="consent",
+        event=what,
+        timestamp=now,
+        received_at=now,
+        properties={"by": by, **({"note": note} if note else {})},
+    )
+
+
+def _program_view(program_id: str) -> dict[str, Any]:
+    programs_now = programs_config.programs().programs
+    program = programs_now.get(program_id)
+    if program is None:
+        raise NotFound(f"no program {program_id}")
+    today = clock.current().now().date()
+    try:
+        report = reports.program(
+            metrics_reader,
+            program_id,
+            list(programs_now),
+            (today - timedelta(days=365)).isoformat(),
+            today.isoformat(),
+            None,
+        )
+        rows = report["emails"]
+    except NotFound:
+        rows = []
+    sent: dict[str, dict[str, int]] = {}
+    for row in rows:
+        counts = sent.setdefault(row.get("step") or "", {"sent": 0, "skipped": 0})
+        counts["sent"] += int(row.get("sent") or 0)
+        skipped = row.get("skipped") or 0  # {"total", "by_reason"} in the email report
+        counts["skipped"] += int(skipped.get("total", 0) if isinstance(skipped, dict) else skipped)
+    view = overview(program, programs.paused(program_id), console.enrollment_keys(program_id), sent)
+    view["priority_rank"] = programs_config.programs().rank(program_id)
+    return view
+
+
+@admin.get("/v1/programs")
+def list_programs() -> Response:
+    return json_response(200, {"programs": [_program_view(p) for p in programs_config.programs().programs]})
+
+
+@admin.get("/v1/programs/<program_id>")
+def get_program(program_id: str) -> Response:
+    return json_response(200, _program_view(program_id))
+
+
+@admin.post("/v1/programs/<program_id>/pause")
+def pause(program_id: str) -> Response:
+    _program_view(program_id)  # 404 for a program that does not exist
+    pause_program(programs, program_id)
+    return json_response(
+        200, {"program": program_id, "paused": True, "result": "its enrollments hold at their next step"}
+    )
+
+
+@admin.post("/v1/programs/<program_id>/resume")
+def resume(program_id: str) -> Response:
+    _program_view(program_id)
+    count = resume_program(programs, program_id, clock.current().now())
+    return json_response(
+        200, {"program": program_id, "paused": False, "result": f"{count} held enrollment(s) go on"}
+    )
+
+
+class _TemplateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    lead_id: str | None = Field(default=None, max_length=200)
+    email: str | None = Field(default=None, max_length=320)
+    traits: dict[str, Any] | None = None
+    to: str | None = Field(default=None, max_length=320)
+
+
+def _template_traits(request: _TemplateRequest) -> tuple[dict[str, Any], str, str]:
+    """The traits, address and lead id a preview or test renders with: a lead's, or sample ones."""
+    if request.lead_id or request.email:
+        view = (
+            read_lead(store, request.lead_id, 0)
+            if request.lead_id
+            else find_lead_by_email(store, request.email or "", 0)
+        )
+        if view is None:
+            raise NotFound("no such lead")
+        return view.lead.traits, view.lead.email or "lead@example.com", view.lead.lead_id
+    return request.traits or {}, "sample@example.com", "preview"
+
+
+def _template(name: str) -> Any:
+    template = email_config.templates().get(name)
+    if template is None:
+        raise NotFound(f"no template {name}")
+    return template
+
+
+@admin.get("/v1/templates")
+def list_templates() -> Response:
+    found = [
+        {"name": name, "subject": t.subject, "kind": t.kind}
+        for name, t in sorted(email_config.templates().items())
+    ]
+    return json_response(200, {"templates": found})
+
+
+@admin.post("/v1/templates/<name>/preview")
+def preview_template(name: str) -> Response:
+    template = _template(name)
+    traits, email, lead_id = _template_traits(_parsed(_TemplateRequest))
+    base = public_base_url(settings.public_api_url, admin.current_event.request_context.api_id)
+    try:
+        rendered = render(
+            template,
+            traits=traits,
+            email=email,
+            lead_id=lead_id,
+            links=LinkSigner(link_secret.value().encode()),
+            send_id="preview",
+            settings=email_config.email(),
+            api_base_url=base,
+        )
+    except RenderFailed as exc:
+        raise InvalidInput(f"template {name}: {exc}") from exc
+    return json_response(200, {"subject": rendered.subject, "html": rendered.html, "text": rendered.text})
+
+
+@admin.post("/v1/templates/<name>/test")
+def test_send(name: str) -> Response:
+    _template(name)
+    request = _parsed(_TemplateRequest)
+    to = normalize_email(request.to)
+    if to is None:
+        raise InvalidInput("to: give the address the test goes to")
+    traits, _, lead_id = _template_traits(request)
+    send = SendRequest(
+        send_id=f"test-{uuid.uuid4().hex}",
+        lead_id=lead_id,
+        template=name,
+        requested_at=clock.current().now(),
+        test_to=to,
+        test_traits=traits,
+    )
+    send_queue.send_all([send.model_dump(mode="json")])
+    return json_response(202, {"send_id": send.send_id, "to": to, "status": "queued"})
 
 
 @app.get("/v1/reports", cors=False)

@@ -72,6 +72,43 @@ def fingerprint(paths: Sequence[Path | str], options: dict[str, Any]) -> str:
     return digest.hexdigest()
 
 
+_FUNNEL = ("subscriber", "lead", "mql", "sql", "opportunity", "customer")
+
+
+def merge_duplicates(contacts: Sequence[Any]) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
+    """One row per person (by address, else user id), later values winning, as a re-run must see.
+
+    A file that names a person twice with different values would otherwise flip them back and
+    forth on every run. The merged row keeps the first row's reference; the others are reported
+    as duplicates of it. Opted out anywhere means opted out; the stage is the furthest named.
+    """
+    merged: dict[str, dict[str, Any]] = {}
+    duplicates: list[tuple[str, str]] = []
+    for contact in contacts:
+        key = f"email:{contact.email.strip().lower()}" if contact.email else f"user:{contact.user_id}"
+        row = {
+            "row": contact.source_ref,
+            **({"email": contact.email} if contact.email else {}),
+            **({"user_id": contact.user_id} if contact.user_id else {}),
+            "traits": dict(contact.traits),
+            **({"stage": contact.stage} if contact.stage else {}),
+            "unsubscribed": contact.unsubscribed,
+        }
+        first = merged.get(key)
+        if first is None:
+            merged[key] = row
+            continue
+        duplicates.append((contact.source_ref, first["row"]))
+        first["traits"].update(row["traits"])
+        first["unsubscribed"] = first["unsubscribed"] or row["unsubscribed"]
+        if row.get("user_id") and not first.get("user_id"):
+            first["user_id"] = row["user_id"]
+        stages = [s for s in (first.get("stage"), row.get("stage")) if s]
+        if stages:
+            first["stage"] = max(stages, key=lambda s: _FUNNEL.index(s) if s in _FUNNEL else -1)
+    return list(merged.values()), duplicates
+
+
 def run_import(
     api: AdminApi,
     parsed: Any,
@@ -94,6 +131,7 @@ def run_import(
         if saved.get("fingerprint") == identity:
             done, resuming = {**done, **saved["done"]}, True
     counts: dict[str, dict[str, int]] = {}
+    contact_rows, duplicates = merge_duplicates(parsed.contacts)
     with results_path.open("a" if resuming else "w", newline="") as handle:
         writer = csv.writer(handle)
         if not resuming:
@@ -101,6 +139,11 @@ def run_import(
             for rejected in parsed.rejected:
                 writer.writerow(("contact", rejected.source_ref, "rejected", "", rejected.reason))
                 _count(counts, "contact", "rejected")
+            for duplicate, first in duplicates:
+                writer.writerow(
+                    ("contact", duplicate, "unchanged", "", f"the same person as {first}: merged into it")
+                )
+                _count(counts, "contact", "unchanged")
         else:
             out.write(
                 f"resuming after {done['suppressions']:,} suppressions and {done['contacts']:,} contacts "
@@ -112,21 +155,7 @@ def run_import(
                 "/v1/imports/suppressions",
                 [{"row": s.source_ref, "email": s.email, "reason": s.reason} for s in parsed.suppressions],
             ),
-            (
-                "contacts",
-                "/v1/imports/contacts",
-                [
-                    {
-                        "row": c.source_ref,
-                        **({"email": c.email} if c.email else {}),
-                        **({"user_id": c.user_id} if c.user_id else {}),
-                        "traits": dict(c.traits),
-                        **({"stage": c.stage} if c.stage else {}),
-                        "unsubscribed": c.unsubscribed,
-                    }
-                    for c in parsed.contacts
-                ],
-            ),
+            ("contacts", "/v1/imports/contacts", contact_rows),
         ]
         total = sum(len(rows) - done[phase] for phase, _, rows in phases)
         progress = Progress(total, progress_out)

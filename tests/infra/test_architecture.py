@@ -13,7 +13,18 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "shared" / "kindling"
-CONTEXTS = {"kernel", "tracking", "leads", "scoring", "programs", "email", "crm", "metrics", "webhooks"}
+CONTEXTS = {
+    "kernel",
+    "tracking",
+    "leads",
+    "scoring",
+    "programs",
+    "email",
+    "crm",
+    "metrics",
+    "webhooks",
+    "console",
+}
 AWS_SDKS = {"boto3", "botocore", "aioboto3", "s3transfer"}
 
 

@@ -202,23 +202,18 @@ def _leads_api_routes() -> list[tuple[str, str]]:
     return [(e["Properties"]["Method"], e["Properties"]["Path"]) for e in events.values()]
 
 
-PUBLIC_PAGES = {("GET", "/v1/reports")}
+PUBLIC_PAGES = {("GET", "/v1/reports"), ("GET", "/console")}
 
 
 @pytest.mark.parametrize(("method", "route"), _leads_api_routes())
 def test_every_admin_route_refuses_a_request_without_the_token_and_only_the_page_shell_is_public(
     leads_api, method: str, route: str
 ) -> None:
-    path = route.replace("{lead_id}", "ld_x").replace("{program_id}", "welcome").replace("{email}", "a@b.io")
-    parameters = (
-        {"lead_id": "ld_x"}
-        if "{lead_id}" in route
-        else {"program_id": "welcome"}
-        if "{program_id}" in route
-        else {"email": "a@b.io"}
-        if "{email}" in route
-        else None
-    )
+    values = {"lead_id": "ld_x", "program_id": "welcome", "email": "a@b.io", "name": "welcome-1"}
+    path = route
+    for name, value in values.items():
+        path = path.replace("{" + name + "}", value)
+    parameters = {name: value for name, value in values.items() if "{" + name + "}" in route} or None
     event = http_event(
         method, path, body={} if method == "POST" else None, path_parameters=parameters, route=route
     )

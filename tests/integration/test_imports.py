@@ -31,6 +31,7 @@ def api(load_handler, table: str) -> Any:
         SEND_QUEUE_URL="http://unused",
         PROGRAMS_QUEUE_URL=programs,
         BUS_NAME="unused-bus",
+        PUBLIC_API_URL="http://127.0.0.1:3000",
         secrets={"ADMIN_TOKEN_SECRET_ARN": ADMIN, "LINK_SECRET_ARN": LINK_SECRET},
     )
     handler.programs_queue_url_for_tests = programs

@@ -97,3 +97,31 @@ def test_a_dry_run_sends_dry_run_and_leaves_nothing_to_resume(tmp_path: Path) ->
     go(api, tmp_path / "r.csv", dry_run=True)
     assert all(body["dry_run"] for _, body in api.calls)
     assert not (tmp_path / "r.csv.checkpoint").exists()
+
+
+def test_a_person_named_twice_in_a_file_is_sent_once_with_the_later_values() -> None:
+    from kindling_ops.import_command import merge_duplicates
+
+    rows = [
+        SimpleNamespace(
+            source_ref="c.csv:2",
+            email="ada@acme.io",
+            user_id=None,
+            traits={"title": "CTO", "city": "Paris"},
+            stage="lead",
+            unsubscribed=False,
+        ),
+        SimpleNamespace(
+            source_ref="c.csv:9",
+            email="ADA@acme.io ",
+            user_id="u-1",
+            traits={"title": "CEO"},
+            stage="mql",
+            unsubscribed=True,
+        ),
+    ]
+    merged, duplicates = merge_duplicates(rows)
+    assert duplicates == [("c.csv:9", "c.csv:2")]
+    [ada] = merged
+    assert ada["traits"] == {"title": "CEO", "city": "Paris"} and ada["stage"] == "mql"
+    assert ada["unsubscribed"] and ada["user_id"] == "u-1" and ada["row"] == "c.csv:2"

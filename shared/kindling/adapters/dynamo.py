@@ -23,7 +23,15 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from kindling.adapters import aws
-from kindling.adapters.items import from_item, identity_key, lead_key, timeline_sk, to_attribute, to_item
+from kindling.adapters.items import (
+    from_item,
+    identity_item,
+    identity_key,
+    lead_key,
+    timeline_sk,
+    to_attribute,
+    to_item,
+)
 from kindling.adapters.score_store import folded_actions, score_put, stage_actions, to_json
 from kindling.kernel.bus import BusEvent
 from kindling.kernel.clock import isoformat
@@ -123,12 +131,15 @@ class DynamoLeadStore(aws.TableAdapter):
         for key, values in sets.items():
             if values:  # string sets (ADD and DELETE work on them); DynamoDB has no empty set
                 actions[0]["Put"]["Item"][key] = {"SS": list(values)}
+        if lead.stage:  # listed by stage for the console (kindling.adapters.console_store)
+            actions[0]["Put"]["Item"]["GSI2PK"] = {"S": f"STAGE#{lead.stage}"}
+            actions[0]["Put"]["Item"]["GSI2SK"] = {"S": isoformat(lead.last_activity_at or lead.created_at)}
         for identity in lead.identities:
             actions.append(
                 {
                     "Put": {
                         "TableName": self._table,
-                        "Item": {**identity_key(identity), "lead_id": {"S": lead.lead_id}},
+                        "Item": identity_item(identity, lead.lead_id),
                         "ConditionExpression": "attribute_not_exists(PK)",
                     }
                 }
@@ -139,7 +150,7 @@ class DynamoLeadStore(aws.TableAdapter):
         try:
             self.client.put_item(
                 TableName=self._table,
-                Item={**identity_key(identity), "lead_id": {"S": lead_id}},
+                Item=identity_item(identity, lead_id),
                 ConditionExpression="attribute_not_exists(PK) OR lead_id = :me",
                 ExpressionAttributeValues={":me": {"S": lead_id}},
             )
@@ -280,7 +291,8 @@ class DynamoLeadStore(aws.TableAdapter):
             expression_values = dict(values)
             condition = guard
             if active_at is not None:
-                expression_sets.append("last_activity_at = :active")
+                # GSI2SK: the stage listing's order (an item without GSI2PK is not listed).
+                expression_sets += ["last_activity_at = :active", "GSI2SK = :active"]
                 expression_values[":active"] = {"S": isoformat(active_at)}
                 condition += " AND (attribute_not_exists(last_activity_at) OR last_activity_at < :active)"
             if not expression_sets and not adds:
@@ -324,7 +336,7 @@ class DynamoLeadStore(aws.TableAdapter):
             self.client.update_item(
                 TableName=self._table,
                 Key=lead_key(lead_id),
-                UpdateExpression="SET last_activity_at = :t",
+                UpdateExpression="SET last_activity_at = :t, GSI2SK = :t",
                 ConditionExpression=(
                     "attribute_exists(PK)"
                     " AND (attribute_not_exists(last_activity_at) OR last_activity_at < :t)"
@@ -340,7 +352,7 @@ class DynamoLeadStore(aws.TableAdapter):
             self.client.update_item(
                 TableName=self._table,
                 Key=lead_key(lead_id),
-                UpdateExpression="SET merged_into = :into",
+                UpdateExpression="SET merged_into = :into REMOVE GSI2PK",  # no longer listed
                 ConditionExpression=(
                     "attribute_exists(PK) AND (attribute_not_exists(merged_into) OR merged_into = :into)"
                 ),

@@ -174,6 +174,20 @@ class DynamoEmailStore(aws.TableAdapter):
             ]
         )
 
+    def mark_test_sent(self, send_id: str, ses_message_id: str, now: datetime) -> None:
+        """A test send went out: only its own record says so (no lead's timeline, cap or metrics)."""
+        self.client.update_item(
+            TableName=self._table,
+            Key=send_key(send_id),
+            UpdateExpression="SET #s = :sent, ses_message_id = :mid, sent_at = :now",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={
+                ":sent": {"S": "sent"},
+                ":mid": {"S": ses_message_id},
+                ":now": {"S": isoformat(now)},
+            },
+        )
+
     def skip(self, request: SendRequest, lead_id: str, reason: str, now: datetime) -> None:
         try:
             self.client.transact_write_items(

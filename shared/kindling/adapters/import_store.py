@@ -16,7 +16,13 @@ from botocore.exceptions import ClientError
 from kindling.adapters import aws
 from kindling.adapters.dynamo import DynamoLeadStore, lead_key, to_item
 from kindling.adapters.email_store import timeline_put
-from kindling.adapters.items import identity_key, suppression_key, to_attribute
+from kindling.adapters.items import (
+    STAGE_INDEX_SET,
+    identity_item,
+    stage_index_values,
+    suppression_key,
+    to_attribute,
+)
 from kindling.kernel.clock import isoformat
 from kindling.kernel.errors import Conflict, NotFound
 from kindling.leads.importing import Suppression
@@ -81,11 +87,14 @@ class DynamoImportStore(aws.TableAdapter):
             },
             timeline_put(self._table, lead.lead_id, entry),
         ]
+        if lead.stage:  # listed by stage for the console
+            actions[0]["Put"]["Item"]["GSI2PK"] = {"S": f"STAGE#{lead.stage}"}
+            actions[0]["Put"]["Item"]["GSI2SK"] = {"S": isoformat(lead.created_at)}
         actions += [
             {
                 "Put": {
                     "TableName": self._table,
-                    "Item": {**identity_key(identity), "lead_id": {"S": lead.lead_id}},
+                    "Item": identity_item(identity, lead.lead_id),
                     "ConditionExpression": "attribute_not_exists(PK)",
                 }
             }
@@ -117,7 +126,8 @@ class DynamoImportStore(aws.TableAdapter):
             sets.append(f"traits.#t{index} = :t{index}")
         if stage:
             values[":stage"] = {"S": stage}
-            sets += ["stage = :stage", "stage_changed_at = :at"]
+            values.update(stage_index_values(stage))
+            sets += ["stage = :stage", "stage_changed_at = :at", STAGE_INDEX_SET]
         if unsubscribe:
             values[":yes"] = {"BOOL": True}
             sets += ["unsubscribed = :yes", "unsubscribed_at = :at"]
@@ -147,6 +157,23 @@ class DynamoImportStore(aws.TableAdapter):
                         "UpdateExpression": "SET unsubscribed = :yes, unsubscribed_at = :at",
                         "ConditionExpression": "attribute_exists(PK)",
                         "ExpressionAttributeValues": {":yes": {"BOOL": True}, ":at": {"S": isoformat(at)}},
+                    }
+                },
+                timeline_put(self._table, lead_id, entry),
+            ]
+        )
+
+    def resubscribe(self, lead_id: str, at: datetime, entry: TimelineEntry) -> None:
+        """Consent given again (the console records who, when and the person's words)."""
+        self._transact(
+            [
+                {
+                    "Update": {
+                        "TableName": self._table,
+                        "Key": lead_key(lead_id),
+                        "UpdateExpression": "SET unsubscribed = :no REMOVE unsubscribed_at",
+                        "ConditionExpression": "attribute_exists(PK)",
+                        "ExpressionAttributeValues": {":no": {"BOOL": False}},
                     }
                 },
                 timeline_put(self._table, lead_id, entry),

@@ -62,6 +62,25 @@ def suppression_key(email: str) -> dict[str, Any]:
     return {"PK": {"S": f"SUPPRESS#{email}"}, "SK": {"S": "SUPPRESS"}}
 
 
+def identity_item(identity: Identity, lead_id: str) -> dict[str, Any]:
+    """An identity's item; an email's is also listed for the console's search by prefix and domain."""
+    item = {**identity_key(identity), "lead_id": {"S": lead_id}}
+    if identity.kind == "email":
+        item["GSI1PK"] = {"S": f"EMAILPFX#{identity.value[:2]}"}
+        item["GSI1SK"] = {"S": identity.value}
+        item["GSI2PK"] = {"S": f"EMAILDOM#{identity.value.rsplit('@', 1)[-1]}"}
+        item["GSI2SK"] = {"S": identity.value}
+    return item
+
+
+#: Added to each update that sets a lead's stage: lists the profile under it, by last activity.
+STAGE_INDEX_SET = "GSI2PK = :stage_key, GSI2SK = if_not_exists(last_activity_at, :at)"
+
+
+def stage_index_values(stage: str) -> dict[str, Any]:
+    return {":stage_key": {"S": f"STAGE#{stage}"}}
+
+
 def identity_key(identity: Identity) -> dict[str, Any]:
     return {"PK": {"S": f"IDENT#{identity.kind}#{identity.value}"}, "SK": {"S": "IDENT"}}
 

@@ -18,13 +18,14 @@ from botocore.exceptions import ClientError
 from kindling.adapters import aws
 from kindling.adapters.due_store import DynamoDueStore
 from kindling.adapters.dynamo import DynamoLeadStore, lead_key
-from kindling.adapters.items import send_key
+from kindling.adapters.items import STAGE_INDEX_SET, send_key, stage_index_values
 from kindling.adapters.score_store import DynamoScoreStore
 from kindling.kernel.clock import isoformat
 from kindling.kernel.errors import Conflict
 from kindling.leads.profiles import read_lead
 from kindling.programs.due import DueItem
 from kindling.programs.engine import SEND_GIVE_UP_AFTER, Enrollment, LeadContext, SendResult, UpdateLead
+from kindling.programs.overview import enrollment_index_key, enrollment_index_sort
 from kindling.scoring.config import Decay
 
 
@@ -118,6 +119,12 @@ class DynamoProgramStore(aws.TableAdapter):
         if enrollment.status == "held":
             item["GSI1PK"] = {"S": f"HELD#{enrollment.program_id}"}
             item["GSI1SK"] = {"S": enrollment.enrollment_id}
+        # Where the program's leads are, for the console (kindling.programs.overview).
+        item["GSI2PK"] = {"S": enrollment_index_key(enrollment.program_id)}
+        item["GSI2SK"] = {
+            "S": enrollment_index_sort(enrollment.status, enrollment.step_id, enrollment.enrollment_id)
+        }
+        item["lead_id"] = {"S": enrollment.lead_id}
         return item
 
     def _due_put(self, due: DueItem) -> dict[str, Any]:
@@ -224,10 +231,11 @@ class DynamoProgramStore(aws.TableAdapter):
                         "Update": {
                             "TableName": self._table,
                             "Key": lead_key(lead_id),
-                            "UpdateExpression": "SET stage = :to, stage_changed_at = :at",
+                            "UpdateExpression": f"SET stage = :to, stage_changed_at = :at, {STAGE_INDEX_SET}",
                             "ExpressionAttributeValues": {
                                 ":to": {"S": update.stage},
                                 ":at": {"S": isoformat(now)},
+                                **stage_index_values(update.stage),
                             },
                         }
                     },

@@ -13,6 +13,7 @@ from botocore.exceptions import ClientError
 from kindling.adapters import aws
 from kindling.adapters.dynamo import DynamoLeadStore, lead_key
 from kindling.adapters.email_store import timeline_put
+from kindling.adapters.items import STAGE_INDEX_SET, stage_index_values
 from kindling.crm.unmatched import UnmatchedCrmEvent
 from kindling.kernel.clock import isoformat
 from kindling.kernel.errors import Conflict
@@ -80,9 +81,9 @@ class DynamoSalesStore(aws.TableAdapter):
                         "Update": {
                             "TableName": self._table,
                             "Key": lead_key(lead.lead_id),
-                            "UpdateExpression": "SET stage = :to, stage_changed_at = :at",
+                            "UpdateExpression": f"SET stage = :to, stage_changed_at = :at, {STAGE_INDEX_SET}",
                             "ConditionExpression": condition,
-                            "ExpressionAttributeValues": values,
+                            "ExpressionAttributeValues": {**values, **stage_index_values(to)},
                         }
                     },
                     {

@@ -18,7 +18,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from kindling.adapters import aws
-from kindling.adapters.items import lead_key
+from kindling.adapters.items import STAGE_INDEX_SET, lead_key, stage_index_values
 from kindling.kernel.clock import isoformat
 from kindling.scoring.rules import LeadScore
 from kindling.scoring.service import ScoreWrite
@@ -85,10 +85,10 @@ def stage_actions(write: ScoreWrite, table: str) -> list[dict[str, Any]]:
             "Update": {
                 "TableName": table,
                 "Key": lead_key(write.lead_id),
-                "UpdateExpression": "SET stage = :to, stage_changed_at = :at",
+                "UpdateExpression": f"SET stage = :to, stage_changed_at = :at, {STAGE_INDEX_SET}",
                 "ConditionExpression": "attribute_exists(PK) AND attribute_not_exists(merged_into)"
                 f" AND {stage_condition}",
-                "ExpressionAttributeValues": values,
+                "ExpressionAttributeValues": {**values, **stage_index_values(move.to_stage)},
             }
         },
         {

@@ -9,6 +9,7 @@ that fails at SES releases its claim at once, so the retry goes out straight awa
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -26,6 +27,10 @@ from kindling.leads.profiles import MAX_LEAD_ID_LENGTH, Lead
 from kindling.metrics.counters import send_origin
 from kindling.programs.due import DueItem
 
+#: The subject of a test send starts with this, so nobody takes it for the real thing.
+TEST_SUBJECT_PREFIX = "[TEST] "
+#: What a test send records as its lead: it is nobody's email.
+TEST_LEAD = "test"
 #: How long an unconfirmed claim waits for SES's Send event before the email is sent again.
 CONFIRMATION_WINDOW = timedelta(minutes=10)
 
@@ -54,6 +59,10 @@ class SendRequest(BaseModel):
     priority: int | None = Field(default=None, ge=0, le=1000)
     #: When the send was first deferred: a send kept waiting long goes ahead of every rank.
     deferred_since: datetime | None = None
+    #: A test send (from the console): to this address, at once, with these traits; it skips the
+    #: frequency cap, the send window and consent, and counts in no report or cap.
+    test_to: str | None = Field(default=None, max_length=320)
+    test_traits: dict[str, Any] | None = None
 
 
 #: A send held back this long by the frequency cap or the send window goes first at the next
@@ -110,6 +119,7 @@ class EmailStore(Protocol):
     def defer(self, request: SendRequest, lead_id: str, due: DueItem, reason: str, now: datetime) -> None: ...
     def recent_sends(self, lead_id: str, since: datetime) -> list[datetime]: ...
     def ses_send_seen(self, send_id: str) -> str | None: ...
+    def mark_test_sent(self, send_id: str, ses_message_id: str, now: datetime) -> None: ...
 
 
 class Mailer(Protocol):
@@ -170,6 +180,8 @@ class EmailSender:
 
     def handle(self, request: SendRequest, now: datetime) -> SendOutcome:
         """Send, skip or defer the email; the outcome is announced on the bus after it is recorded."""
+        if request.test_to is not None:
+            return self._test(request, now)
         outcome = self._handle(request, now)
         if outcome.status in ("sent", "skipped", "deferred", "confirmed") and self._publisher is not None:
             self._publisher.publish([send_event(request, outcome, now)])
@@ -246,6 +258,54 @@ class EmailSender:
             self._store.release(request.send_id, attempt)  # SES did not take it: the retry may send at once
             raise
         self._store.mark_sent(request, lead.lead_id, ses_message_id, now)
+        return SendOutcome("sent")
+
+    def _test(self, request: SendRequest, now: datetime) -> SendOutcome:
+        """A test send: once per send id, at once, subject marked, no timeline, cap or metrics."""
+        state = self._store.send_state(request.send_id)
+        if state is not None and state.status in ("sent", "skipped"):
+            return SendOutcome("duplicate")
+        template = self._config.templates().get(request.template)
+        to = normalize_email(request.test_to)
+        if template is None or to is None:
+            self._store.skip(
+                request, TEST_LEAD, "unknown_template" if template is None else "no_valid_email", now
+            )
+            return SendOutcome("skipped", "unknown_template" if template is None else "no_valid_email")
+        try:
+            attempt = self._store.claim(
+                request, TEST_LEAD, now, state if state and state.status != "claimed" else None
+            )
+        except Conflict as exc:
+            raise Retryable(f"test send {request.send_id} is being handled by another delivery") from exc
+        settings = self._config.email()
+        rendered = render(
+            template,
+            traits=request.test_traits or {},
+            email=to,
+            links=self._links,
+            send_id=request.send_id,
+            lead_id=request.lead_id,
+            settings=settings,
+            api_base_url=self._api,
+        )
+        marked = dataclasses.replace(rendered, subject=f"{TEST_SUBJECT_PREFIX}{rendered.subject}")
+        outgoing = OutgoingEmail(
+            to=to,
+            from_address=settings.from_address,
+            from_name=settings.from_name,
+            reply_to=settings.reply_to,
+            rendered=marked,
+            # No lead_id tag: SES's events about it are not a lead's (the SES events function ignores them).
+            tags={"send_id": request.send_id, "template": request.template, "test": "true"},
+            date=now,
+        )
+        try:
+            ses_message_id = self._mailer.send(outgoing)
+        except Exception:
+            self._store.release(request.send_id, attempt)
+            raise
+        self._store.mark_test_sent(request.send_id, ses_message_id, now)
         return SendOutcome("sent")
 
     def _resolve_unconfirmed(

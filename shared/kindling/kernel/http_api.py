@@ -8,6 +8,7 @@ import hmac
 import inspect
 import json
 from collections.abc import Callable
+from datetime import date, datetime
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
@@ -21,11 +22,18 @@ from kindling.kernel.observability import logger
 Middleware = Callable[[Any, Callable[[Any], Response]], Response]
 
 
+def _json_default(value: Any) -> Any:
+    """Times as ISO 8601 (``2026-12-07T14:00:05+00:00``), anything else as its text."""
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return str(value)
+
+
 def json_response(status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:
     return Response(
         status_code=status,
         content_type=content_types.APPLICATION_JSON,
-        body=json.dumps(payload, default=str),
+        body=json.dumps(payload, default=_json_default),
         headers=headers,
     )
 

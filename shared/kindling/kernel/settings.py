@@ -39,6 +39,8 @@ class LeadsApiSettings(_Settings):
     link_secret_arn: str
     #: Where CRM events kept for an imported lead's address are published again.
     bus_name: str
+    #: The links of a template preview (``{api_id}`` filled in per request, as for CRM webhooks).
+    public_api_url: str
 
 
 class HandoffSettings(_Settings):

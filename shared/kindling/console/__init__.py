@@ -1,0 +1,1 @@
+"""The operator console: a page for people over the admin API."""

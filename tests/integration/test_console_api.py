@@ -1,0 +1,171 @@
+"""The console's JSON routes through the admin API's handler, on moto: search and lists by index,
+a lead's emails and timeline pages, a program's whereabouts, template previews and test sends."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from kindling.adapters.config_store import DynamoConfigStore
+from kindling.adapters.dynamo import DynamoLeadStore
+from kindling.leads.profiles import ProfileService
+from kindling.tracking.segment import WebEvent
+from kindling_ops.config import documents, load
+from tests.integration.conftest import ADMIN
+from tests.integration.events import Context, http_event
+
+AUTH = {"Authorization": f"Bearer {ADMIN}"}
+CONFIG = documents(load(Path(__file__).resolve().parents[2] / "config"))
+NOW = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def api(load_handler, table: str) -> Any:
+    store = DynamoConfigStore(table)
+    for name in ("scoring.yaml", "email.yaml", "templates", "segments.yaml", "programs"):
+        store.apply(name.removesuffix(".yaml"), CONFIG[name], NOW)
+    sends = boto3.client("sqs").create_queue(QueueName=f"sends-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    handler = load_handler(
+        "leads_api",
+        TABLE_NAME=table,
+        SEND_QUEUE_URL=sends,
+        PROGRAMS_QUEUE_URL="http://unused",
+        BUS_NAME="unused-bus",
+        PUBLIC_API_URL="http://127.0.0.1:3000",
+        secrets={"ADMIN_TOKEN_SECRET_ARN": ADMIN, "LINK_SECRET_ARN": "link-secret-integration-0123456789"},
+    )
+    handler.sends_for_tests = sends
+    return handler
+
+
+def call(
+    api: Any,
+    method: str,
+    path: str,
+    body: Any = None,
+    route: str | None = None,
+    query: dict | None = None,
+    **params: str,
+) -> tuple[int, Any]:
+    event = http_event(
+        method,
+        path,
+        body=body,
+        headers=AUTH,
+        path_parameters=params or None,
+        route=route or path,
+        query=query,
+    )
+    answer = api.lambda_handler(event, Context())
+    return answer["statusCode"], json.loads(answer["body"] or "null")
+
+
+def lead(table: str, email: str, **traits: Any) -> str:
+    event = WebEvent(
+        message_id=f"m-{uuid.uuid4().hex}",
+        type="identify",
+        user_id=email,
+        timestamp=NOW,
+        received_at=NOW,
+        traits={"email": email, **traits},
+    )
+    return ProfileService(DynamoLeadStore(table)).record(event, NOW).lead_id
+
+
+def test_leads_are_found_by_address_prefix_and_company_domain(api, table) -> None:
+    ada = lead(table, "ada@acme.io", first_name="Ada", company="Acme")
+    lead(table, "adam@globex.example", first_name="Adam")
+    lead(table, "bo@acme.io", first_name="Bo")
+
+    def found(q: str) -> list[str]:
+        status, page = call(api, "GET", "/v1/console/leads", query={"q": q})
+        assert status == 200, page
+        return sorted(row["email"] for row in page["leads"])
+
+    assert found("ada@acme.io") == ["ada@acme.io"]
+    assert found("ada") == ["ada@acme.io", "adam@globex.example"]
+    assert found("@acme.io") == found("acme.io") == ["ada@acme.io", "bo@acme.io"]
+    _status, page = call(api, "GET", "/v1/console/leads", query={"q": "ada@acme.io"})
+    assert page["leads"][0]["lead_id"] == ada and page["leads"][0]["first_name"] == "Ada"
+    assert call(api, "GET", "/v1/console/leads", query={"q": "a"})[0] == 400, "one letter would read too much"
+
+
+def test_a_lead_s_timeline_pages_back_to_its_first_event(api, table) -> None:
+    lead_id = lead(table, "pager@acme.io")
+    service = ProfileService(DynamoLeadStore(table))
+    for minute in range(7):
+        page_view = WebEvent(
+            message_id=f"p-{minute}",
+            type="page",
+            user_id="pager@acme.io",
+            name=f"/p{minute}",
+            timestamp=NOW + timedelta(minutes=minute + 1),
+            received_at=NOW,
+        )
+        service.record(page_view, NOW)
+    seen, before = [], None
+    route = "/v1/leads/{lead_id}/timeline"
+    while True:
+        status, page = call(
+            api,
+            "GET",
+            f"/v1/leads/{lead_id}/timeline",
+            route=route,
+            query={"limit": "3", **({"before": before} if before else {})},
+            lead_id=lead_id,
+        )
+        assert status == 200, page
+        seen += [e["message_id"] for e in page["entries"]]
+        before = page["next_before"]
+        if not before:
+            break
+    assert len(seen) == len(set(seen)) == 8, "the identify and seven pages, each once, newest first"
+    assert seen[0] == "p-6"
+
+
+def test_a_program_says_where_its_leads_are_and_a_template_previews_and_test_sends(api, table) -> None:
+    status, programs = call(api, "GET", "/v1/programs")
+    assert status == 200
+    welcome = next(p for p in programs["programs"] if p["id"] == "welcome-series")
+    assert next(s["id"] for s in welcome["steps"]) == "send-welcome"
+    assert set(welcome["counts"]) >= {
+        "entered",
+        "active",
+        "sending",
+        "waiting",
+        "held",
+        "exited",
+        "completed",
+    }
+    route = "/v1/templates/{name}/preview"
+    status, preview = call(
+        api,
+        "POST",
+        "/v1/templates/welcome-1/preview",
+        {"traits": {"first_name": "Zed"}},
+        route,
+        name="welcome-1",
+    )
+    assert status == 200 and "Zed" in preview["html"] and preview["subject"]
+    status, queued = call(
+        api,
+        "POST",
+        "/v1/templates/welcome-1/test",
+        {"to": "colleague@acme.io", "traits": {"first_name": "Zed"}},
+        "/v1/templates/{name}/test",
+        name="welcome-1",
+    )
+    assert status == 202 and queued["to"] == "colleague@acme.io"
+    [message] = boto3.client("sqs").receive_message(QueueUrl=api.sends_for_tests)["Messages"]
+    body = json.loads(message["Body"])
+    assert body["test_to"] == "colleague@acme.io" and body["send_id"] == queued["send_id"]
+    status, _ = call(
+        api, "POST", "/v1/templates/nope/test", {"to": "c@acme.io"}, "/v1/templates/{name}/test", name="nope"
+    )
+    assert status == 404
