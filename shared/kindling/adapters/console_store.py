@@ -9,12 +9,12 @@ GSI2  ENROLLED#<program>              / <status>#<step>#<enrollment>     enrollm
 
 from __future__ import annotations
 
-import base64
 import json
 from typing import Any
 
 from kindling.adapters import aws
 from kindling.adapters.dynamo import DynamoLeadStore
+from kindling.adapters.export_store import decode_cursor, encode_cursor
 from kindling.adapters.items import from_item, lead_key
 from kindling.adapters.score_store import score_key
 from kindling.kernel.errors import InvalidInput
@@ -22,24 +22,6 @@ from kindling.leads.profiles import Lead, TimelineEntry
 from kindling.leads.views import Search, email_domain_key, email_prefix_key, stage_key
 from kindling.programs.overview import enrollment_index_key
 from kindling.scoring.rules import LeadScore
-
-
-def _cursor(key: dict[str, Any] | None) -> str | None:
-    return base64.urlsafe_b64encode(json.dumps(key).encode()).decode() if key else None
-
-
-def _start(cursor: str | None) -> dict[str, Any] | None:
-    if not cursor:
-        return None
-    try:
-        key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidInput("cursor: give the next_cursor of the previous page") from None
-    if not isinstance(key, dict) or not all(
-        isinstance(v, dict) and set(v) == {"S"} and isinstance(v["S"], str) for v in key.values()
-    ):
-        raise InvalidInput("cursor: give the next_cursor of the previous page")
-    return key
 
 
 class DynamoConsoleStore(aws.TableAdapter):
@@ -69,12 +51,12 @@ class DynamoConsoleStore(aws.TableAdapter):
             },
             "Limit": limit,
         }
-        start = _start(cursor)
+        start = decode_cursor(cursor)
         if start:
             kwargs["ExclusiveStartKey"] = start
         page = self.client.query(**kwargs)
         ids = [item["lead_id"]["S"] for item in page.get("Items", []) if "lead_id" in item]
-        return list(dict.fromkeys(ids)), _cursor(page.get("LastEvaluatedKey"))
+        return list(dict.fromkeys(ids)), encode_cursor(page.get("LastEvaluatedKey"))
 
     def by_stage(self, stage: str, limit: int, cursor: str | None) -> tuple[list[str], str | None]:
         """Lead ids in a lifecycle stage, most recently active first."""
@@ -86,12 +68,12 @@ class DynamoConsoleStore(aws.TableAdapter):
             "ScanIndexForward": False,
             "Limit": limit,
         }
-        start = _start(cursor)
+        start = decode_cursor(cursor)
         if start:
             kwargs["ExclusiveStartKey"] = start
         page = self.client.query(**kwargs)
         ids = [item["PK"]["S"].removeprefix("LEAD#") for item in page.get("Items", [])]
-        return ids, _cursor(page.get("LastEvaluatedKey"))
+        return ids, encode_cursor(page.get("LastEvaluatedKey"))
 
     def cards(self, lead_ids: list[str]) -> list[tuple[Lead, LeadScore | None]]:
         """The profiles and scores of these leads, in the order given (merged ones followed)."""

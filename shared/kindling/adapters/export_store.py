@@ -27,6 +27,7 @@ def encode_cursor(key: dict[str, Any] | None) -> str | None:
 
 
 def decode_cursor(cursor: str | None) -> dict[str, Any] | None:
+    """A position that ``encode_cursor`` made (a table's or an index's key), or ``InvalidInput``."""
     if not cursor:
         return None
     try:
@@ -35,7 +36,7 @@ def decode_cursor(cursor: str | None) -> dict[str, Any] | None:
         raise InvalidInput("cursor: give the next_cursor of the previous page") from None
     if (
         not isinstance(key, dict)
-        or set(key) != {"PK", "SK"}
+        or not {"PK", "SK"} <= set(key)
         or not all(isinstance(v, dict) and set(v) == {"S"} and isinstance(v["S"], str) for v in key.values())
     ):
         raise InvalidInput("cursor: give the next_cursor of the previous page")
