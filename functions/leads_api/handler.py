@@ -95,6 +95,7 @@ def get_lead(lead_id: str) -> Response:
     return json_response(200, view.model_dump(mode="json"))
 
 
+@admin.get("/v1/leads/<lead_id>/export")
 @admin.get("/v1/leads/<lead_id>/data")
 def access_export(lead_id: str) -> Response:
     """Everything stored about one person (a GDPR / CCPA access request), as plain JSON."""
@@ -104,6 +105,7 @@ def access_export(lead_id: str) -> Response:
     return json_response(200, readable(person))
 
 
+@admin.delete("/v1/leads/<lead_id>")
 @admin.post("/v1/leads/<lead_id>/erase")
 def erase(lead_id: str) -> Response:
     """Delete everything about one person; an opted-out address is kept only as a keyed hash."""

@@ -658,6 +658,12 @@ def _export(args: argparse.Namespace) -> int:
 
     from kindling_ops.admin_client import AdminApiError
 
+    if args.what == "person":  # the same as `kindling person export`
+        if not args.person:
+            print("kindling: export person needs the lead's email address or id", file=sys.stderr)
+            return 2
+        args.lead, args.person_command = args.person, "export"
+        return _person(args)
     api = _target(args)
     if api is None:
         return 2
@@ -975,7 +981,8 @@ def build_parser() -> argparse.ArgumentParser:
     export = commands.add_parser(
         "export", help="every lead, or activity in a date range, as CSV or JSON lines"
     )
-    export.add_argument("what", choices=["leads", "activity"])
+    export.add_argument("what", choices=["leads", "activity", "person"])
+    export.add_argument("person", nargs="?", help="person: the lead's email address or id")
     export.add_argument("--format", choices=["csv", "jsonl"], default="jsonl")
     export.add_argument("--from", dest="start", help="activity: first day or time (inclusive)")
     export.add_argument("--to", dest="end", help="activity: the day or time it ends (exclusive)")
@@ -998,6 +1005,16 @@ def build_parser() -> argparse.ArgumentParser:
     forget.add_argument("--note", help="why, e.g. the request's ticket")
     admin_target(forget)
     forget.set_defaults(run=_person)
+
+    erase_alias = commands.add_parser("erase", help="the same as `kindling person erase`")
+    erase_alias.add_argument("lead", help="the lead's email address or id")
+    erase_alias.add_argument(
+        "--confirm", required=True, help="the lead's email address again (its id if it has none)"
+    )
+    erase_alias.add_argument("--by", help="who asks (default: $USER@host)")
+    erase_alias.add_argument("--note", help="why, e.g. the request's ticket")
+    admin_target(erase_alias)
+    erase_alias.set_defaults(run=_person, person_command="erase")
 
     crm = commands.add_parser("crm", help="CRM events kindling holds for people it does not know yet")
     crm_commands = crm.add_subparsers(dest="crm_command", required=True)

@@ -255,6 +255,21 @@ def test_a_persons_access_export_has_everything_and_erasure_leaves_only_a_hash_o
     dump = json.dumps(boto3.client("dynamodb").scan(TableName=table)["Items"])
     assert "erin@acme.io" not in dump and "u-erin" not in dump and "Erin" not in dump, "nothing left in clear"
     assert call(api, "GET", f"/v1/leads/{lead_id}/data", route=route, lead_id=lead_id)[0] == 404
+    assert (
+        call(api, "GET", f"/v1/leads/{lead_id}/export", route="/v1/leads/{lead_id}/export", lead_id=lead_id)[
+            0
+        ]
+        == 404
+    )
+    status, _ = call(
+        api,
+        "DELETE",
+        f"/v1/leads/{lead_id}",
+        {"confirm": "erin@acme.io", "by": "dpo"},
+        "/v1/leads/{lead_id}",
+        lead_id=lead_id,
+    )
+    assert status == 404, "erased already: DELETE is the same erasure"
     # A later CRM sync or import brings the address back: the sender still never mails it.
     emails = DynamoEmailStore(table, hash_key=lambda: LINK_SECRET.encode())
     assert emails.suppression("erin@acme.io") == "unsubscribed"
