@@ -3,6 +3,7 @@ suppression list and contact imports."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -372,19 +373,30 @@ _STAGES = set(Stage.__args__)  # type: ignore[attr-defined]
 
 @admin.get("/v1/console/leads")
 def console_leads() -> Response:
-    """Leads found by an email, an email prefix or a company domain, or listed by stage."""
+    """Leads found by an email, an email prefix or a company domain; or listed: a stage's by latest
+    activity, a grade's by score now, a segment's by the latest to enter it."""
     query = admin.current_event.get_query_string_value
     limit = _page_size(25, 100)
     cursor = query("cursor")
-    q, stage = query("q"), query("stage")
+    q, stage, grade, segment = query("q"), query("stage"), query("grade"), query("segment")
     if q:
         ids, next_cursor = console.search(parse_search(q), limit, cursor)
     elif stage:
         if stage not in _STAGES:
             raise InvalidInput(f"stage: one of {', '.join(sorted(_STAGES))}")
         ids, next_cursor = console.by_stage(stage, limit, cursor)
+    elif grade:
+        if grade not in ("A", "B", "C", "D"):
+            raise InvalidInput("grade: one of A, B, C, D")
+        ids, next_cursor = console.by_grade(grade, limit, cursor)
+    elif segment:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,62}", segment):
+            raise InvalidInput("segment: a segment id (lower-case letters, digits, - and _)")
+        ids, next_cursor = console.by_segment(segment, limit, cursor)
     else:
-        raise InvalidInput("q: give an email, the start of one or a company domain; or a stage")
+        raise InvalidInput(
+            "q: give an email, the start of one or a company domain; or a stage, grade or segment"
+        )
     now = clock.current().now()
     decay = scoring_config.current()[1].engagement.decay
     leads = [

@@ -275,6 +275,17 @@ def test_the_operator_finds_the_lead_by_email_domain_or_stage(
     by_stage = admin_get(stack, "/v1/console/leads", stage=stage)
     listed = desk.data("#leads-table tbody tr", "leadId")
     assert listed == [lead["lead_id"] for lead in by_stage["leads"]] and visitor.lead_id in listed
+
+    grade = admin_get(stack, f"/v1/leads/{visitor.lead_id}/score")["grade"]
+    page.select_option("#stage", "")
+    page.select_option("#grade", grade)
+    page.click("#search-form button[type=submit]")
+    desk.loaded()
+    by_grade = admin_get(stack, "/v1/console/leads", grade=grade)
+    listed = desk.data("#leads-table tbody tr", "leadId")
+    assert listed == [lead["lead_id"] for lead in by_grade["leads"]] and visitor.lead_id in listed
+    scores = [lead["score"] for lead in by_grade["leads"]]
+    assert scores == sorted(scores, reverse=True), "a grade's leads, highest score first"
     assert desk.problems == [] and desk.other_hosts() == []
 
 

@@ -169,3 +169,59 @@ def test_a_program_says_where_its_leads_are_and_a_template_previews_and_test_sen
         api, "POST", "/v1/templates/nope/test", {"to": "c@acme.io"}, "/v1/templates/{name}/test", name="nope"
     )
     assert status == 404
+
+
+def test_a_grade_lists_its_leads_by_score_now_and_a_segment_its_latest_members(api, table) -> None:
+    from kindling.adapters.config_store import ConfigCache, ProgramsConfig
+    from kindling.adapters.program_store import DynamoProgramStore
+    from kindling.adapters.score_store import DynamoScoreStore
+    from kindling.programs.service import ProgramService
+    from kindling.scoring.config import ScoringConfig
+    from kindling.scoring.service import ScoringService
+    from tests.fakes import NullPublisher, NullQueue
+
+    scorer = ScoringService(
+        DynamoScoreStore(table), ConfigCache(DynamoConfigStore(table), "scoring", ScoringConfig)
+    )
+    profiles = ProfileService(DynamoLeadStore(table), sleep=lambda s: None, scorer=scorer)
+    programs = ProgramService(DynamoProgramStore(table), ProgramsConfig(table), NullQueue(), NullPublisher())
+    vp = {"title": "VP Marketing", "industry": "SaaS", "company_size": 1200}
+    for name, demos in (("keen", 3), ("mild", 1), ("cold", 0)):
+        email = f"{name}@bigco.example"
+        event = WebEvent(
+            message_id=f"i-{name}",
+            type="identify",
+            user_id=email,
+            timestamp=NOW,
+            received_at=NOW,
+            traits={"email": email, **vp},
+        )
+        lead_id = profiles.record(event, NOW).lead_id
+        for n in range(demos):
+            webinar = WebEvent(
+                message_id=f"w-{name}-{n}",
+                type="track",
+                user_id=email,
+                event="Webinar Attended",
+                timestamp=NOW + timedelta(hours=n),
+                received_at=NOW,
+            )
+            profiles.record(webinar, NOW)
+        programs.on_lead_event(
+            lead_id, trigger_id=f"i-{name}", now=NOW + timedelta(minutes=["keen", "mild", "cold"].index(name))
+        )
+    status, graded = call(api, "GET", "/v1/console/leads", query={"grade": "A"})
+    assert status == 200, graded
+    assert [row["email"] for row in graded["leads"]] == [
+        "keen@bigco.example",
+        "mild@bigco.example",
+        "cold@bigco.example",
+    ]
+    status, members = call(api, "GET", "/v1/console/leads", query={"segment": "saas-industry"})
+    assert status == 200, members
+    assert [row["email"] for row in members["leads"]] == [
+        "cold@bigco.example",
+        "mild@bigco.example",
+        "keen@bigco.example",
+    ]
+    assert call(api, "GET", "/v1/console/leads", query={"grade": "Z"})[0] == 400

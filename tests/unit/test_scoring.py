@@ -276,3 +276,26 @@ def test_credits_a_per_lead_rule_gave_before_it_kept_keys_still_count_against_it
     for day in range(3):
         state = apply(state, event(at=T0 + timedelta(days=day), event="Whitepaper Downloaded")).score
     assert state.rules["whitepaper-download"].count == 3, "per_lead: 3, two of them given earlier"
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.floats(-200, 500, allow_nan=False), st.integers(0, 400 * 24)), min_size=2, max_size=12
+    ),
+    st.integers(0, 800 * 24),
+)
+def test_the_rank_key_orders_scores_as_their_engagement_now_whatever_now(
+    scores: list[tuple[float, int]], later_hours: int
+) -> None:
+    from kindling.scoring.rules import score_rank
+
+    decay = CONFIG.engagement.decay
+    states = [
+        LeadScore(lead_id=f"l{i}", engagement=e, as_of=T0 + timedelta(hours=h))
+        for i, (e, h) in enumerate(scores)
+    ]
+    now = T0 + timedelta(hours=max(h for _, h in scores) + later_hours)
+    by_rank = sorted(states, key=lambda s: score_rank(s, decay))
+    values = [s.engagement_at(now, decay) for s in by_rank]
+    assert all(a <= b + 1e-9 * max(1.0, abs(b)) for a, b in itertools.pairwise(values))

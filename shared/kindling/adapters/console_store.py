@@ -75,6 +75,33 @@ class DynamoConsoleStore(aws.TableAdapter):
         ids = [item["PK"]["S"].removeprefix("LEAD#") for item in page.get("Items", [])]
         return ids, encode_cursor(page.get("LastEvaluatedKey"))
 
+    def by_grade(self, grade: str, limit: int, cursor: str | None) -> tuple[list[str], str | None]:
+        """Lead ids of a fit grade, highest engagement now first (``score_rank`` keeps the order)."""
+        return self._listed(f"GRADE#{grade}", limit, cursor)
+
+    def by_segment(self, segment: str, limit: int, cursor: str | None) -> tuple[list[str], str | None]:
+        """Lead ids in a segment, the latest to enter it first."""
+        return self._listed(f"MEMBERS#{segment}", limit, cursor)
+
+    def _listed(self, key: str, limit: int, cursor: str | None) -> tuple[list[str], str | None]:
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": "GSI2",
+            "KeyConditionExpression": "GSI2PK = :pk",
+            "ExpressionAttributeValues": {":pk": {"S": key}},
+            "ScanIndexForward": False,
+            "Limit": limit,
+        }
+        start = decode_cursor(cursor)
+        if start:
+            kwargs["ExclusiveStartKey"] = start
+        page = self.client.query(**kwargs)
+        ids = [
+            item["lead_id"]["S"] if "lead_id" in item else item["PK"]["S"].removeprefix("LEAD#")
+            for item in page.get("Items", [])
+        ]
+        return ids, encode_cursor(page.get("LastEvaluatedKey"))
+
     def cards(self, lead_ids: list[str]) -> list[tuple[Lead, LeadScore | None]]:
         """The profiles and scores of these leads, in the order given (merged ones followed)."""
         wanted = [lead_key(i) for i in lead_ids] + [score_key(i) for i in lead_ids]

@@ -181,7 +181,26 @@ class DynamoProgramStore(aws.TableAdapter):
         if due is not None:
             self._due.lower_cursor(due)
 
-    def set_segments(self, lead_id: str, segments: set[str]) -> None:
+    def set_segments(
+        self, lead_id: str, segments: set[str], previous: set[str] | None = None, at: datetime | None = None
+    ) -> None:
+        """The lead's segments, and a membership item per segment entered (removed when left): the
+        console lists a segment's members, latest first, from ``SEGMENT#<id>`` without a scan."""
+        for entered in sorted(segments - (previous or set())):
+            self.client.put_item(
+                TableName=self._table,
+                Item={
+                    "PK": {"S": f"SEGMENT#{entered}"},
+                    "SK": {"S": lead_id},
+                    "GSI2PK": {"S": f"MEMBERS#{entered}"},
+                    "GSI2SK": {"S": f"{isoformat(at) if at else ''}#{lead_id}"},
+                    "lead_id": {"S": lead_id},
+                },
+            )
+        for left in sorted((previous or set()) - segments):
+            self.client.delete_item(
+                TableName=self._table, Key={"PK": {"S": f"SEGMENT#{left}"}, "SK": {"S": lead_id}}
+            )
         # "segments" is a DynamoDB reserved word: always through a name placeholder.
         kwargs: dict[str, Any] = {
             "TableName": self._table,

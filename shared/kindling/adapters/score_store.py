@@ -52,6 +52,9 @@ def score_put(write: ScoreWrite, table: str) -> dict[str, Any]:
     }
     if write.recent:
         put["Item"]["recent"] = {"S": " ".join(write.recent)}
+    if write.rank is not None:  # the console lists a grade's leads by score (kindling.adapters.console_store)
+        put["Item"]["GSI2PK"] = {"S": f"GRADE#{score.grade}"}
+        put["Item"]["GSI2SK"] = {"S": write.rank}
     if write.expected_revision == 0:
         put["ConditionExpression"] = "attribute_not_exists(PK)"
     else:

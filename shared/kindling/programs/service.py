@@ -53,7 +53,9 @@ class ProgramStore(Protocol):
     def save(self, enrollment: Enrollment, expected_token: str, due: DueItem | None) -> None:
         """Write the new state unless the token moved (``Conflict``)."""
 
-    def set_segments(self, lead_id: str, segments: set[str]) -> None: ...
+    def set_segments(
+        self, lead_id: str, segments: set[str], previous: set[str] | None = None, at: datetime | None = None
+    ) -> None: ...
     def schedule(self, item: DueItem) -> None: ...
     def update_lead(
         self, lead_id: str, update: UpdateLead, enrollment_id: str, now: datetime
@@ -152,7 +154,7 @@ class ProgramService:
         segments = segments_of(self._config.segments().segments, lead)
         entered = segments - lead.segments
         if segments != lead.segments:
-            self._store.set_segments(lead.lead_id, segments)
+            self._store.set_segments(lead.lead_id, segments, lead.segments, now)
             changes += [f"entered segment {s}" for s in sorted(entered)]
             changes += [f"left segment {s}" for s in sorted(lead.segments - segments)]
             lead.segments = segments

@@ -16,6 +16,7 @@ arriving later than that for a per-day capped rule is settled against what is re
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -349,6 +350,23 @@ def _add_points(score: LeadScore, hits: list[Hit], at: datetime, day: str, decay
     for tally in score.rules.values():
         tally.days = {d: n for d, n in tally.days.items() if d >= horizon}
         tally.credits = {d: keys for d, keys in tally.credits.items() if d == "lead" or d >= horizon}
+
+
+def score_rank(score: LeadScore, decay: Decay | None) -> str:
+    """A sort key that orders leads by their engagement at any moment, without being rewritten.
+
+    Engagement decays as ``e * 2^-(now - as_of) / half_life``, so its order at any ``now`` is the
+    order of ``log2(e) + as_of / half_life``: a constant per score until its next change. The key
+    is that number, fixed width, with negative, zero and positive engagement in three groups (a
+    negative score decays up towards zero). The console lists a grade's leads by it.
+    """
+    days = (score.as_of - _EPOCH).total_seconds() / 86400 if score.as_of else 0.0
+    drift = days / decay.half_life_days if decay is not None else 0.0
+    if score.engagement > 0:
+        return f"2{math.log2(score.engagement) + drift + 1e6:020.6f}"
+    if score.engagement < 0:
+        return f"0{1e6 - (math.log2(-score.engagement) + drift):020.6f}"
+    return "1"
 
 
 def reasons(score: LeadScore, config: ScoringConfig, when: datetime, top: int) -> list[Reason]:

@@ -30,6 +30,7 @@ from kindling.scoring.rules import (
     label,
     reasons,
     score_event,
+    score_rank,
 )
 from kindling.tracking.segment import WebEvent
 
@@ -87,6 +88,8 @@ class ScoreWrite:
     recent: list[str] = field(default_factory=list)
     #: Scored by an earlier delivery that crashed before its timeline entry: write nothing again.
     replayed: bool = False
+    #: Where the score sorts among its grade's (``kindling.scoring.rules.score_rank``), for the console.
+    rank: str | None = None
 
     @property
     def atomic(self) -> bool:
@@ -198,6 +201,7 @@ class ScoringService:
             emitted=_bus_events(facts, event, result, config),
             folded=folded,
             recent=[*recent, mark][-RECENT_MESSAGES:],
+            rank=score_rank(result.score, config.engagement.decay),
         )
 
 
