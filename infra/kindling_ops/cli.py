@@ -512,6 +512,11 @@ def _import(args: argparse.Namespace) -> int:
     from kindling_ops.import_command import fingerprint, run_import, summary
     from kindling_ops.importing import formats
 
+    if args.format == "pinpoint-journey":
+        return _convert_journey(args)
+    if not (args.local or args.stack or args.url):
+        print("kindling: give --local, --stack NAME or --url URL", file=sys.stderr)
+        return 2
     sources = [args.file] + ([args.suppressions] if args.suppressions else [])
     for given in sources:
         if not str(given).startswith("s3://") and not Path(given).exists():
@@ -568,6 +573,32 @@ def _import(args: argparse.Namespace) -> int:
         print(f"\nkindling: {exc}\nrun the same command again to go on where it stopped", file=sys.stderr)
         return 1
     print(summary(counts, dict(parsed.skipped), args.dry_run, results))
+    return 0
+
+
+def _convert_journey(args: argparse.Namespace) -> int:
+    """A Pinpoint journey (GetJourney's JSON) as a program and template stubs in ``--out``."""
+    import json
+
+    from kindling_ops.importing.pinpoint_journey import convert_journey, write_conversion
+
+    out = Path(args.out or "converted")
+    try:
+        document = json.loads(Path(args.file).read_text(encoding="utf-8"))
+        conversion = convert_journey(document)
+        written = write_conversion(conversion, out)
+    except (OSError, ValueError) as exc:  # unreadable, not JSON, not a journey, a file already there
+        print(f"kindling: {exc}", file=sys.stderr)
+        return 2
+    for path in written:
+        print(f"wrote {path}")
+    for segment in conversion.segments:
+        print(f"needs segment {segment}: define it in config/segments.yaml")
+    for hint in conversion.settings_hints:
+        print(f"email settings: {hint}")
+    for loss in conversion.unmapped:
+        print(f"not mapped exactly: {loss}")
+    print(f"review, copy into config/, then: kindling config validate ({len(conversion.unmapped)} to review)")
     return 0
 
 
@@ -922,8 +953,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rebuild.set_defaults(run=_metrics_rebuild)
 
-    def admin_target(command: argparse.ArgumentParser) -> None:
-        place = command.add_mutually_exclusive_group(required=True)
+    def admin_target(command: argparse.ArgumentParser, required: bool = True) -> None:
+        place = command.add_mutually_exclusive_group(required=required)
         place.add_argument("--local", action="store_true", help="the running local stack")
         place.add_argument("--stack", help="a deployed stack: its ApiUrl output and admin token secret")
         place.add_argument("--url", help="any kindling API URL (with --token)")
@@ -939,8 +970,15 @@ def build_parser() -> argparse.ArgumentParser:
         "API in batches of 500. Each row's outcome goes to a results CSV; an interrupted import goes on "
         "where it stopped when run again, and running a finished one again changes nothing.",
     )
-    importing.add_argument("format", choices=["csv", "mautic", "hubspot", "pinpoint"])
-    importing.add_argument("file", help="the contacts export (pinpoint: a folder or an s3:// prefix)")
+    formats = ["csv", "mautic", "hubspot", "pinpoint", "pinpoint-journey"]
+    importing.add_argument("format", choices=formats)
+    importing.add_argument(
+        "file",
+        help="the contacts export (pinpoint: a folder or an s3:// prefix; pinpoint-journey: its JSON)",
+    )
+    importing.add_argument(
+        "--out", help="pinpoint-journey: the folder to write programs/ and templates/ into"
+    )
     importing.add_argument(
         "--suppressions",
         help="mautic: the do-not-contact report; hubspot: the unsubscribes and bounces export",
@@ -952,7 +990,7 @@ def build_parser() -> argparse.ArgumentParser:
     importing.add_argument("--results", help="where each row's outcome goes (default: FILE.results.csv here)")
     importing.add_argument("--dry-run", action="store_true", help="say what would happen; write nothing")
     importing.add_argument("--enroll", action="store_true", help="created leads enter new-lead programs")
-    admin_target(importing)
+    admin_target(importing, required=False)  # not for pinpoint-journey, which writes files only
     importing.set_defaults(run=_import)
 
     suppressions = commands.add_parser("suppressions", help="the addresses kindling never mails")

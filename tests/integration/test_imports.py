@@ -275,3 +275,67 @@ def test_a_persons_access_export_has_everything_and_erasure_leaves_only_a_hash_o
     assert emails.suppression("erin@acme.io") == "unsubscribed"
     assert emails.suppression("someone.else@acme.io") is None
     assert suppression_hash(LINK_SECRET.encode(), "erin@acme.io") in dump
+
+
+def test_after_an_erasure_no_item_holds_the_address_the_lead_id_or_an_anonymous_id(api, table) -> None:
+    from datetime import UTC, datetime, timedelta
+    from pathlib import Path
+
+    from kindling.adapters.config_store import DynamoConfigStore, ProgramsConfig
+    from kindling.adapters.program_store import DynamoProgramStore
+    from kindling.leads.profiles import ProfileService
+    from kindling.programs.service import ProgramService
+    from kindling.tracking.segment import WebEvent
+    from kindling_ops.config import documents, load
+    from tests.fakes import NullPublisher, RecordingQueue
+
+    now = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
+    config = documents(load(Path(__file__).resolve().parents[2] / "config"))
+    for name in ("scoring.yaml", "email.yaml", "templates", "segments.yaml", "programs"):
+        DynamoConfigStore(table).apply(name.removesuffix(".yaml"), config[name], now)
+    profiles = ProfileService(DynamoLeadStore(table), sleep=lambda s: None)
+    browsing = WebEvent(
+        message_id="anon-1",
+        type="page",
+        anonymous_id="anon-frank-7",
+        name="/pricing",
+        timestamp=now,
+        received_at=now,
+    )
+    profiles.record(browsing, now)
+    form = WebEvent(
+        message_id="form-1",
+        type="identify",
+        anonymous_id="anon-frank-7",
+        user_id="u-frank",
+        traits={"email": "frank@acme.io", "industry": "SaaS"},
+        timestamp=now + timedelta(hours=1),
+        received_at=now,
+    )
+    lead_id = profiles.record(form, now).lead_id
+    programs = ProgramService(
+        DynamoProgramStore(table), ProgramsConfig(table), RecordingQueue(), NullPublisher()
+    )
+    programs.on_lead_event(
+        lead_id,
+        trigger_id="form-1",
+        now=now + timedelta(hours=1),
+        event=form.model_dump(mode="json"),
+        new_lead=True,
+    )
+    dump = json.dumps(boto3.client("dynamodb").scan(TableName=table)["Items"])
+    assert lead_id in dump and "anon-frank-7" in dump  # enrolled, a wake-up due, a segment joined
+
+    status, report = call(
+        api,
+        "POST",
+        f"/v1/leads/{lead_id}/erase",
+        {"confirm": "frank@acme.io", "by": "dpo@acme.io"},
+        "/v1/leads/{lead_id}/erase",
+        lead_id=lead_id,
+    )
+    assert status == 200, report
+    items = boto3.client("dynamodb").scan(TableName=table)["Items"]
+    for personal in ("frank@acme.io", lead_id, "anon-frank-7", "u-frank"):
+        holding = [i["PK"]["S"] + " | " + i["SK"]["S"] for i in items if personal in json.dumps(i)]
+        assert not holding, f"{personal} is still stored in clear in {holding}"

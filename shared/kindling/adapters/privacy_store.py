@@ -6,20 +6,26 @@ leads merged into it, the message markers and email sends its timeline names, an
 suppression list, its removals and the CRM events held for its address.
 
 SUPPRESSHASH#<hash> / SUPPRESSHASH   an erased address that had opted out (kindling.leads.privacy)
-ERASURE#<lead id>   / <time>         that a lead was erased, when, by whom: counts, no personal data
+ERASURE#<hash>      / <time>         that a person was erased (keyed by a hash of the lead id):
+                                     when, by whom, why, item counts; no personal data
 """
 
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 from kindling.adapters import aws
+from kindling.adapters.due_store import DynamoDueStore
 from kindling.adapters.items import from_item, lead_key, send_key, suppression_key
 from kindling.adapters.sales_store import DynamoUnmatchedStore
 from kindling.crm.unmatched import UnmatchedCrmEvent, crm_key, email_key
 from kindling.leads.privacy import PersonData
 from kindling.leads.profiles import Lead
+from kindling.programs.due import DueItem
+from kindling.programs.engine import Enrollment
+from kindling.programs.service import step_due
 
 _KINDS = (
     ("EVT#", "timeline"),
@@ -103,6 +109,27 @@ class DynamoPrivacyStore(aws.TableAdapter):
                     person.opted_out[email] = reason
             for item in self._partition(f"SUPPRESSLOG#{email}"):
                 self._add(person, "suppression_removals", item)
+        # Membership of segments, and the work due for the person: their enrollments' wake-ups
+        # and their deferred sends (both name the lead).
+        for item in profiles:
+            owner = item["PK"]["S"].removeprefix("LEAD#")
+            for segment in from_item(item).get("segments") or []:
+                person.keys.append({"PK": {"S": f"SEGMENT#{segment}"}, "SK": {"S": owner}})
+        due = DynamoDueStore(self._table, self.client)
+        for item in person.items.get("enrollments", []):
+            enrollment = Enrollment.model_validate_json(item["state"]["S"])
+            wake = step_due(enrollment, enrollment.updated_at)
+            if wake is not None:
+                person.keys.append({k: due.item(wake)[k] for k in ("PK", "SK")})
+            for written in enrollment.due_keys:  # earlier wake-ups, stale but not yet released
+                pk, _, sk = written.partition("|")
+                person.keys.append({"PK": {"S": pk}, "SK": {"S": sk}})
+        for item in person.items.get("sends", []):
+            if item.get("status", {}).get("S") == "deferred" and "due_at" in item:
+                send_id = item["PK"]["S"].removeprefix("SEND#")
+                at = datetime.fromisoformat(item["due_at"]["S"].replace("Z", "+00:00"))
+                deferred = DueItem(id=f"send:{send_id}", kind="send", due_at=at, payload={})
+                person.keys.append({k: due.item(deferred)[k] for k in ("PK", "SK")})
         waiting = [f"CRMWAIT#{email_key(email)}" for email in emails]
         waiting += [f"CRMWAIT#{crm_key(value)}" for kind, value in identities if kind == "crm" and value]
         unmatched = DynamoUnmatchedStore(self._table, self.client)
@@ -138,12 +165,13 @@ class DynamoPrivacyStore(aws.TableAdapter):
                     break
             else:
                 raise aws.translate(RuntimeError("DynamoDB left deletes unprocessed"), "an erasure")
+        record = {k: v for k, v in audit.items() if k not in ("lead_id", "erasure_hash")}
         self.client.put_item(
             TableName=self._table,
             Item={
-                "PK": {"S": f"ERASURE#{audit['lead_id']}"},
+                "PK": {"S": f"ERASURE#{audit['erasure_hash']}"},  # the person, never named in clear
                 "SK": {"S": audit["at"]},
-                "record": {"S": json.dumps(audit)},
+                "record": {"S": json.dumps(record)},
             },
         )
         return len(keys)

@@ -108,7 +108,14 @@ class DynamoProgramStore(aws.TableAdapter):
         ).get("Item")
         return Enrollment.model_validate_json(item["state"]["S"]) if item else None
 
-    def _item(self, enrollment: Enrollment) -> dict[str, Any]:
+    def _item(self, enrollment: Enrollment, due: DueItem | None = None) -> dict[str, Any]:
+        if due is not None:
+            # In place: the caller goes on from this enrollment (a new one is run at once), and the
+            # next save must still name this wake-up.
+            stored = self._due.item(due)
+            key = f"{stored['PK']['S']}|{stored['SK']['S']}"
+            if key not in enrollment.due_keys:
+                enrollment.due_keys[:] = [*enrollment.due_keys, key][-40:]
         item: dict[str, Any] = {
             **enrollment_key(enrollment.lead_id, enrollment.enrollment_id),
             "state": {"S": enrollment.model_dump_json()},
@@ -137,7 +144,7 @@ class DynamoProgramStore(aws.TableAdapter):
                     {
                         "Put": {
                             "TableName": self._table,
-                            "Item": self._item(enrollment),
+                            "Item": self._item(enrollment, due),
                             "ConditionExpression": "attribute_not_exists(PK)",
                         }
                     },
@@ -161,7 +168,7 @@ class DynamoProgramStore(aws.TableAdapter):
             {
                 "Put": {
                     "TableName": self._table,
-                    "Item": self._item(enrollment),
+                    "Item": self._item(enrollment, due),
                     "ConditionExpression": "#t = :expected",
                     "ExpressionAttributeNames": {"#t": "token"},
                     "ExpressionAttributeValues": {":expected": {"S": expected_token}},

@@ -76,6 +76,9 @@ def erase_person(
     keep = [(suppression_hash(hash_key, email), reason) for email, reason in sorted(person.opted_out.items())]
     audit = {
         "lead_id": lead.lead_id,
+        "erasure_hash": hmac.new(
+            hash_key, b"erased-lead:" + lead.lead_id.encode(), hashlib.sha256
+        ).hexdigest(),
         "at": now.isoformat(),
         "by": request.by,
         "note": request.note,

@@ -110,6 +110,9 @@ class Enrollment(BaseModel):
     waiting: Waiting | None = None
     sleeping_at: str | None = None  # the wait step whose time is running
     sending: Sending | None = None  # the email the enrollment waits for at its send step
+    #: The scheduler's items written for this enrollment (``PK|SK``, the latest 40): a wake-up a
+    #: later one made stale stays in the table until its hour, so an erasure looks here for it.
+    due_keys: list[str] = Field(default_factory=list)
     recheck_at: datetime | None = None  # while held: when to look again whether the hold is over
     entered_at: datetime
     updated_at: datetime
