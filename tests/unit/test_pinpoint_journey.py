@@ -26,7 +26,7 @@ from kindling_ops.importing.pinpoint_journey import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-JOURNEY = ROOT / "tests" / "fixtures" / "imports" / "pinpoint" / "journey.json"
+JOURNEY = ROOT / "tests" / "fixtures" / "imports" / "pinpoint-journey" / "journey.json"
 
 WELCOME, WAIT_2D, CLICK_SPLIT = "Xk3TqW9dLm", "Rb7pZc2VnQ", "Hs4YjE8uKa"
 EMAIL_A, EMAIL_B, HOLDOUT = "Pq6LmN1sTb", "Dv2GhJ5rYw", "Ty5BnM7qOp"
@@ -432,7 +432,7 @@ def test_converting_leaves_the_document_alone() -> None:
 def test_the_cli_writes_the_conversion_and_lists_what_to_review(tmp_path: Path, capsys: Any) -> None:
     from kindling_ops.cli import main as cli
 
-    journey = Path(__file__).resolve().parents[1] / "fixtures" / "imports" / "pinpoint" / "journey.json"
+    journey = Path(__file__).resolve().parents[1] / "fixtures" / "imports" / "pinpoint-journey" / "journey.json"
     assert cli(["import", "pinpoint-journey", str(journey), "--out", str(tmp_path / "out")]) == 0
     said = capsys.readouterr().out
     assert "wrote" in said and "not mapped exactly" in said and "email settings" in said
