@@ -393,9 +393,11 @@ def console_leads() -> Response:
         if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,62}", segment):
             raise InvalidInput("segment: a segment id (lower-case letters, digits, - and _)")
         ids, next_cursor = console.by_segment(segment, limit, cursor)
+    elif query("recent"):
+        ids, next_cursor = console.recent(sorted(_STAGES), limit, cursor)
     else:
         raise InvalidInput(
-            "q: give an email, the start of one or a company domain; or a stage, grade or segment"
+            "q: give an email, the start of one or a company domain; or stage, grade, segment or recent=1"
         )
     now = clock.current().now()
     decay = scoring_config.current()[1].engagement.decay

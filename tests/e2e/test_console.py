@@ -140,7 +140,8 @@ class Session:
 
     def loaded(self) -> None:
         self.page.wait_for_function(
-            "() => document.body.dataset.loaded === 'true' || document.body.dataset.loaded === 'error'"
+            "() => (document.body.dataset.loaded === 'true' || document.body.dataset.loaded === 'error')"
+            " && document.body.dataset.loadedHash === location.hash"
         )
         assert self.page.evaluate("() => document.body.dataset.loaded") == "true", self.status()
         self.page.wait_for_function("() => !document.querySelector('[data-state=loading]')")
@@ -286,6 +287,12 @@ def test_the_operator_finds_the_lead_by_email_domain_or_stage(
     assert listed == [lead["lead_id"] for lead in by_grade["leads"]] and visitor.lead_id in listed
     scores = [lead["score"] for lead in by_grade["leads"]]
     assert scores == sorted(scores, reverse=True), "a grade's leads, highest score first"
+
+    page.click("#recent-leads")
+    desk.loaded()
+    recent = admin_get(stack, "/v1/console/leads", recent="1")
+    listed = desk.data("#leads-table tbody tr", "leadId")
+    assert listed == [lead["lead_id"] for lead in recent["leads"]] and visitor.lead_id in listed
     assert desk.problems == [] and desk.other_hosts() == []
 
 

@@ -225,3 +225,30 @@ def test_a_grade_lists_its_leads_by_score_now_and_a_segment_its_latest_members(a
         "keen@bigco.example",
     ]
     assert call(api, "GET", "/v1/console/leads", query={"grade": "Z"})[0] == 400
+
+
+def test_recently_active_leads_of_every_stage_come_newest_first_across_pages(api, table) -> None:
+    from kindling.adapters.import_store import DynamoImportStore
+    from kindling.leads.importing import ContactBatch, import_contacts
+
+    stages = ["lead", "mql", "customer", "lead", "sql", "mql", "lead"]
+    rows = [{"row": str(i), "email": f"r{i}@acme.io", "stage": stage} for i, stage in enumerate(stages)]
+    store = DynamoImportStore(table)
+    for i, row in enumerate(rows):  # one at a time, each a minute later: its time is its activity
+        import_contacts(
+            store, ContactBatch.model_validate({"source": "api", "rows": [row]}), NOW + timedelta(minutes=i)
+        )
+    seen, cursor = [], None
+    while True:
+        status, page = call(
+            api,
+            "GET",
+            "/v1/console/leads",
+            query={"recent": "1", "limit": "3", **({"cursor": cursor} if cursor else {})},
+        )
+        assert status == 200, page
+        seen += [row["email"] for row in page["leads"]]
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    assert seen == [f"r{i}@acme.io" for i in reversed(range(len(stages)))], seen

@@ -432,7 +432,9 @@ def test_converting_leaves_the_document_alone() -> None:
 def test_the_cli_writes_the_conversion_and_lists_what_to_review(tmp_path: Path, capsys: Any) -> None:
     from kindling_ops.cli import main as cli
 
-    journey = Path(__file__).resolve().parents[1] / "fixtures" / "imports" / "pinpoint-journey" / "journey.json"
+    journey = (
+        Path(__file__).resolve().parents[1] / "fixtures" / "imports" / "pinpoint-journey" / "journey.json"
+    )
     assert cli(["import", "pinpoint-journey", str(journey), "--out", str(tmp_path / "out")]) == 0
     said = capsys.readouterr().out
     assert "wrote" in said and "not mapped exactly" in said and "email settings" in said

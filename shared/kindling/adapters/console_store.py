@@ -9,6 +9,7 @@ GSI2  ENROLLED#<program>              / <status>#<step>#<enrollment>     enrollm
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -74,6 +75,55 @@ class DynamoConsoleStore(aws.TableAdapter):
         page = self.client.query(**kwargs)
         ids = [item["PK"]["S"].removeprefix("LEAD#") for item in page.get("Items", [])]
         return ids, encode_cursor(page.get("LastEvaluatedKey"))
+
+    def recent(self, stages: list[str], limit: int, cursor: str | None) -> tuple[list[str], str | None]:
+        """Known leads of every stage, most recently active first: the stages' lists merged.
+
+        Each stage's list is read from where the last page took its last lead; the cursor keeps
+        one position per stage still unread, so a page costs one query per stage.
+        """
+        positions: dict[str, Any] = {stage: None for stage in stages}
+        if cursor:
+            try:
+                given = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+            except (ValueError, UnicodeDecodeError):
+                raise InvalidInput("cursor: give the next_cursor of the previous page") from None
+            if not isinstance(given, dict) or not set(given) <= set(stages):
+                raise InvalidInput("cursor: give the next_cursor of the previous page")
+            positions = {stage: decode_cursor(start) if start else None for stage, start in given.items()}
+        found: list[tuple[str, str, dict[str, Any]]] = []
+        more: dict[str, bool] = {}
+        for stage, start in positions.items():
+            kwargs: dict[str, Any] = {
+                "TableName": self._table,
+                "IndexName": "GSI2",
+                "KeyConditionExpression": "GSI2PK = :pk",
+                "ExpressionAttributeValues": {":pk": {"S": stage_key(stage)}},
+                "ScanIndexForward": False,
+                "Limit": limit,
+            }
+            if start:
+                kwargs["ExclusiveStartKey"] = start
+            page = self.client.query(**kwargs)
+            found += [(item["GSI2SK"]["S"], stage, item) for item in page.get("Items", [])]
+            more[stage] = "LastEvaluatedKey" in page
+        taken = sorted(found, key=lambda f: f[0], reverse=True)[:limit]
+        last: dict[str, dict[str, Any]] = {}
+        for _, stage, item in taken:
+            last[stage] = {k: item[k] for k in ("PK", "SK", "GSI2PK", "GSI2SK")}
+        taken_ids = {id(item) for _, _, item in taken}
+        untaken = {stage for _, stage, item in found if id(item) not in taken_ids}  # fetched, left for later
+        following: dict[str, str | None] = {}
+        for stage, start in positions.items():
+            if stage in last:
+                following[stage] = encode_cursor(last[stage])
+                if not more[stage] and stage not in untaken:
+                    del following[stage]  # read to its end
+            elif stage in untaken:
+                following[stage] = encode_cursor(start) if start else None
+        next_cursor = base64.urlsafe_b64encode(json.dumps(following).encode()).decode() if following else None
+        ids = [item["PK"]["S"].removeprefix("LEAD#") for _, _, item in taken]
+        return ids, next_cursor
 
     def by_grade(self, grade: str, limit: int, cursor: str | None) -> tuple[list[str], str | None]:
         """Lead ids of a fit grade, highest engagement now first (``score_rank`` keeps the order)."""
