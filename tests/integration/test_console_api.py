@@ -252,3 +252,7 @@ def test_recently_active_leads_of_every_stage_come_newest_first_across_pages(api
         if not cursor:
             break
     assert seen == [f"r{i}@acme.io" for i in reversed(range(len(stages)))], seen
+    status, leads = call(api, "GET", "/v1/console/leads", query={"stage": "lead"})
+    assert [row["email"] for row in leads["leads"]] == ["r6@acme.io", "r3@acme.io", "r0@acme.io"], (
+        "a stage's, latest first"
+    )

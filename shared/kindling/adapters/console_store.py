@@ -61,20 +61,7 @@ class DynamoConsoleStore(aws.TableAdapter):
 
     def by_stage(self, stage: str, limit: int, cursor: str | None) -> tuple[list[str], str | None]:
         """Lead ids in a lifecycle stage, most recently active first."""
-        kwargs: dict[str, Any] = {
-            "TableName": self._table,
-            "IndexName": "GSI2",
-            "KeyConditionExpression": "GSI2PK = :pk",
-            "ExpressionAttributeValues": {":pk": {"S": stage_key(stage)}},
-            "ScanIndexForward": False,
-            "Limit": limit,
-        }
-        start = decode_cursor(cursor)
-        if start:
-            kwargs["ExclusiveStartKey"] = start
-        page = self.client.query(**kwargs)
-        ids = [item["PK"]["S"].removeprefix("LEAD#") for item in page.get("Items", [])]
-        return ids, encode_cursor(page.get("LastEvaluatedKey"))
+        return self._listed(stage_key(stage), limit, cursor)
 
     def recent(self, stages: list[str], limit: int, cursor: str | None) -> tuple[list[str], str | None]:
         """Known leads of every stage, most recently active first: the stages' lists merged.
