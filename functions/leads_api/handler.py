@@ -3,11 +3,15 @@ suppression list and contact imports."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import quote, unquote, urlencode
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
@@ -593,7 +597,8 @@ def list_templates() -> Response:
 @admin.post("/v1/templates/<name>/preview")
 def preview_template(name: str) -> Response:
     template = _template(name)
-    traits, email, lead_id = _template_traits(_parsed(_TemplateRequest))
+    request = _parsed(_TemplateRequest)
+    traits, email, lead_id = _template_traits(request)
     base = public_base_url(settings.public_api_url, admin.current_event.request_context.api_id)
     try:
         rendered = render(
@@ -608,7 +613,90 @@ def preview_template(name: str) -> Response:
         )
     except RenderFailed as exc:
         raise InvalidInput(f"template {name}: {exc}") from exc
-    return json_response(200, {"subject": rendered.subject, "html": rendered.html, "text": rendered.text})
+    return json_response(
+        200,
+        {
+            "subject": rendered.subject,
+            "html": rendered.html,
+            "text": rendered.text,
+            "preview_url": _preview_link(name, request),
+        },
+    )
+
+
+#: How long a preview link works: the console frames it at once.
+PREVIEW_SECONDS = 300
+#: The preview document's own policy: the email's inline styles and inline images, nothing else.
+PREVIEW_POLICY = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
+)
+
+
+def _preview_signature(payload: str) -> str:
+    return hmac.new(
+        link_secret.value().encode(), b"template-preview:" + payload.encode(), hashlib.sha256
+    ).hexdigest()
+
+
+def _preview_link(name: str, request: _TemplateRequest) -> str:
+    """A short-lived link to the rendered email as its own document, so its inline styles apply.
+
+    A frame's ``srcdoc`` inherits the console's policy, which allows no inline styles; the
+    link carries what to render, signed, because a frame cannot send the admin token.
+    """
+    wanted = {**request.model_dump(exclude_none=True, exclude={"to"}), "template": name}
+    wanted["expires"] = int(clock.current().now().timestamp()) + PREVIEW_SECONDS
+    payload = base64.urlsafe_b64encode(json.dumps(wanted, separators=(",", ":")).encode()).decode()
+    query = urlencode({"p": payload, "s": _preview_signature(payload)})
+    return f"/v1/templates/{quote(name, safe='')}/preview.html?{query}"
+
+
+@app.get("/v1/templates/<name>/preview.html", cors=False)
+def preview_document(name: str) -> Response:
+    """The rendered email alone, for the console's preview frame (a signed, short-lived link)."""
+    query = app.current_event.get_query_string_value
+    payload, signature = query("p") or "", query("s") or ""
+    refused = Response(
+        status_code=403,
+        content_type="text/plain; charset=utf-8",
+        body="This preview link is not valid or has expired.",
+    )
+    if not payload or len(payload) > 8000 or not hmac.compare_digest(signature, _preview_signature(payload)):
+        return refused
+    wanted = json.loads(base64.urlsafe_b64decode(payload.encode()))
+    if wanted.get("template") != name or int(wanted.get("expires", 0)) < clock.current().now().timestamp():
+        return refused
+    request = _TemplateRequest.model_validate(
+        {k: v for k, v in wanted.items() if k not in ("template", "expires")}
+    )
+    template = _template(name)
+    traits, email, lead_id = _template_traits(request)
+    base = public_base_url(settings.public_api_url, app.current_event.request_context.api_id)
+    try:
+        rendered = render(
+            template,
+            traits=traits,
+            email=email,
+            lead_id=lead_id,
+            links=LinkSigner(link_secret.value().encode()),
+            send_id="preview",
+            settings=email_config.email(),
+            api_base_url=base,
+        )
+    except RenderFailed as exc:
+        raise InvalidInput(f"template {name}: {exc}") from exc
+    return Response(
+        status_code=200,
+        content_type="text/html; charset=utf-8",
+        body=rendered.html,
+        headers={
+            "Content-Security-Policy": PREVIEW_POLICY + "; frame-ancestors 'self'",
+            "Cache-Control": "no-store",
+            "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "no-referrer",
+            "X-Frame-Options": "SAMEORIGIN",
+        },
+    )
 
 
 @admin.post("/v1/templates/<name>/test")

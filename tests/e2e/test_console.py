@@ -110,9 +110,10 @@ class Session:
     def _console(self, message: ConsoleMessage) -> None:
         if message.type != "error":
             return
-        # A preview's frame inherits the console's policy and adds its own: the email's inline styles
-        # and its open pixel are refused there, and Chromium says so.
-        if message.location.get("url") == "about:srcdoc" and "Content Security Policy" in message.text:
+        # The preview document's policy refuses the email's open pixel (a preview must not count as
+        # an open), and Chromium says so; nothing else may be refused.
+        preview = "/preview.html?" in message.location.get("url", "")
+        if preview and "Content Security Policy" in message.text and "/v1/o/" in message.text:
             return
         self.problems.append(message.text)
 
@@ -425,6 +426,7 @@ def test_a_template_is_previewed_for_the_lead_and_sent_as_a_test(
     assert page.inner_text("#preview-subject") == expected["subject"] and "Ada" in expected["subject"]
     assert page.get_attribute("#preview-html", "sandbox") == ""
     assert "Hi Ada" in page.frame_locator("#preview-html").locator("body").inner_text()
+    assert "/preview.html?" in (page.get_attribute("#preview-html", "src") or ""), "its own document, styled"
     assert page.inner_text("#preview-text").strip() == expected["text"].strip()
     assert desk.unlabelled_controls() == []
 

@@ -256,3 +256,38 @@ def test_recently_active_leads_of_every_stage_come_newest_first_across_pages(api
     assert [row["email"] for row in leads["leads"]] == ["r6@acme.io", "r3@acme.io", "r0@acme.io"], (
         "a stage's, latest first"
     )
+
+
+def test_a_preview_link_serves_the_email_alone_under_its_own_policy_and_only_while_signed(api) -> None:
+    from urllib.parse import parse_qs, urlsplit
+
+    route = "/v1/templates/{name}/preview"
+    status, preview = call(
+        api,
+        "POST",
+        "/v1/templates/welcome-1/preview",
+        {"traits": {"first_name": "Zed"}},
+        route,
+        name="welcome-1",
+    )
+    assert status == 200
+    link = urlsplit(preview["preview_url"])
+    query = {k: v[0] for k, v in parse_qs(link.query).items()}
+    page_route = "/v1/templates/{name}/preview.html"
+
+    def fetch(params: dict[str, str]) -> dict[str, Any]:
+        event = http_event(
+            "GET", link.path, query=params, path_parameters={"name": "welcome-1"}, route=page_route
+        )
+        return dict(api.lambda_handler(event, Context()))
+
+    served = fetch(query)
+    assert served["statusCode"] == 200 and "Zed" in served["body"]
+    policy = served["headers"]["Content-Security-Policy"]
+    assert (
+        "style-src 'unsafe-inline'" in policy
+        and "script-src" not in policy
+        and "default-src 'none'" in policy
+    )
+    forged = fetch({**query, "s": "0" * 64})
+    assert forged["statusCode"] == 403

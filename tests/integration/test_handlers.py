@@ -202,7 +202,12 @@ def _leads_api_routes() -> list[tuple[str, str]]:
     return [(e["Properties"]["Method"], e["Properties"]["Path"]) for e in events.values()]
 
 
-PUBLIC_PAGES = {("GET", "/v1/reports"), ("GET", "/console")}
+#: Public pages, and what they answer without a token: the shells, and a preview link without its signature.
+PUBLIC_PAGES = {
+    ("GET", "/v1/reports"): 200,
+    ("GET", "/console"): 200,
+    ("GET", "/v1/templates/{name}/preview.html"): 403,
+}
 
 
 @pytest.mark.parametrize(("method", "route"), _leads_api_routes())
@@ -218,7 +223,7 @@ def test_every_admin_route_refuses_a_request_without_the_token_and_only_the_page
         method, path, body={} if method == "POST" else None, path_parameters=parameters, route=route
     )
     status = leads_api.lambda_handler(event, Context())["statusCode"]
-    assert status == (200 if (method, route) in PUBLIC_PAGES else 401)
+    assert status == PUBLIC_PAGES.get((method, route), 401)
 
 
 def test_the_leads_api_answers_404_for_an_unknown_lead(leads_api) -> None:

@@ -110,10 +110,16 @@ def test_data_from_the_api_goes_in_as_text_never_as_markup() -> None:
     assert 'setAttribute("style"' not in code and "cssText" not in code
     assert "textContent" in code and "createTextNode" in code
     # The only HTML put anywhere is a template's preview, in a frame sandboxed of everything.
-    assert code.count("srcdoc") == 1
+    assert code.count(".srcdoc =") == 1, "only the preview's fallback, when no preview link came"
     frame = re.search(r'el\("iframe", \{\s*sandbox: "", csp: "([^"]*)"', code)
     assert frame, "the preview frame is sandboxed"
-    assert directives(frame.group(1)) == {"default-src": ["'none'"], "img-src": ["data:"]}
+    assert directives(frame.group(1)) == {
+        "default-src": ["'none'"],
+        "style-src": ["'unsafe-inline'"],
+        "img-src": ["data:"],
+        "base-uri": ["'none'"],
+        "form-action": ["'none'"],
+    }, "the email's inline styles, its inline images, nothing else"
     assert "allow-" not in code
 
 
