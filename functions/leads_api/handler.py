@@ -594,14 +594,12 @@ def list_templates() -> Response:
     return json_response(200, {"templates": found})
 
 
-@admin.post("/v1/templates/<name>/preview")
-def preview_template(name: str) -> Response:
+def _rendered(name: str, request: _TemplateRequest, api_id: str) -> Any:
+    """The template as the lead (or the sample traits) would get it, links pointing at this API."""
     template = _template(name)
-    request = _parsed(_TemplateRequest)
     traits, email, lead_id = _template_traits(request)
-    base = public_base_url(settings.public_api_url, admin.current_event.request_context.api_id)
     try:
-        rendered = render(
+        return render(
             template,
             traits=traits,
             email=email,
@@ -609,10 +607,16 @@ def preview_template(name: str) -> Response:
             links=LinkSigner(link_secret.value().encode()),
             send_id="preview",
             settings=email_config.email(),
-            api_base_url=base,
+            api_base_url=public_base_url(settings.public_api_url, api_id),
         )
     except RenderFailed as exc:
         raise InvalidInput(f"template {name}: {exc}") from exc
+
+
+@admin.post("/v1/templates/<name>/preview")
+def preview_template(name: str) -> Response:
+    request = _parsed(_TemplateRequest)
+    rendered = _rendered(name, request, admin.current_event.request_context.api_id)
     return json_response(
         200,
         {
@@ -645,6 +649,9 @@ def _preview_link(name: str, request: _TemplateRequest) -> str:
     link carries what to render, signed, because a frame cannot send the admin token.
     """
     wanted = {**request.model_dump(exclude_none=True, exclude={"to"}), "template": name}
+    if "email" in wanted:  # the link names the lead by its random id, never by its address
+        _, _, wanted["lead_id"] = _template_traits(request)
+        del wanted["email"]
     wanted["expires"] = int(clock.current().now().timestamp()) + PREVIEW_SECONDS
     payload = base64.urlsafe_b64encode(json.dumps(wanted, separators=(",", ":")).encode()).decode()
     query = urlencode({"p": payload, "s": _preview_signature(payload)})
@@ -669,22 +676,7 @@ def preview_document(name: str) -> Response:
     request = _TemplateRequest.model_validate(
         {k: v for k, v in wanted.items() if k not in ("template", "expires")}
     )
-    template = _template(name)
-    traits, email, lead_id = _template_traits(request)
-    base = public_base_url(settings.public_api_url, app.current_event.request_context.api_id)
-    try:
-        rendered = render(
-            template,
-            traits=traits,
-            email=email,
-            lead_id=lead_id,
-            links=LinkSigner(link_secret.value().encode()),
-            send_id="preview",
-            settings=email_config.email(),
-            api_base_url=base,
-        )
-    except RenderFailed as exc:
-        raise InvalidInput(f"template {name}: {exc}") from exc
+    rendered = _rendered(name, request, app.current_event.request_context.api_id)
     return Response(
         status_code=200,
         content_type="text/html; charset=utf-8",

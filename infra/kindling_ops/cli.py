@@ -442,37 +442,20 @@ def _report(args: argparse.Namespace) -> int:
 def _crm_unmatched(args: argparse.Namespace) -> int:
     """Every page of ``GET /v1/crm/unmatched``: a table, or JSON lines with ``--json``."""
     import json
-    import urllib.error
-    import urllib.parse
-    import urllib.request
 
-    token = args.token or os.environ.get("KINDLING_ADMIN_TOKEN")
-    if args.local and not token:
-        from kindling_ops.local.stack import PARAMETER_ENVIRONMENT
+    from kindling_ops.admin_client import AdminApiError
 
-        token = PARAMETER_ENVIRONMENT["AdminToken"][1]
-    if not token:
-        print("kindling: give --token or set KINDLING_ADMIN_TOKEN", file=sys.stderr)
+    args.stack = None  # --local or --url only
+    api = _target(args)
+    if api is None:
         return 2
-    port = args.port if args.port is not None else int(os.environ.get("PORT", "3000"))
-    base = args.url.rstrip("/") if args.url else f"http://127.0.0.1:{port}"
     cursor: str | None = None
     rows: list[dict[str, str]] = []
     while True:
-        query = {"limit": "200", **({"cursor": cursor} if cursor else {})}
-        request = urllib.request.Request(
-            f"{base}/v1/crm/unmatched?{urllib.parse.urlencode(query)}",
-            headers={"Authorization": f"Bearer {token}"},
-        )
         try:
-            with urllib.request.urlopen(request, timeout=60) as response:
-                page = json.loads(response.read())
-        except urllib.error.HTTPError as exc:
-            problems = json.loads(exc.read() or b"{}").get("problems") or [exc.reason]
-            print(f"kindling: {problems[0]}", file=sys.stderr)
-            return 1
-        except (urllib.error.URLError, OSError) as exc:
-            print(f"kindling: cannot reach {base}: {exc}", file=sys.stderr)
+            page = api.get("/v1/crm/unmatched", {"limit": "200", **({"cursor": cursor} if cursor else {})})
+        except AdminApiError as exc:
+            print(f"kindling: {exc}", file=sys.stderr)
             return 1
         for event in page["unmatched"]:
             if args.json:
