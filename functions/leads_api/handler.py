@@ -83,6 +83,7 @@ exports = DynamoExportStore(settings.table_name)
 privacy = DynamoPrivacyStore(settings.table_name)
 console = DynamoConsoleStore(settings.table_name)
 link_secret = SecretsManagerSecret(settings.link_secret_arn)
+erasure_key = SecretsManagerSecret(settings.erasure_key_secret_arn)
 programs_queue = QueueDelivery(settings.programs_queue_url)
 bus = EventBridgePublisher(settings.bus_name)
 scoring_config = ConfigCache(DynamoConfigStore(settings.table_name), "scoring", ScoringConfig)
@@ -117,7 +118,7 @@ def erase(lead_id: str) -> Response:
     request = _parsed(ErasureRequest)
     if len(lead_id) > 200 or not lead_id.isprintable():
         raise NotFound(f"no lead {lead_id[:200]}")
-    report = erase_person(privacy, lead_id, request, link_secret.value().encode(), clock.current().now())
+    report = erase_person(privacy, lead_id, request, erasure_key.value().encode(), clock.current().now())
     return json_response(200, report)
 
 

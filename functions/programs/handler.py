@@ -73,8 +73,10 @@ def record_handler(record: LeadChangeRecord) -> None:
         changes = service.on_lead_event(
             detail["lead_id"], trigger_id=detail["event_id"], now=now, stage_entered=detail["to"]
         )
-    else:  # lead.recheck: time alone may have changed a segment
-        changes = service.on_lead_event(detail["lead_id"], trigger_id=detail["event_id"], now=now)
+    else:  # lead.recheck: time alone may have changed a segment (dropped if the lead was erased since)
+        changes = service.on_lead_event(
+            detail["lead_id"], trigger_id=detail["event_id"], now=now, recheck=True
+        )
     if changes:
         metrics.add_metric(name="ProgramChanges", unit=MetricUnit.Count, value=len(changes))
 

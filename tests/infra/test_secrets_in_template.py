@@ -43,7 +43,13 @@ def test_no_parameter_carries_a_secret(template: dict[str, Any]) -> None:
 
 def test_each_function_may_read_exactly_the_secrets_its_environment_names(template: dict[str, Any]) -> None:
     secrets = _secrets(template)
-    assert {"WriteKeySecret", "AdminTokenSecret", "LinkSigningSecret", "HandoffSigningSecret"} <= secrets
+    assert {
+        "WriteKeySecret",
+        "AdminTokenSecret",
+        "LinkSigningSecret",
+        "ErasureKeySecret",
+        "HandoffSigningSecret",
+    } <= secrets
     readers: dict[str, set[str]] = {}
     for name, function in _functions(template).items():
         properties = function["Properties"]

@@ -53,5 +53,9 @@ def leads_api(load_handler, table: str) -> ModuleType:
         PROGRAMS_QUEUE_URL="http://unused",
         BUS_NAME="unused-bus",
         PUBLIC_API_URL="http://127.0.0.1:3000",
-        secrets={"ADMIN_TOKEN_SECRET_ARN": ADMIN, "LINK_SECRET_ARN": "link-secret-integration-0123456789"},
+        secrets={
+            "ADMIN_TOKEN_SECRET_ARN": ADMIN,
+            "LINK_SECRET_ARN": "link-secret-integration-0123456789",
+            "ERASURE_KEY_SECRET_ARN": "erasure-key-integration-0123456789",
+        },
     )

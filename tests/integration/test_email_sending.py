@@ -460,7 +460,7 @@ def test_the_sender_handler_keeps_the_reason_of_a_failing_send_for_the_dead_lett
         BUS_NAME="unused",
         CONFIGURATION_SET="cs",
         PUBLIC_API_URL=API,
-        secrets={"LINK_SECRET_ARN": "s" * 32},
+        secrets={"LINK_SECRET_ARN": "s" * 32, "ERASURE_KEY_SECRET_ARN": "e" * 32},
     )
     sender.mailer = ThrottledSes()
     sender.publisher = RecordingPublisher()

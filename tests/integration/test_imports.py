@@ -20,6 +20,7 @@ from tests.integration.events import Context, http_event
 
 AUTH = {"Authorization": f"Bearer {ADMIN}"}
 LINK_SECRET = "link-secret-integration-0123456789"
+ERASURE_KEY = "erasure-key-integration-0123456789"
 
 
 @pytest.fixture
@@ -32,7 +33,11 @@ def api(load_handler, table: str) -> Any:
         PROGRAMS_QUEUE_URL=programs,
         BUS_NAME="unused-bus",
         PUBLIC_API_URL="http://127.0.0.1:3000",
-        secrets={"ADMIN_TOKEN_SECRET_ARN": ADMIN, "LINK_SECRET_ARN": LINK_SECRET},
+        secrets={
+            "ADMIN_TOKEN_SECRET_ARN": ADMIN,
+            "LINK_SECRET_ARN": LINK_SECRET,
+            "ERASURE_KEY_SECRET_ARN": ERASURE_KEY,
+        },
     )
     handler.programs_queue_url_for_tests = programs
     return handler
@@ -271,10 +276,12 @@ def test_a_persons_access_export_has_everything_and_erasure_leaves_only_a_hash_o
     )
     assert status == 404, "erased already: DELETE is the same erasure"
     # A later CRM sync or import brings the address back: the sender still never mails it.
-    emails = DynamoEmailStore(table, hash_key=lambda: LINK_SECRET.encode())
+    emails = DynamoEmailStore(table, hash_key=lambda: ERASURE_KEY.encode())
     assert emails.suppression("erin@acme.io") == "unsubscribed"
     assert emails.suppression("someone.else@acme.io") is None
-    assert suppression_hash(LINK_SECRET.encode(), "erin@acme.io") in dump
+    assert suppression_hash(ERASURE_KEY.encode(), "erin@acme.io") in dump
+    # Keyed by the erasure key alone: rotating the link signing key (after a leak) forgets nothing.
+    assert suppression_hash(LINK_SECRET.encode(), "erin@acme.io") not in dump
 
 
 def test_after_an_erasure_no_item_holds_the_address_the_lead_id_or_an_anonymous_id(api, table) -> None:

@@ -6,10 +6,14 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from kindling.adapters.config_store import DynamoConfigStore, ProgramsConfig
 from kindling.adapters.due_store import DynamoDueStore
 from kindling.adapters.dynamo import DynamoLeadStore
+from kindling.adapters.privacy_store import DynamoPrivacyStore
 from kindling.adapters.program_store import DynamoProgramStore
+from kindling.kernel.errors import Conflict
 from kindling.leads.profiles import ProfileService
 from kindling.programs.due import release_due
 from kindling.programs.service import ProgramService
@@ -81,6 +85,17 @@ def test_a_did_in_the_last_n_days_segment_is_entered_then_left_as_time_passes(ta
     assert [r["detail-type"] for r in rechecks] == ["lead.recheck"]
     left = service.on_lead_event(lead.lead_id, trigger_id="recheck", now=T0 + timedelta(days=30, hours=1))
     assert left == ["left segment webinar-fans"]
+
+    # The person is erased before a later recheck falls due: it finds no one and is dropped,
+    # where an event for a lead not yet readable is retried (it overtook the lead's own write).
+    privacy = DynamoPrivacyStore(table)
+    person = privacy.gather(lead.lead_id)
+    assert person is not None
+    privacy.erase(person, [], {"at": T0.isoformat(), "erasure_hash": "test"})
+    later = T0 + timedelta(days=40)
+    assert service.on_lead_event(lead.lead_id, trigger_id="recheck-2", now=later, recheck=True) == []
+    with pytest.raises(Conflict):
+        service.on_lead_event(lead.lead_id, trigger_id="activity", now=later)
 
 
 def test_a_program_moving_a_stage_tells_the_bus_like_any_other_stage_move(table: str) -> None:

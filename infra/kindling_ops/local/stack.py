@@ -52,6 +52,7 @@ PARAMETER_ENVIRONMENT = {
     "LogLevel": ("KINDLING_LOG_LEVEL", "WARNING"),
     "HandoffUrl": ("KINDLING_HANDOFF_URL", "http://127.0.0.1:{port}/_local/webhooks/sales"),
     "LinkSigningSecret": ("KINDLING_LINK_SECRET", "dev-link-signing-secret-change-me-0123456789"),
+    "ErasureKey": ("KINDLING_ERASURE_KEY", "dev-erasure-hash-key-change-me-0123456789"),
     "PublicApiUrl": ("KINDLING_PUBLIC_API_URL", "http://127.0.0.1:{port}"),
     "HandoffSigningSecret": (
         "KINDLING_HANDOFF_SECRET",
@@ -76,6 +77,7 @@ SECRET_VALUES: dict[str, str | dict[str, str]] = {
     "WriteKeySecret": "WriteKey",
     "AdminTokenSecret": "AdminToken",
     "LinkSigningSecret": "LinkSigningSecret",
+    "ErasureKeySecret": "ErasureKey",
     "HandoffSigningSecret": "HandoffSigningSecret",
     "CrmWebhookSecrets": {
         "hubspot_client_secret": "HubspotClientSecret",

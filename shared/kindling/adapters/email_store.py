@@ -48,7 +48,7 @@ class DynamoEmailStore(aws.TableAdapter):
         self, table_name: str, client: Any = None, hash_key: Callable[[], bytes] | None = None
     ) -> None:
         super().__init__(table_name, client)
-        #: The key of the hashes erased opted-out addresses are remembered by (the link secret).
+        #: The key of the hashes erased opted-out addresses are remembered by (the erasure key secret).
         self._hash_key = hash_key
         self._leads = DynamoLeadStore(table_name, client)
         self._due = DynamoDueStore(table_name, client)

@@ -35,8 +35,10 @@ class LeadsApiSettings(_Settings):
     send_queue_url: str
     #: Where imported leads are announced as new leads when an import asks to enrol them.
     programs_queue_url: str
-    #: Keys the hash an erased opted-out address is remembered by (as the sender checks it).
+    #: Signs template previews' links.
     link_secret_arn: str
+    #: Keys the hash an erased opted-out address is remembered by (as the sender checks it).
+    erasure_key_secret_arn: str
     #: Where CRM events kept for an imported lead's address are published again.
     bus_name: str
     #: The links of a template preview (``{api_id}`` filled in per request, as for CRM webhooks).
@@ -54,6 +56,8 @@ class SenderSettings(_Settings):
     bus_name: str
     configuration_set: str
     link_secret_arn: str
+    #: The key of the hashes erased opted-out addresses are remembered by (checked before a send).
+    erasure_key_secret_arn: str
     public_api_url: str
 
 

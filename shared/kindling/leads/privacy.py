@@ -25,7 +25,7 @@ from kindling.leads.profiles import Lead
 
 
 def suppression_hash(key: bytes, email: str) -> str:
-    """The keyed hash an erased opted-out address is remembered by (the key: the link secret's)."""
+    """The keyed hash an erased opted-out address is remembered by (the key: the erasure key secret)."""
     return hmac.new(key, b"suppressed-address:" + email.encode(), hashlib.sha256).hexdigest()
 
 

@@ -127,11 +127,17 @@ class ProgramService:
         event: dict[str, Any] | None = None,
         new_lead: bool = False,
         stage_entered: str | None = None,
+        recheck: bool = False,
     ) -> list[str]:
-        """React to one thing that happened to a lead; what changed, for logs and tests."""
+        """React to one thing that happened to a lead; what changed, for logs and tests.
+
+        ``recheck``: a look scheduled earlier, when the lead existed; if it is gone now (erased),
+        there is nothing to look at. Any other event for a missing lead is one that overtook
+        the lead's own write, and is retried.
+        """
         for attempt in range(MAX_ATTEMPTS):
             try:
-                return self._on_lead_event(lead_id, trigger_id, now, event, new_lead, stage_entered)
+                return self._on_lead_event(lead_id, trigger_id, now, event, new_lead, stage_entered, recheck)
             except Conflict:
                 self._sleep(random.uniform(0, min(0.5, 0.01 * 2**attempt)))
         raise Conflict(f"enrollments of {lead_id} kept changing under us")
@@ -144,10 +150,13 @@ class ProgramService:
         event: dict[str, Any] | None,
         new_lead: bool,
         stage_entered: str | None,
+        recheck: bool = False,
     ) -> list[str]:
         if event is not None and event.get("bot"):
             return []  # bot traffic is kept, but it enrols no one, wakes no wait and meets no goal
         lead = self._store.context(lead_id, now)
+        if lead is None and recheck:
+            return []
         if lead is None:
             raise Conflict(f"lead {lead_id} is not readable yet")
         changes: list[str] = []
