@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -205,7 +206,19 @@ def test_units_are_filed_by_function_operation_and_item_kind(metered: tuple[str,
 
 def test_other_services_are_counted_with_their_entries_and_billed_chunks(metered: tuple[str, Meter]) -> None:
     endpoint, meter = metered
-    url = client(endpoint, "sqs").create_queue(QueueName=f"meter-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    admin_sqs, admin_events = client(endpoint, "sqs"), client(endpoint, "events")
+    url = admin_sqs.create_queue(QueueName=f"meter-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    # EventBridge delivers each event to a queue (an SQS request in AWS) and to a local bridge (none)
+    delivered, bridge = f"meter-bus-{uuid.uuid4().hex[:8]}", f"meter-bridge-{uuid.uuid4().hex[:8]}"
+    source = f"meter.{uuid.uuid4().hex[:8]}"
+    for name in (delivered, bridge):
+        queue = admin_sqs.create_queue(QueueName=name)["QueueUrl"]
+        arn = admin_sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        admin_events.put_rule(Name=name, EventPattern=json.dumps({"source": [source]}))
+        admin_events.put_targets(Rule=name, Targets=[{"Id": "q", "Arn": arn}])
+    meter.not_billed_queues.add(bridge)
     meter.reset()
     sqs = client(endpoint, "sqs", "DueWorkFunction")
     sqs.send_message_batch(
@@ -215,16 +228,16 @@ def test_other_services_are_counted_with_their_entries_and_billed_chunks(metered
     events = client(endpoint, "events", "ProfilesFunction")
     events.put_events(
         Entries=[
-            {"Source": "kindling.profiles", "DetailType": "lead.activity", "Detail": "{}"},
+            {"Source": source, "DetailType": "lead.activity", "Detail": "{}"},
             {
-                "Source": "kindling.profiles",
+                "Source": source,
                 "DetailType": "lead.activity",
                 "Detail": '{"x": "' + "y" * 70_000 + '"}',
             },
         ]
     )
     meter.add_invocation("ProfilesFunction", 12.5)
-    meter.add_batch("ProfilesFunction", messages=3, bus_messages=3)
+    meter.add_batch("ProfilesFunction", messages=3)
 
     snapshot = meter.snapshot()
     due_work = calls(snapshot, "DueWorkFunction")
@@ -241,9 +254,16 @@ def test_other_services_are_counted_with_their_entries_and_billed_chunks(metered
         "failed": 0,
         "batches": 1,
         "messages": 3,
-        "bus_messages": 3,
     }
-    assert snapshot["sqs_billed"]["total"] == 1 + 1 + 3 + 2 + 1
+    assert snapshot["eventbridge_to_sqs"] == {delivered: 2, bridge: 2}
+    # a receive and a batch delete for the batch, 2 events sent by EventBridge, the function's own 2 + 1
+    assert snapshot["sqs_billed"] == {
+        "event_source_receive": 1,
+        "event_source_delete_batch": 1,
+        "eventbridge_send": 2,
+        "functions": {"SendMessage": 1, "SendMessageBatch": 2},
+        "total": 1 + 1 + 2 + 2 + 1,
+    }
     meter.reset()
     assert meter.snapshot()["requests"] == []
 

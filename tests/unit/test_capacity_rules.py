@@ -213,11 +213,11 @@ def test_sqs_is_billed_as_event_source_mappings_and_eventbridge_use_it() -> None
         {"caller": "ProfilesFunction", "service": "dynamodb", "operation": "GetItem", "billed": 9},
     ]
     invocations = {
-        "ProfilesFunction": {"count": 4, "batches": 4, "messages": 30, "bus_messages": 28},
-        "StepsFunction": {"count": 2, "batches": 2, "messages": 5, "bus_messages": 0},
+        "ProfilesFunction": {"count": 4, "batches": 4, "messages": 30},
+        "StepsFunction": {"count": 2, "batches": 2, "messages": 5},
         "CaptureFunction": {"count": 30},
     }
-    billed = sqs_billed(requests, invocations)
+    billed = sqs_billed(requests, invocations, {"kindling-ProfilesQueue": 20, "kindling-MetricsQueue": 8})
     assert billed == {
         "event_source_receive": 6,
         "event_source_delete_batch": 6,

@@ -27,8 +27,8 @@ key's prefixes, ``LEAD/EVT``; an index write's kind has ``+<index>`` appended). 
 counted by operation: EventBridge entries and their 64 KB chunks, SQS requests with their entries
 and 64 KB chunks, Firehose records and bytes, S3 and anything else by operation. The stack adds the
 Lambda side: invocations per function with their duration, and the batches its queue pump handed
-to SQS-fed functions (``add_batch``), from which ``snapshot`` bills SQS as an event source mapping
-would use it.
+to SQS-fed functions (``add_batch``). With the events EventBridge delivers to queues (counted where
+moto delivers them), ``snapshot`` bills SQS as AWS would (``sqs_billed``).
 """
 
 from __future__ import annotations
@@ -276,6 +276,8 @@ def write_cost(
 # --- reading moto's state -----------------------------------------------------------------------------
 class _ReadSink(threading.local):
     pages: list[tuple[str, str | None, list[dict[str, Any]]]] | None = None
+    #: The queues EventBridge delivered an event to during the request (one name per event).
+    deliveries: list[str] | None = None
 
 
 _SINK = _ReadSink()
@@ -328,19 +330,37 @@ def _install_read_capture() -> None:
     Table._reads_metered = True  # type: ignore[attr-defined]
 
 
+def _install_delivery_count() -> None:
+    """Let the meter see each event moto's EventBridge delivers to an SQS queue (a SendMessage in AWS)."""
+    from moto.events.models import Rule
+
+    if getattr(Rule, "_deliveries_metered", False):
+        return
+    original = Rule._send_to_sqs_queue
+
+    def send_to_sqs_queue(self: Any, resource_id: str, *args: Any, **kwargs: Any) -> Any:
+        if _SINK.deliveries is not None:
+            _SINK.deliveries.append(resource_id)
+        return original(self, resource_id, *args, **kwargs)
+
+    Rule._send_to_sqs_queue = send_to_sqs_queue  # type: ignore[method-assign]
+    Rule._deliveries_metered = True  # type: ignore[attr-defined]
+
+
 def _attributes(item: Any) -> dict[str, Any]:
     """A moto item's attributes in the wire's form, to be sized at once (moto may change the item later)."""
     return dict(item.to_json()["Attributes"])
 
 
 @contextmanager
-def _capturing_reads() -> Iterator[list[tuple[str, str | None, list[dict[str, Any]]]]]:
+def _capturing() -> Iterator[tuple[list[tuple[str, str | None, list[dict[str, Any]]]], list[str]]]:
     pages: list[tuple[str, str | None, list[dict[str, Any]]]] = []
-    _SINK.pages = pages
+    deliveries: list[str] = []
+    _SINK.pages, _SINK.deliveries = pages, deliveries
     try:
-        yield pages
+        yield pages, deliveries
     finally:
-        _SINK.pages = None
+        _SINK.pages, _SINK.deliveries = None, None
 
 
 class _Tables:
@@ -613,7 +633,6 @@ class _Invocations:
     failed: int = 0
     batches: int = 0
     messages: int = 0
-    bus_messages: int = 0
 
 
 class Meter:
@@ -621,8 +640,12 @@ class Meter:
 
     def __init__(self, account: str = ACCOUNT, region: str = REGION) -> None:
         _install_read_capture()
+        _install_delivery_count()
         self._tables = _Tables(account, region)
         self._lock = threading.Lock()
+        #: Queues that stand in for something other than SQS (the local stack's bus-to-function bridges):
+        #: EventBridge's deliveries to them are not billed as SQS requests.
+        self.not_billed_queues: set[str] = set()
         self.reset()
 
     def reset(self) -> None:
@@ -630,6 +653,7 @@ class Meter:
             self._requests: dict[tuple[str, str, str], _Requests] = {}
             self._capacity: dict[tuple[str, str, str], _Capacity] = {}
             self._invocations: dict[str, _Invocations] = {}
+            self._deliveries: dict[str, int] = {}
             self._errors: list[str] = []
             self._since = time.time()
 
@@ -651,13 +675,19 @@ class Meter:
             statuses.append(int(status.split()[0]))
             return start_response(status, headers, exc_info) if exc_info else start_response(status, headers)
 
-        with _capturing_reads() as pages:
+        with _capturing() as (pages, deliveries):
             chunks = list(app(environ, capture))
         try:
             self._after(call, writes, statuses[0] if statuses else 500, b"".join(chunks), pages)
+            self._delivered(deliveries)
         except Exception as exc:
             self._note_error(f"{call.service}.{call.operation}: {type(exc).__name__}: {exc}")
         return chunks
+
+    def _delivered(self, queues: list[str]) -> None:
+        with self._lock:
+            for queue in queues:
+                self._deliveries[queue] = self._deliveries.get(queue, 0) + 1
 
     def _note_error(self, text: str) -> None:
         with self._lock:
@@ -805,14 +835,12 @@ class Meter:
             counter.duration_ms += duration_ms
             counter.failed += int(failed)
 
-    def add_batch(self, function: str, messages: int, bus_messages: int) -> None:
-        """A batch of ``messages`` handed from its queue to ``function`` (an SQS event source), of which
-        ``bus_messages`` reached the queue from EventBridge for the first time."""
+    def add_batch(self, function: str, messages: int) -> None:
+        """A batch of ``messages`` handed from its queue to ``function`` (an SQS event source)."""
         with self._lock:
             counter = self._invocations.setdefault(function, _Invocations())
             counter.batches += 1
             counter.messages += messages
-            counter.bus_messages += bus_messages
 
     # --- what it found ----------------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
@@ -827,31 +855,37 @@ class Meter:
                 for (c, o, k), v in sorted(self._capacity.items())
             ]
             invocations = {name: dict(vars(v)) for name, v in sorted(self._invocations.items())}
+            deliveries = dict(sorted(self._deliveries.items()))
             errors = list(self._errors)
             since = self._since
+        billed_deliveries = {q: n for q, n in deliveries.items() if q not in self.not_billed_queues}
         return {
             "since": since,
             "seconds": round(time.time() - since, 3),
             "requests": requests,
             "capacity": capacity,
             "invocations": invocations,
-            "sqs_billed": sqs_billed(requests, invocations),
+            "eventbridge_to_sqs": deliveries,
+            "sqs_billed": sqs_billed(requests, invocations, billed_deliveries),
             "errors": errors,
         }
 
 
 def sqs_billed(
-    requests: list[dict[str, Any]], invocations: Mapping[str, Mapping[str, Any]]
+    requests: list[dict[str, Any]],
+    invocations: Mapping[str, Mapping[str, Any]],
+    deliveries: Mapping[str, int],
 ) -> dict[str, Any]:
     """SQS requests as AWS would bill them, which the local queue pump does not make the same way.
 
     An event source mapping makes 1 ReceiveMessage and 1 DeleteMessageBatch per batch it hands to its
-    function; EventBridge makes 1 SendMessage per event it delivers to a queue; the functions' own SQS
-    requests count as they were made (each 64 KB chunk of one a request). The pump's own requests
-    (single receives, deletes, empty polls) are left out; they are in ``requests`` under ``stack``.
+    function; EventBridge makes 1 SendMessage per event it delivers to a queue (``deliveries``, by
+    queue); the functions' own SQS requests count as they were made (each 64 KB chunk of one a
+    request). The pump's own requests (single receives, deletes, empty polls) are left out; they are
+    in ``requests`` under ``stack``.
     """
     batches = sum(int(v.get("batches", 0)) for v in invocations.values())
-    delivered = sum(int(v.get("bus_messages", 0)) for v in invocations.values())
+    delivered = sum(deliveries.values())
     own: dict[str, int] = {}
     for row in requests:
         if row["service"] == "sqs" and row["caller"] != STACK:

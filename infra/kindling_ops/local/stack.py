@@ -152,8 +152,6 @@ class Subscription:
     batch_size: int
     report_failures: bool
     direct_eventbridge: bool = False
-    #: EventBridge rules deliver to this queue (what the capacity meter bills as SQS sends).
-    bus_fed: bool = False
 
 
 @dataclass
@@ -317,22 +315,10 @@ class LocalStack:
             traceback.print_exception(exc)
 
     # --- event sources -------------------------------------------------------
-    def _bus_fed_queues(self) -> set[str]:
-        """The ARNs of the queues that the template's EventBridge rules deliver to."""
-        arns = set()
-        for logical in self.template.of_type("AWS::Events::Rule"):
-            for target in self.template.properties(logical).get("Targets") or []:
-                try:
-                    arns.add(str(self.template.resolve(target.get("Arn"))))
-                except TemplateError:
-                    continue
-        return arns
-
     def _wire_event_sources(self, specs: list[Any]) -> None:
         sqs = self.session.client("sqs")
         events = self.session.client("events")
         now = self.clock.now()
-        bus_fed = self._bus_fed_queues()
         for spec in specs:
             for event_name, event in spec.events.items():
                 kind = event.get("Type")
@@ -348,7 +334,6 @@ class LocalStack:
                             batch_size=min(int(props.get("BatchSize", 10)), 10),
                             report_failures="ReportBatchItemFailures"
                             in (props.get("FunctionResponseTypes") or []),
-                            bus_fed=arn in bus_fed,
                         )
                     )
                     self.say(f"  {name} -> {spec.logical_id}")
@@ -363,6 +348,8 @@ class LocalStack:
                     events.put_rule(Name=name, EventBusName=bus, EventPattern=json.dumps(props["Pattern"]))
                     events.put_targets(Rule=name, EventBusName=bus, Targets=[{"Id": "local", "Arn": arn}])
                     self._subscriptions.append(Subscription(spec.logical_id, url, arn, 1, False, True))
+                    if self.meter is not None:  # Lambda's own delivery in AWS: no SQS request
+                        self.meter.not_billed_queues.add(name)
                     self.say(f"  rule {event_name} -> {spec.logical_id}")
                 elif kind in ("ScheduleV2", "Schedule"):
                     if props.get("State", "ENABLED") != "ENABLED" or props.get("Enabled") is False:
@@ -431,13 +418,7 @@ class LocalStack:
                     failed.add(message["MessageId"])
         else:
             if self.meter is not None:
-                self.meter.add_batch(
-                    subscription.function,
-                    len(messages),
-                    sum(1 for m in messages if m.get("Attributes", {}).get("ApproximateReceiveCount") == "1")
-                    if subscription.bus_fed
-                    else 0,
-                )
+                self.meter.add_batch(subscription.function, len(messages))
             failed = self._invoke_batch(subscription, messages)
         for message in messages:
             if message["MessageId"] in failed:
