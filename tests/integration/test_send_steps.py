@@ -264,3 +264,55 @@ def test_the_senders_word_arriving_before_its_enrollment_is_saved_is_not_lost(wo
     word = SendResult(status="sent", at=TUESDAY_10AM_NEW_YORK)
     with pytest.raises(Conflict):
         world["programs"].on_send_result(lead_id, enrollment.sending.send_id, word, TUESDAY_10AM_NEW_YORK)
+
+
+def test_a_save_that_loses_a_race_leaves_a_wake_up_that_wakes_nothing(world) -> None:
+    """An enrollment's save writes its wake-up, then its state if the token has not moved."""
+    from kindling.kernel.errors import Conflict
+    from kindling.programs.engine import new_token
+    from kindling.programs.service import step_due
+
+    lead_id = new_lead(world, TUESDAY_10AM_NEW_YORK)
+    sender_takes_the_queue(world, TUESDAY_10AM_NEW_YORK)
+    before = welcome(world, lead_id)
+    assert (before.status, before.step_id) == ("active", "wait-2d")
+    loser = before.model_copy(deep=True)
+    loser.token, loser.due_at = new_token(), TUESDAY_10AM_NEW_YORK + timedelta(hours=3)
+    with pytest.raises(Conflict):
+        world["store"].save(loser, "a-token-that-moved-meanwhile", step_due(loser, TUESDAY_10AM_NEW_YORK))
+    assert welcome(world, lead_id) == before, "the state is not written"
+
+    woken: dict[str, str] = {}
+
+    def dispatch(items: list[DueItem]) -> None:
+        for item in items:
+            if item.kind == "step":
+                payload = item.payload
+                woken[payload["token"]] = world["programs"].run_due(
+                    payload["lead_id"], payload["enrollment_id"], payload["token"], item.due_at
+                )
+
+    release_due(world["due"], dispatch, TUESDAY_10AM_NEW_YORK + timedelta(hours=4))
+    assert woken[loser.token] == "stale", "the loser's wake-up was written first, and finds another token"
+    assert welcome(world, lead_id) == before
+
+
+def test_an_enrollment_item_stays_small_through_the_welcome_series(world) -> None:
+    """Every save pays for the item's size: a finished series is still one write unit."""
+    lead_id = new_lead(world, TUESDAY_10AM_NEW_YORK)
+    at = TUESDAY_10AM_NEW_YORK
+    for _ in range(40):
+        sender_takes_the_queue(world, at)
+        at += timedelta(hours=6)
+        tick(world, at)
+    done = welcome(world, lead_id)
+    assert not done.live, done.status
+    item = boto3.client("dynamodb").get_item(
+        TableName=world["table"],
+        Key={"PK": {"S": f"LEAD#{lead_id}"}, "SK": {"S": f"ENROLL#{done.enrollment_id}"}},
+    )["Item"]
+    assert sum(len(k) + len(v.get("S", v.get("B", b""))) for k, v in item.items()) < 1024, "one write unit"
+    # Only the wake-ups that may still be stored when the last was written (those of the day
+    # before it on): Tuesday's were released in their hour and are forgotten.
+    hours = [k.split("|")[0] for k in done.due_keys]
+    assert hours == ["DUEAT#2026-12-03T15", "DUEAT#2026-12-03T16", "DUEAT#2026-12-06T15"], hours

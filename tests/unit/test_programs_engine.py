@@ -337,6 +337,34 @@ def test_each_pass_through_a_loop_sends_its_email_once_per_pass() -> None:
     assert second.enrollment.step_id == "pause" and second.enrollment.due_at == MONDAY + 2 * DAY
 
 
+def test_a_long_loop_sends_a_new_email_each_pass_after_its_history_was_trimmed() -> None:
+    the = program(
+        steps=[
+            {"id": "remind", "send_email": "welcome-2"},
+            {"id": "pause", "wait": "1d"},
+            {"id": "again", "branch": [{"if": {"clicked_email_of_program": False}, "then": "remind"}]},
+        ]
+    )
+    advance, sent = entered(the=the), []
+    for day in range(1, 40):  # a few history entries a pass: far more than an enrollment keeps
+        sent += [s.send_id for s in sends(advance)]
+        at = MONDAY + day * DAY
+        advance = delivered(run(the, advance.enrollment, lead(), at), lead(), at, the)
+    assert len(advance.enrollment.history) <= 20
+    assert len(set(sent)) == len(sent) == 39, "every pass its own send id, never one sent before"
+    assert sent[-1] == "trial.lead-1.1.remind.39"
+    # Saved and read back (as the store does), it goes on counting.
+    stored = Enrollment.model_validate_json(advance.enrollment.model_dump_json())
+    assert stored.visits == advance.enrollment.visits
+
+
+def test_an_enrollment_saved_before_visits_were_counted_counts_them_from_its_history() -> None:
+    first = entered()
+    saved = first.enrollment.model_dump(mode="json")
+    del saved["visits"]
+    assert Enrollment.model_validate(saved).visits == first.enrollment.visits != {}
+
+
 # --- a send step is done when its email is sent -----------------------------------------
 
 FRIDAY_EVENING = datetime(2024, 3, 9, 1, 0, tzinfo=UTC)  # Friday 20:00 in New York

@@ -19,12 +19,12 @@ from typing import Any
 from kindling.adapters import aws
 from kindling.adapters.due_store import DynamoDueStore
 from kindling.adapters.items import from_item, lead_key, send_key, suppression_key
+from kindling.adapters.program_store import enrollment_of
 from kindling.adapters.sales_store import DynamoUnmatchedStore
 from kindling.crm.unmatched import UnmatchedCrmEvent, crm_key, email_key
 from kindling.leads.privacy import PersonData
 from kindling.leads.profiles import Lead
 from kindling.programs.due import DueItem
-from kindling.programs.engine import Enrollment
 from kindling.programs.service import step_due
 
 _KINDS = (
@@ -117,7 +117,7 @@ class DynamoPrivacyStore(aws.TableAdapter):
                 person.keys.append({"PK": {"S": f"SEGMENT#{segment}"}, "SK": {"S": owner}})
         due = DynamoDueStore(self._table, self.client)
         for item in person.items.get("enrollments", []):
-            enrollment = Enrollment.model_validate_json(item["state"]["S"])
+            enrollment = enrollment_of(item)
             wake = step_due(enrollment, enrollment.updated_at)
             if wake is not None:
                 person.keys.append({k: due.item(wake)[k] for k in ("PK", "SK")})
@@ -221,8 +221,17 @@ class DynamoPrivacyStore(aws.TableAdapter):
 
 def readable(person: PersonData) -> dict[str, Any]:
     """The access export: every item as plain JSON, grouped by what it is."""
+
+    def plain(kind: str, item: dict[str, Any]) -> dict[str, Any]:
+        values = from_item(item)
+        if kind == "enrollments":  # its state is stored compressed
+            values["state"] = enrollment_of(item).model_dump(mode="json")
+        return values
+
     return {
         "lead_id": person.lead.lead_id,
         "email": person.lead.email,
-        "items": {kind: [from_item(item) for item in found] for kind, found in sorted(person.items.items())},
+        "items": {
+            kind: [plain(kind, item) for item in found] for kind, found in sorted(person.items.items())
+        },
     }

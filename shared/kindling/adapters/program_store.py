@@ -1,6 +1,7 @@
 """ProgramStore on the single table.
 
-LEAD#<id>     / ENROLL#<enrollment id>   an enrollment's state, guarded by its token
+LEAD#<id>     / ENROLL#<enrollment id>   an enrollment's state (``state``: its JSON, zlib-compressed,
+                                         as every save pays for the item's size), guarded by its token
 PROGRAM#<id>  / STATE                    whether a program is paused
 SEND#<send id> / SEND                    the sender's record of a send (read; given up when overdue)
 held enrollments carry GSI1PK = HELD#<program>, so resuming reads only those
@@ -9,6 +10,7 @@ held enrollments carry GSI1PK = HELD#<program>, so resuming reads only those
 from __future__ import annotations
 
 import json
+import zlib
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,9 +30,43 @@ from kindling.programs.engine import SEND_GIVE_UP_AFTER, Enrollment, LeadContext
 from kindling.programs.overview import enrollment_index_key, enrollment_index_sort
 from kindling.scoring.config import Decay
 
+#: How long a wake-up's key is remembered after it fell due: by then the minute tick has released
+#: and deleted it (a scheduler that is days behind leaves a stale one to an erasure, which holds
+#: only ids, and drops it as stale when it runs).
+DUE_KEY_MEMORY = timedelta(days=1)
+#: The most wake-up keys an enrollment remembers.
+MAX_DUE_KEYS = 10
+
 
 def enrollment_key(lead_id: str, enrollment_id: str) -> dict[str, Any]:
     return {"PK": {"S": f"LEAD#{lead_id}"}, "SK": {"S": f"ENROLL#{enrollment_id}"}}
+
+
+def enrollment_state(enrollment: Enrollment) -> dict[str, Any]:
+    """The ``state`` attribute: the enrollment's JSON compressed (about a quarter of its size)."""
+    return {"B": zlib.compress(enrollment.model_dump_json().encode(), 6)}
+
+
+def enrollment_of(item: dict[str, Any]) -> Enrollment:
+    """An enrollment from its item (one written before compression holds plain JSON)."""
+    state = item["state"]
+    raw = zlib.decompress(state["B"]) if "B" in state else state["S"]
+    return Enrollment.model_validate_json(raw)
+
+
+def remembered_due_keys(keys: list[str], now: datetime) -> list[str]:
+    """The wake-up keys (``PK|SK``, the SK starting with the due time) that may still be stored."""
+    kept = []
+    for key in keys:
+        _, _, sort_key = key.partition("|")
+        try:
+            due_at = datetime.fromisoformat(sort_key.split("#", 1)[0].replace("Z", "+00:00"))
+        except ValueError:
+            kept.append(key)  # not a time-keyed wake-up: kept, to be safe
+            continue
+        if due_at >= now - DUE_KEY_MEMORY:
+            kept.append(key)
+    return kept[-MAX_DUE_KEYS:]
 
 
 class DynamoProgramStore(aws.TableAdapter):
@@ -100,13 +136,13 @@ class DynamoProgramStore(aws.TableAdapter):
             ExpressionAttributeValues={":pk": {"S": f"LEAD#{lead_id}"}, ":prefix": {"S": "ENROLL#"}},
             ConsistentRead=True,
         )
-        return [Enrollment.model_validate_json(i["state"]["S"]) for i in response.get("Items", [])]
+        return [enrollment_of(i) for i in response.get("Items", [])]
 
     def get(self, lead_id: str, enrollment_id: str) -> Enrollment | None:
         item = self.client.get_item(
             TableName=self._table, Key=enrollment_key(lead_id, enrollment_id), ConsistentRead=True
         ).get("Item")
-        return Enrollment.model_validate_json(item["state"]["S"]) if item else None
+        return enrollment_of(item) if item else None
 
     def _item(self, enrollment: Enrollment, due: DueItem | None = None) -> dict[str, Any]:
         if due is not None:
@@ -115,10 +151,11 @@ class DynamoProgramStore(aws.TableAdapter):
             stored = self._due.item(due)
             key = f"{stored['PK']['S']}|{stored['SK']['S']}"
             if key not in enrollment.due_keys:
-                enrollment.due_keys[:] = [*enrollment.due_keys, key][-40:]
+                now = due.scheduled_at or due.due_at
+                enrollment.due_keys[:] = remembered_due_keys([*enrollment.due_keys, key], now)
         item: dict[str, Any] = {
             **enrollment_key(enrollment.lead_id, enrollment.enrollment_id),
-            "state": {"S": enrollment.model_dump_json()},
+            "state": enrollment_state(enrollment),
             "token": {"S": enrollment.token},
             "program_id": {"S": enrollment.program_id},
             "status": {"S": enrollment.status},
@@ -164,29 +201,27 @@ class DynamoProgramStore(aws.TableAdapter):
         return True
 
     def save(self, enrollment: Enrollment, expected_token: str, due: DueItem | None) -> None:
-        actions: list[dict[str, Any]] = [
-            {
-                "Put": {
-                    "TableName": self._table,
-                    "Item": self._item(enrollment, due),
-                    "ConditionExpression": "#t = :expected",
-                    "ExpressionAttributeNames": {"#t": "token"},
-                    "ExpressionAttributeValues": {":expected": {"S": expected_token}},
-                }
-            }
-        ]
+        """The wake-up first, then the state if its token has not moved: two writes, no transaction.
+
+        A wake-up names the token of the state it wakes: if the state's write then fails (the
+        token moved: ``Conflict``) or never happens (a crash), the wake-up finds another token
+        when it falls due and is dropped as stale. The other order could lose a wake-up.
+        """
+        item = self._item(enrollment, due)
         if due is not None:
-            actions.append(self._due_put(due))
+            self._due.put_due(due)  # and the tick's cursor, so even a stale one is released in time
         try:
-            self.client.transact_write_items(TransactItems=actions)
+            self.client.put_item(
+                TableName=self._table,
+                Item=item,
+                ConditionExpression="#t = :expected",
+                ExpressionAttributeNames={"#t": "token"},
+                ExpressionAttributeValues={":expected": {"S": expected_token}},
+            )
         except ClientError as exc:
-            if aws.error_code(exc) == "TransactionCanceledException":
-                if aws.RETRY_REASONS.intersection(aws.cancellation_reasons(exc)):
-                    raise aws.translate(exc, "program store") from exc
+            if aws.error_code(exc) == "ConditionalCheckFailedException":
                 raise Conflict(f"enrollment {enrollment.enrollment_id} moved on meanwhile") from exc
             raise aws.translate(exc, "an enrollment: save") from exc
-        if due is not None:
-            self._due.lower_cursor(due)
 
     def set_segments(
         self, lead_id: str, segments: set[str], previous: set[str] | None = None, at: datetime | None = None
@@ -338,7 +373,7 @@ class DynamoProgramStore(aws.TableAdapter):
             KeyConditionExpression="GSI1PK = :held",
             ExpressionAttributeValues={":held": {"S": f"HELD#{program_id}"}},
         ):
-            found += [Enrollment.model_validate_json(i["state"]["S"]) for i in page.get("Items", [])]
+            found += [enrollment_of(i) for i in page.get("Items", [])]
         return found
 
 

@@ -21,13 +21,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from kindling.programs.config import Condition, Program, Segment, parse_duration, stage_rank
 from kindling.scoring.config import Stage, lookup
 
 MAX_INSTANT_STEPS = 50
-MAX_HISTORY = 100
+#: The latest entries an enrollment keeps of what it did (the console shows them; the lead's
+#: timeline has every email and stage move). Few, as every save of the enrollment pays for its size.
+MAX_HISTORY = 20
 _GRADES = "ABCD"
 #: When an enrollment waiting for its email looks at the send itself, should the sender's
 #: word not have come (after queueing, or after the time a deferred send was due).
@@ -121,6 +123,18 @@ class Enrollment(BaseModel):
     clicked: bool = False
     opened: bool = False
     history: list[dict[str, Any]] = Field(default_factory=list)
+    #: How many times each ``<step>|<what>`` happened, however long ago (a loop's n-th email has
+    #: its own send id); ``history`` keeps only the latest entries.
+    visits: dict[str, int] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _count_stored_history(self) -> Enrollment:
+        """An enrollment saved before ``visits`` existed counts them from its history."""
+        if not self.visits:
+            for entry in self.history:
+                key = f"{entry.get('step')}|{entry.get('what')}"
+                self.visits[key] = self.visits.get(key, 0) + 1
+        return self
 
     @property
     def live(self) -> bool:
@@ -129,6 +143,8 @@ class Enrollment(BaseModel):
     def note(self, at: datetime, step: str | None, what: str, **details: Any) -> None:
         self.history.append({"at": at.isoformat(), "step": step, "what": what, **details})
         del self.history[:-MAX_HISTORY]
+        key = f"{step}|{what}"
+        self.visits[key] = self.visits.get(key, 0) + 1
 
 
 @dataclass(frozen=True)
@@ -381,7 +397,7 @@ def run(program: Program, enrollment: Enrollment, lead: LeadContext, now: dateti
 
 def _action_id(state: Enrollment, step_id: str, what: str) -> str:
     """``<enrollment>.<step>``, and ``.<n>`` on the n-th pass through a loop: once per visit."""
-    visits = sum(1 for h in state.history if h.get("step") == step_id and h.get("what") == what)
+    visits = state.visits.get(f"{step_id}|{what}", 0)
     base = f"{state.enrollment_id}.{step_id}"
     return base if visits == 0 else f"{base}.{visits + 1}"
 
