@@ -8,8 +8,8 @@ imported leads enter new-lead programs only when asked.
 from __future__ import annotations
 
 import json
-import zlib
 import uuid
+import zlib
 from typing import Any
 
 import boto3
@@ -22,7 +22,6 @@ from tests.integration.events import Context, http_event
 AUTH = {"Authorization": f"Bearer {ADMIN}"}
 LINK_SECRET = "link-secret-integration-0123456789"
 ERASURE_KEY = "erasure-key-integration-0123456789"
-
 
 
 def table_dump(table: str) -> str:
@@ -42,6 +41,7 @@ def table_dump(table: str) -> str:
 
     items = boto3.client("dynamodb").scan(TableName=table)["Items"]
     return json.dumps(text(items))
+
 
 @pytest.fixture
 def api(load_handler, table: str) -> Any:

@@ -304,3 +304,30 @@ def test_two_leads_given_the_same_timestamped_events_in_different_orders_score_t
     decay = SHIPPED_DECAY
     assert shuffled.engagement_at(later, decay) == pytest.approx(in_order.engagement_at(later, decay))
     assert {r: t.count for r, t in shuffled.rules.items()} == {r: t.count for r, t in in_order.rules.items()}
+
+
+def test_a_busy_leads_score_item_stays_one_write_unit(service, table, now) -> None:
+    """Every scored event rewrites the score: after two busy weeks (a pricing page, an email click,
+    a demo request and more, every day) it is still under 1 KB, as its state is packed."""
+    import boto3
+
+    from kindling_ops.local.meter import item_size
+
+    kinds = [
+        {"type": "track", "event": "Trial Started"},
+        {"type": "track", "event": "Whitepaper Downloaded"},
+        {"type": "page", "properties": {"url": "https://acme.io/pricing"}},
+        {"type": "track", "event": "Email Clicked"},
+        {"type": "track", "event": "Demo Requested"},
+        {"type": "track", "event": "Webinar Registered"},
+    ]
+    lead_id = known_lead(service, now).lead_id
+    for day in range(14):
+        for index, kind in enumerate(kinds):
+            service.record(web(now + timedelta(days=day, minutes=index), user_id="u1", **kind), now)
+    item = boto3.client("dynamodb").get_item(
+        TableName=table, Key={"PK": {"S": f"LEAD#{lead_id}"}, "SK": {"S": "SCORE"}}
+    )["Item"]
+    assert item_size(item) < 1024
+    score = DynamoScoreStore(table).score(lead_id)
+    assert score is not None and score.rules["trial-started"].count == 1, "read back whole"

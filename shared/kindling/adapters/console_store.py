@@ -17,7 +17,7 @@ from kindling.adapters import aws
 from kindling.adapters.dynamo import DynamoLeadStore
 from kindling.adapters.export_store import decode_cursor, encode_cursor
 from kindling.adapters.items import from_item, lead_key
-from kindling.adapters.score_store import score_key
+from kindling.adapters.score_store import score_key, stored_score
 from kindling.kernel.errors import InvalidInput
 from kindling.leads.profiles import Lead, TimelineEntry
 from kindling.leads.views import Search, email_domain_key, email_prefix_key, stage_key
@@ -156,11 +156,7 @@ class DynamoConsoleStore(aws.TableAdapter):
             if profile is None or "merged_into" in profile:
                 continue
             score = found.get(f"LEAD#{lead_id}|SCORE")
-            state = (
-                LeadScore.model_validate({"lead_id": lead_id, **json.loads(score["state"]["S"])})
-                if score
-                else None
-            )
+            state = stored_score(lead_id, score) if score else None
             cards.append((Lead.model_validate(from_item(profile)), state))
         return cards
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from kindling.adapters import aws
 from kindling.adapters.items import from_item
-from kindling.adapters.score_store import score_key
+from kindling.adapters.score_store import score_key, stored_score
 from kindling.kernel.clock import isoformat
 from kindling.kernel.errors import InvalidInput
 from kindling.leads.profiles import Lead, TimelineEntry
@@ -72,11 +72,7 @@ class DynamoExportStore(aws.TableAdapter):
         rows = []
         for lead in leads:
             score_item = extras.get(f"LEAD#{lead.lead_id}|SCORE")
-            score = (
-                LeadScore.model_validate({"lead_id": lead.lead_id, **json.loads(score_item["state"]["S"])})
-                if score_item
-                else None
-            )
+            score = stored_score(lead.lead_id, score_item) if score_item else None
             suppressed = extras.get(f"SUPPRESS#{lead.email}|SUPPRESS") if lead.email else None
             rows.append((lead, score, suppressed["reason"]["S"] if suppressed else None))
         return rows, encode_cursor(page.get("LastEvaluatedKey"))

@@ -37,6 +37,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from kindling.adapters import aws
+from kindling.adapters.items import json_text
 from kindling.kernel.errors import Conflict, Retryable
 from kindling.metrics.counters import (
     ALL,
@@ -168,7 +169,7 @@ class DynamoMetricsStore(aws.TableAdapter):
         segments = (profile.get("segments") or {}).get("SS") or [
             v.get("S") for v in (profile.get("segments") or {}).get("L") or []
         ]
-        intent = json.loads(score["state"]["S"]).get("intent") or [] if "state" in score else []
+        intent = json.loads(json_text(score["state"])).get("intent") or [] if "state" in score else []
         return LeadBreakdown.of(trait("industry"), trait("first_touch_source"), segments, intent)
 
     def commit(self, logged: LoggedEvent, event: MetricEvent, change: Change, state_version: int) -> str:

@@ -220,18 +220,9 @@ class DynamoPrivacyStore(aws.TableAdapter):
 
 
 def readable(person: PersonData) -> dict[str, Any]:
-    """The access export: every item as plain JSON, grouped by what it is."""
-
-    def plain(kind: str, item: dict[str, Any]) -> dict[str, Any]:
-        values = from_item(item)
-        if kind == "enrollments":  # its state is stored compressed
-            values["state"] = enrollment_of(item).model_dump(mode="json")
-        return values
-
+    """The access export: every item as plain JSON (a packed state as its document), grouped by kind."""
     return {
         "lead_id": person.lead.lead_id,
         "email": person.lead.email,
-        "items": {
-            kind: [plain(kind, item) for item in found] for kind, found in sorted(person.items.items())
-        },
+        "items": {kind: [from_item(item) for item in found] for kind, found in sorted(person.items.items())},
     }

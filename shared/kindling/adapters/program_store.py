@@ -10,7 +10,6 @@ held enrollments carry GSI1PK = HELD#<program>, so resuming reads only those
 from __future__ import annotations
 
 import json
-import zlib
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -20,7 +19,7 @@ from botocore.exceptions import ClientError
 from kindling.adapters import aws
 from kindling.adapters.due_store import DynamoDueStore
 from kindling.adapters.dynamo import DynamoLeadStore, lead_key
-from kindling.adapters.items import STAGE_INDEX_SET, send_key, stage_index_values
+from kindling.adapters.items import STAGE_INDEX_SET, json_text, packed_json, send_key, stage_index_values
 from kindling.adapters.score_store import DynamoScoreStore
 from kindling.kernel.clock import isoformat
 from kindling.kernel.errors import Conflict
@@ -42,16 +41,9 @@ def enrollment_key(lead_id: str, enrollment_id: str) -> dict[str, Any]:
     return {"PK": {"S": f"LEAD#{lead_id}"}, "SK": {"S": f"ENROLL#{enrollment_id}"}}
 
 
-def enrollment_state(enrollment: Enrollment) -> dict[str, Any]:
-    """The ``state`` attribute: the enrollment's JSON compressed (about a quarter of its size)."""
-    return {"B": zlib.compress(enrollment.model_dump_json().encode(), 6)}
-
-
 def enrollment_of(item: dict[str, Any]) -> Enrollment:
-    """An enrollment from its item (one written before compression holds plain JSON)."""
-    state = item["state"]
-    raw = zlib.decompress(state["B"]) if "B" in state else state["S"]
-    return Enrollment.model_validate_json(raw)
+    """An enrollment from its item (one written before its state was packed holds plain JSON)."""
+    return Enrollment.model_validate_json(json_text(item["state"]))
 
 
 def remembered_due_keys(keys: list[str], now: datetime) -> list[str]:
@@ -155,7 +147,7 @@ class DynamoProgramStore(aws.TableAdapter):
                 enrollment.due_keys[:] = remembered_due_keys([*enrollment.due_keys, key], now)
         item: dict[str, Any] = {
             **enrollment_key(enrollment.lead_id, enrollment.enrollment_id),
-            "state": enrollment_state(enrollment),
+            "state": packed_json(enrollment.model_dump_json()),
             "token": {"S": enrollment.token},
             "program_id": {"S": enrollment.program_id},
             "status": {"S": enrollment.status},

@@ -1,6 +1,6 @@
 """Scores on the single table.
 
-LEAD#<id>      / SCORE                       the lead's score state (JSON), its revision and the
+LEAD#<id>      / SCORE                       the lead's score state (packed JSON), its revision and the
                                              fingerprints of the last messages it scored
 LEAD#<id>      / EVT#<time>#<message>        the timeline entry of a scored event carries its score
                                              change (``score``: points per rule and their cause)
@@ -18,7 +18,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from kindling.adapters import aws
-from kindling.adapters.items import STAGE_INDEX_SET, lead_key, stage_index_values
+from kindling.adapters.items import STAGE_INDEX_SET, json_text, lead_key, packed_json, stage_index_values
 from kindling.kernel.clock import isoformat
 from kindling.scoring.rules import LeadScore
 from kindling.scoring.service import ScoreWrite
@@ -29,6 +29,11 @@ _CHANGE_SCAN_PAGES = 10
 
 def score_key(lead_id: str) -> dict[str, Any]:
     return {"PK": {"S": f"LEAD#{lead_id}"}, "SK": {"S": "SCORE"}}
+
+
+def stored_score(lead_id: str, item: dict[str, Any]) -> LeadScore:
+    """The score state a SCORE item holds (packed, or plain JSON as written before)."""
+    return LeadScore.model_validate({"lead_id": lead_id, **json.loads(json_text(item["state"]))})
 
 
 def to_json(value: Any) -> str:
@@ -46,7 +51,7 @@ def score_put(write: ScoreWrite, table: str) -> dict[str, Any]:
         "TableName": table,
         "Item": {
             **score_key(write.lead_id),
-            "state": {"S": state},
+            "state": packed_json(state),
             "revision": {"N": str(write.expected_revision + 1)},
         },
     }
@@ -158,7 +163,7 @@ class DynamoScoreStore(aws.TableAdapter):
             raise aws.translate(exc, "a score: read") from exc
         if item is None:
             return None
-        state = LeadScore.model_validate({"lead_id": lead_id, **json.loads(item["state"]["S"])})
+        state = stored_score(lead_id, item)
         return state.model_copy(
             update={
                 "revision": int(item["revision"]["N"]),
