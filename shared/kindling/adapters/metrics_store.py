@@ -437,6 +437,24 @@ class DynamoMetricsStore(aws.TableAdapter):
         except ClientError as exc:
             raise aws.translate(exc, "metrics: claim a fold") from exc
 
+    def skip_fold(self, cursor: FoldCursor, until: datetime) -> None:
+        """No counter is written, so no generation is checked: a rebuild may count the stretch as folded
+        into any generation, as nothing in it was left to the fold."""
+        try:
+            self.client.update_item(
+                TableName=self._table,
+                Key=FOLD_KEY,
+                UpdateExpression="SET through = :u",
+                ConditionExpression="attribute_not_exists(pending_seq) AND "
+                + ("attribute_not_exists(seq)" if cursor.seq == 0 else "seq = :seq"),
+                ExpressionAttributeValues={
+                    ":u": {"S": until.isoformat()},
+                    **({":seq": {"N": str(cursor.seq)}} if cursor.seq else {}),
+                },
+            )
+        except ClientError as exc:
+            raise aws.translate(exc, "metrics: move the fold's cursor") from exc
+
     def retarget_fold(self, pending: PendingFold) -> None:
         try:
             self.client.update_item(

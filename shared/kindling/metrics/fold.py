@@ -88,6 +88,9 @@ class FoldStore(Protocol):
     def claim_fold(self, cursor: FoldCursor, pending: PendingFold) -> None:
         """Note ``pending`` on the cursor if it is still ``cursor`` (``Conflict`` otherwise)."""
 
+    def skip_fold(self, cursor: FoldCursor, until: datetime) -> None:
+        """Move the cursor through ``until`` when nothing there is left to fold (``Conflict`` if it moved)."""
+
     def retarget_fold(self, pending: PendingFold) -> None: ...
     def fold_bases(self, lead_ids: Iterable[str], seq: int) -> dict[str, FoldBase]: ...
     def fold_markers(self, uniques: Iterable[str], seq: int) -> tuple[set[str], set[str]]:
@@ -138,6 +141,9 @@ def _fold_once(store: FoldStore, now: datetime, window: timedelta, limit: int) -
         if len(events) > limit:
             until = max(e.at for e in events[:limit])
             events = [e for e in events if e.at <= until]
+        if not events:  # nothing counts: no claim needed, one small write moves the cursor on
+            store.skip_fold(cursor, until)
+            return FoldSummary(cursor.seq, until, 0, 0, 0)
         pending = PendingFold(cursor.seq + 1, until, writing)
         store.claim_fold(cursor, pending)
     else:
