@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -38,6 +39,19 @@ def load_handler(monkeypatch: pytest.MonkeyPatch, moto_endpoint: str):
         return module
 
     return load
+
+
+@pytest.fixture
+def weeks_later() -> Iterator[None]:
+    """The process clock weeks after November 2026: metric events of then reach the consumer late
+    (a redrive, a CRM import), so it counts each at once."""
+    from datetime import UTC, datetime
+
+    from kindling.kernel import clock
+
+    clock.install(clock.FixedClock(datetime(2026, 12, 12, tzinfo=UTC)))
+    yield
+    clock.install(clock.SystemClock())
 
 
 @pytest.fixture

@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 
-from kindling.kernel import clock
 from kindling_ops.lambda_events import sqs_record
 from tests.integration.conftest import ADMIN
 from tests.integration.events import Context, http_event
@@ -22,12 +20,7 @@ from tests.integration.events import Context, http_event
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 LEAD = "ld_metrics1"
 
-
-@pytest.fixture(autouse=True)
-def weeks_later() -> Iterator[None]:
-    clock.install(clock.FixedClock(T0 + timedelta(days=40)))
-    yield
-    clock.install(clock.SystemClock())
+pytestmark = pytest.mark.usefixtures("weeks_later")
 
 
 def envelope(source: str, detail_type: str, detail: dict[str, Any]) -> str:
