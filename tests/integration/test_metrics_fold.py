@@ -14,6 +14,7 @@ from kindling.adapters.metrics_store import DynamoMetricsStore
 from kindling.kernel import clock
 from kindling.metrics.counters import FOLD_LAG, Counters, Replay
 from kindling.metrics.fold import fold_metrics
+from kindling.metrics.rebuild import rebuild_metrics
 from tests.integration.conftest import ADMIN
 from tests.integration.events import Context, http_event
 from tests.integration.test_metrics import LEAD, T0, deliver, email, engagement, report, stage
@@ -172,7 +173,7 @@ def test_a_fold_retried_after_a_crash_neither_loses_nor_doubles(
         for entry in store.logged_events(day):
             assert entry.event is not None
             expected.apply(entry.event)
-    assert len(expected.applied) == 6 + 36 and len(store.unfolded(None, later - FOLD_LAG)) == 36
+    assert len(expected.applied) == 6 + 36 and len(store.unfolded(None, later - FOLD_LAG)[0]) == 36
     assert sum(f.get("lead:left", 0) for f in expected.counters.values()) == 6 * 6  # six funnels each
 
     crashing = CountingClient(dynamodb, fail_at=crash_after)
@@ -216,3 +217,78 @@ def test_an_uncrashed_fold_makes_a_write_per_claim_marker_state_key_list_counter
         + ["update_item"] * len(counters)
         + ["transact_write_items"]
     )
+
+
+def test_a_backlog_is_folded_a_part_at_a_time_and_the_counts_are_the_same(
+    metrics, leads_api, dynamodb, table, now
+) -> None:
+    for n in range(6):  # six entries counted at once, which a fold reads and skips
+        became = stage(f"became-{n}", T0 - timedelta(days=1), "subscriber", "lead")
+        assert deliver(metrics, became.replace(LEAD, f"ld_fold{n}")) == {"batchItemFailures": []}
+    busy_minutes(metrics)
+    later = T0 + timedelta(minutes=30)
+    folds = [fold_metrics(DynamoMetricsStore(table, dynamodb), later, WINDOW, limit=10) for _ in range(6)]
+    assert [f.events for f in folds] == [4, 10, 10, 10, 2, 0]
+    assert folds[0].through == T0 + timedelta(seconds=3) and folds[-1].through == later - FOLD_LAG
+    (row,) = report(leads_api, **NOVEMBER)[1]["rows"]
+    assert (row["sent"], row["opened_unique"], row["stage_advances_last_touch"]) == (6, 6, 6)
+    (overall,) = get_funnel(leads_api)["groups"]
+    assert {s["stage"]: (s["entered"], s["left"]) for s in overall["stages"]}["lead"] == (6, 6)
+
+
+@pytest.mark.parametrize("crash_after", [10, 33])
+def test_a_fold_cut_short_by_a_rebuild_counts_its_stretch_once_into_the_new_generation(
+    metrics, leads_api, dynamodb, table, now, crash_after
+) -> None:
+    busy_minutes(metrics)
+    later = T0 + timedelta(minutes=30)
+    with pytest.raises(RuntimeError, match="stopped here"):
+        fold_metrics(DynamoMetricsStore(table, CountingClient(dynamodb, crash_after)), later, WINDOW)
+
+    summary = rebuild_metrics(DynamoMetricsStore(table, dynamodb), WINDOW)
+    assert summary.generation == 1 and summary.replayed == 0, "nothing was folded through the cursor"
+    assert report(leads_api, **NOVEMBER)[1]["rows"] == [], "the new generation waits for the fold"
+
+    resumed = fold_metrics(DynamoMetricsStore(table, dynamodb), later + timedelta(minutes=10), WINDOW)
+    assert resumed.events == 36
+    (row,) = report(leads_api, **NOVEMBER)[1]["rows"]
+    assert (row["sent"], row["delivered"], row["opened_unique"], row["clicked_unique"]) == (6, 6, 6, 6)
+    assert stored_counters(dynamodb, table, generation=0) == {}, "the old generation is dropped"
+
+    # A second rebuild replays what the fold counted into generation 1, and nothing twice.
+    again = rebuild_metrics(DynamoMetricsStore(table, dynamodb), WINDOW)
+    assert again.generation == 2 and again.replayed == 36
+    (row,) = report(leads_api, **NOVEMBER)[1]["rows"]
+    assert (row["sent"], row["delivered"], row["opened_unique"], row["clicked_unique"]) == (6, 6, 6, 6)
+
+
+class RebuildStartsBeforeTheCursorMoves(CountingClient):
+    """A client through which a rebuild points the writers at generation 1 just as the fold's
+    cursor is about to move (its counters written into generation 0)."""
+
+    def __getattr__(self, name: str) -> Any:
+        call = super().__getattr__(name)
+        if name != "transact_write_items" or self.writes.count(name):
+            return call
+
+        def switched(**kwargs: Any) -> Any:
+            DynamoMetricsStore(self.table, self.plain).start_generation(0, 0, 1)
+            return call(**kwargs)
+
+        return switched
+
+
+def test_a_fold_whose_generation_is_switched_under_it_folds_its_stretch_into_the_new_one(
+    metrics, dynamodb, table, now
+) -> None:
+    busy_minutes(metrics)
+    client = RebuildStartsBeforeTheCursorMoves(dynamodb)
+    client.table, client.plain = table, dynamodb
+    summary = fold_metrics(DynamoMetricsStore(table, client), T0 + timedelta(minutes=30), WINDOW)
+    assert summary.events == 36 and client.writes.count("transact_write_items") == 2
+    store = DynamoMetricsStore(table, dynamodb)
+    assert store.generations() == (0, 1) and store.fold_cursor().pending is None
+    first = stored_counters(dynamodb, table, generation=0)
+    assert first and stored_counters(dynamodb, table, generation=1) == first
+    # What a rebuild to generation 1 would now replay: nothing the fold counted into it.
+    assert store.folded_through(1) is None

@@ -167,7 +167,7 @@ def test_events_that_arrive_during_a_rebuild_count_once(
     # The latest events are logged and not folded yet when the rebuild starts.
     deliver_all(metrics, events[half : half + 10], metrics_fold, now)
     store = DynamoMetricsStore(table, dynamodb)
-    assert store.unfolded(store.fold_cursor().through, now.now() + timedelta(days=30))
+    assert store.unfolded(store.fold_cursor().through, now.now() + timedelta(days=30))[0]
     drained: list[float] = []
 
     def events_arrive_while_draining(seconds: float) -> None:

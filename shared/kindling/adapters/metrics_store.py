@@ -397,8 +397,11 @@ class DynamoMetricsStore(aws.TableAdapter):
             raise Conflict("the metrics fold is ahead of this rebuild's generation: run it again")
         return datetime.fromisoformat(through) if through else None
 
-    def unfolded(self, after: datetime | None, until: datetime) -> list[MetricEvent]:
-        events = []
+    def unfolded(
+        self, after: datetime | None, until: datetime, limit: int | None = None
+    ) -> tuple[list[MetricEvent], datetime]:
+        events: list[MetricEvent] = []
+        read, last = 0, None
         for day in self._log_days(_day_of(after) if after is not None else None, _day_of(until)):
             # From just after ``after`` through every "<until>#<event id>" ("$" sorts after "#").
             condition, values = "PK = :pk AND SK <= :to", {":to": {"S": _fixed(until) + "$"}}
@@ -407,10 +410,15 @@ class DynamoMetricsStore(aws.TableAdapter):
                 values[":from"] = {"S": _fixed(after + timedelta(microseconds=1))}
             values[":pk"] = {"S": f"METRICLOG#{day}"}
             for item in self._query(condition, values, consistent=True):
+                at = item["SK"]["S"].split("#", 1)[0]
+                if limit is not None and read >= limit and at != last:
+                    # Stop between two times: the entries of one time are folded together.
+                    return events, datetime.fromisoformat(f"{last}+00:00")
+                read, last = read + 1, at
                 entry = _entry(item)
                 if entry.applied is None and entry.event is not None:
                     events.append(entry.event)
-        return events
+        return events, until
 
     def _log_days(self, first: str | None, last: str) -> list[str]:
         condition, values = "PK = :pk AND SK <= :to", {":pk": {"S": "METRICKEYS#log"}, ":to": {"S": last}}

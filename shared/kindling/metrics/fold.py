@@ -42,7 +42,7 @@ from kindling.metrics.counters import (
     unique_of,
 )
 
-#: The most events one fold takes on (a backlog is folded over several runs, each within its timeout).
+#: The most log entries one fold reads (a backlog is folded over several runs, each within its timeout).
 MAX_FOLD_EVENTS = 5000
 
 
@@ -82,8 +82,12 @@ class GenerationMoved(Exception):
 class FoldStore(Protocol):
     def fold_cursor(self) -> FoldCursor: ...
     def generations(self) -> tuple[int, int]: ...
-    def unfolded(self, after: datetime | None, until: datetime) -> list[MetricEvent]:
-        """The logged events not applied by the consumer with times in (after, until], in log order."""
+    def unfolded(
+        self, after: datetime | None, until: datetime, limit: int | None = None
+    ) -> tuple[list[MetricEvent], datetime]:
+        """The logged events not applied by the consumer with times in (after, until], in log order,
+        and ``until``; with ``limit``, those up to the time of the ``limit``-th entry read (applied
+        ones included, so a long stretch of them is crossed a part at a time), and that time."""
 
     def claim_fold(self, cursor: FoldCursor, pending: PendingFold) -> None:
         """Note ``pending`` on the cursor if it is still ``cursor`` (``Conflict`` otherwise)."""
@@ -134,13 +138,9 @@ def _fold_once(store: FoldStore, now: datetime, window: timedelta, limit: int) -
     writing = store.generations()[1]
     pending = cursor.pending
     if pending is None:
-        until = now - FOLD_LAG
-        if cursor.through is not None and until <= cursor.through:
+        if cursor.through is not None and now - FOLD_LAG <= cursor.through:
             return FoldSummary(cursor.seq, cursor.through, 0, 0, 0)
-        events = store.unfolded(cursor.through, until)
-        if len(events) > limit:
-            until = max(e.at for e in events[:limit])
-            events = [e for e in events if e.at <= until]
+        events, until = store.unfolded(cursor.through, now - FOLD_LAG, limit)
         if not events:  # nothing counts: no claim needed, one small write moves the cursor on
             store.skip_fold(cursor, until)
             return FoldSummary(cursor.seq, until, 0, 0, 0)
@@ -150,7 +150,7 @@ def _fold_once(store: FoldStore, now: datetime, window: timedelta, limit: int) -
         if pending.generation != writing:
             pending = replace(pending, generation=writing)
             store.retarget_fold(pending)
-        events = store.unfolded(cursor.through, pending.until)
+        events, _ = store.unfolded(cursor.through, pending.until)
     bases = store.fold_bases(sorted({e.lead_id for e in events if reads_state(e)}), pending.seq)
     uniques = {u for u in (unique_of(e) for e in events) if u is not None}
     seen, ours = store.fold_markers(sorted(uniques), pending.seq)
