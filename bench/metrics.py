@@ -1,16 +1,20 @@
-"""Metrics benchmark: the consumer's events per second and DynamoDB cost per event, what a report costs
-when ten times the events are behind it, and the rebuild.
+"""Metrics benchmark: the consumer's events per second and DynamoDB cost per event, the fold's cost,
+what a report costs when ten times the events are behind it, and the rebuild.
 
-Run on demand (``make bench`` or ``.venv/bin/python bench/metrics.py``); it is not a test.
+Run on demand (``make bench`` or ``.venv/bin/python bench/metrics.py [LEADS LEADS]``: the two table
+sizes, 20 and 200 by default); it is not a test.
 
 1. ``functions/metrics/handler.py``, loaded by path and invoked in-process with SQS batches of 10 (the
-   function's BatchSize in template.yaml), on an embedded moto server. The stream is
-   tests/unit/test_metrics.py's ``event_stream`` (a month and a half of sends, skips, deferrals, SES
-   outcomes, opens, clicks, unsubscribes and stage moves, about 15% of them redelivered), each event
-   in the EventBridge envelope it arrives in (``on_the_bus``), with each lead's profile, score and
-   send items stored as tests/integration/test_metrics_rebuild.py's ``store_leads`` stores them.
-   Events per second on the batches that are not probed; DynamoDB calls per event by kind and
-   outcome on every batch; RCU and WCU per event on every PROBE_EVERY-th batch.
+   function's BatchSize in template.yaml), on an embedded moto server, the process clock half a
+   minute past each batch's first event (so the events are fresh: logged, for the fold), and
+   ``functions/metrics/fold.py`` run every ten minutes of that clock and once after the last event.
+   The stream is tests/unit/test_metrics.py's ``event_stream`` (a month and a half of sends, skips,
+   deferrals, SES outcomes, opens, clicks, unsubscribes and stage moves, about 15% of them
+   redelivered), each event in the EventBridge envelope it arrives in (``on_the_bus``), with each
+   lead's profile, score and send items stored as tests/integration/test_metrics_rebuild.py's
+   ``store_leads`` stores them. Events per second on the batches that are not probed; DynamoDB
+   calls per event by kind and outcome on every batch; RCU and WCU per event on every
+   PROBE_EVERY-th batch; the fold's calls and capacity, every run sized.
 2. Three reports through ``functions/leads_api/handler.py`` over the same date range, after counting
    20 leads and, in another table, 200 (ten times the events): DynamoDB calls, items, RCU and time.
 3. ``kindling.metrics.rebuild.rebuild_metrics`` on the 200-lead table: time, events replayed per
@@ -65,6 +69,7 @@ from common import (
 )
 
 METRICS_HANDLER = ROOT / "functions" / "metrics" / "handler.py"
+METRICS_FOLD = ROOT / "functions" / "metrics" / "fold.py"
 LEADS_API_HANDLER = ROOT / "functions" / "leads_api" / "handler.py"
 
 SEED = 3  # event_stream's seed, for both sizes
@@ -73,6 +78,7 @@ BATCH_SIZE = 10  # the metrics function's SQS BatchSize in template.yaml
 PROBE_EVERY = 8  # section 1: every 8th batch has its writes sized (and is not timed)
 WINDOW_DAYS = 14  # the attribution window (AttributionWindowDays' default)
 ADMIN_TOKEN = "bench-admin-token"
+LINK_SECRET = "bench-link-secret-0123456789abcdef"
 RANGE = {"from": "2026-10-25", "to": "2026-12-31"}  # covers every event of the stream
 REPORTS: tuple[tuple[str, str, dict[str, str]], ...] = (
     ("GET /v1/reports/funnel?by=segment", "/v1/reports/funnel", {"by": "segment"}),
@@ -80,8 +86,6 @@ REPORTS: tuple[tuple[str, str, dict[str, str]], ...] = (
     ("GET /v1/reports/programs/welcome", "/v1/reports/programs/welcome", {}),
 )
 REPORT_RUNS = 3  # section 2: time is the median of this many runs (capacity from one more, probed)
-#: The key lists the consumer puts items in (``item_kind`` of METRICKEYS#g<gen>#email|funnel).
-KEY_LISTS = ("METRICKEYS email", "METRICKEYS funnel")
 
 #: What the handlers read at import time (settings; TABLE_NAME is set per table) plus quiet, local AWS.
 HANDLER_ENV = {
@@ -90,7 +94,11 @@ HANDLER_ENV = {
     "POWERTOOLS_SERVICE_NAME": "kindling",
     "ATTRIBUTION_WINDOW_DAYS": str(WINDOW_DAYS),
     "ADMIN_TOKEN_SECRET_ARN": "bench/admin-token",
+    "LINK_SECRET_ARN": "bench/link-secret",
     "SEND_QUEUE_URL": "http://unused",
+    "PROGRAMS_QUEUE_URL": "http://unused",
+    "BUS_NAME": "unused-bus",
+    "PUBLIC_API_URL": "http://127.0.0.1:3000",
 }
 # Figures go to common.OUT, the real stdout: the handlers print to sys.stdout (Powertools metrics),
 # which is sent to /dev/null.
@@ -134,7 +142,7 @@ def item_kind(key: dict[str, Any]) -> str:
         return f"METRIC {pk[2]}"
     if pk[0] == "METRICKEYS":
         return f"METRICKEYS {pk[-1]}"
-    if pk[0] in ("METRICLOG", "METRICEVT", "METRICSEEN"):
+    if pk[0] in ("METRICLOG", "METRICFOLD", "METRICSEEN"):
         return pk[0]
     return kind_of(key)
 
@@ -339,14 +347,16 @@ class ObservedRecorder:
         self._meter = meter
         self.seen: list[Seen] = []
 
-    def record(self, source: str, detail_type: str, detail: dict[str, Any], at: datetime) -> str:
+    def record(
+        self, source: str, detail_type: str, detail: dict[str, Any], at: datetime, now: datetime
+    ) -> str:
         from kindling.metrics.counters import parse_event
 
         parsed = parse_event(source, detail_type, detail, at)
         kind = parsed.kind if parsed is not None else "none"
         mark, began = self._meter.overhead, time.perf_counter()
         with self._meter.measuring() as calls:
-            outcome: str = self._inner.record(source, detail_type, detail, at)
+            outcome: str = self._inner.record(source, detail_type, detail, at, now)
         seconds = time.perf_counter() - began - (self._meter.overhead - mark)
         self.seen.append(Seen(kind, outcome, calls, seconds, self._meter.probing))
         return outcome
@@ -360,12 +370,14 @@ class World:
     table: str
     events: list[Any]  # MetricEvent
     metrics: Any  # the handler module
+    fold: Any  # the fold's handler module
     api: Any  # the handler module
     recorder: ObservedRecorder
     seconds: float = 0.0  # lambda_handler time of the timed batches, the meter's overhead left out
     inside: float = 0.0  # of it, inside DynamoDB calls
     timed: int = 0  # events in them
     batches: int = 0
+    folds: list[list[Call]] = dataclasses.field(default_factory=list)  # each fold's calls, sized
 
 
 def make_world(leads: int, loader: Any, meter: Meter, docs: dict[str, dict[str, Any]]) -> World:
@@ -380,23 +392,41 @@ def make_world(leads: int, loader: Any, meter: Meter, docs: dict[str, dict[str, 
     events, templates = event_stream(SEED, leads)
     store_leads(loader, table, events, templates)
     metrics = load_module(f"bench_metrics_handler_{leads}", METRICS_HANDLER, table)
+    fold = load_module(f"bench_metrics_fold_{leads}", METRICS_FOLD, table)
     api = load_module(f"bench_leads_api_handler_{leads}", LEADS_API_HANDLER, table)
     recorder = ObservedRecorder(metrics.recorder, meter)
     metrics.recorder = recorder  # record_handler looks it up at each call
     reset_model_data()
-    return World(leads, table, events, metrics, api, recorder)
+    return World(leads, table, events, metrics, fold, api, recorder)
+
+
+def run_fold(world: World, meter: Meter) -> None:
+    """One run of the fold, its calls sized (not timed)."""
+    from kindling_ops.lambda_events import LambdaContext
+
+    with meter.probed(), meter.measuring() as calls:
+        world.fold.lambda_handler({}, LambdaContext("bench-metrics-fold"))
+    world.folds.append(calls)
 
 
 def deliver(world: World, meter: Meter) -> None:
-    """Every event, in SQS batches of BATCH_SIZE; the first batch (a cold container) and every
-    PROBE_EVERY-th (sized) are not timed."""
+    """Every event, in SQS batches of BATCH_SIZE, as it happens (the clock half a minute past the
+    batch's first event), the fold every ten minutes of that clock and once after the last event;
+    the first batch (a cold container) and every PROBE_EVERY-th (sized) are not timed."""
+    from kindling.kernel import clock
+    from kindling.metrics.counters import FOLD_LAG
     from kindling_ops.lambda_events import LambdaContext, sqs_event, sqs_record
     from tests.integration.test_metrics_rebuild import body_of
 
     bodies = [body_of(e) for e in world.events]
     context = LambdaContext("bench-metrics")
+    now = clock.FixedClock(min(e.at for e in world.events))
+    clock.install(now)
+    folded_at = now.now()
     for number, first in enumerate(range(0, len(bodies), BATCH_SIZE)):
         batch = bodies[first : first + BATCH_SIZE]
+        happens = min(e.at for e in world.events[first : first + BATCH_SIZE])
+        now.set(max(now.now(), happens + timedelta(seconds=30)))
         records = [sqs_record(body, str(i)) for i, body in enumerate(batch)]
         probed = number % PROBE_EVERY == PROBE_EVERY - 1
         timed = number > 0 and not probed
@@ -412,18 +442,24 @@ def deliver(world: World, meter: Meter) -> None:
             world.inside += sum(c.seconds for c in calls)
             world.timed += len(batch)
         world.batches += 1
+        if now.now() - folded_at >= timedelta(minutes=10):
+            run_fold(world, meter)
+            folded_at = now.now()
+    now.set(max(now.now(), max(e.at for e in world.events)) + FOLD_LAG + timedelta(minutes=10))
+    run_fold(world, meter)
+    clock.install(clock.SystemClock())
 
 
 #: (title, kinds, outcomes): the rows of section 1's table, the three asked about first.
 CATEGORIES: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
-    ("email.sent", ("sent",), ("applied",)),
-    ("open, the send's first (web.track Email Opened)", ("opened",), ("applied",)),
-    ("open, again for the same send", ("opened",), ("seen",)),
-    ("stage move (lead.stage_changed)", ("stage_changed",), ("applied",)),
-    ("email.delivered / .bounced", ("delivered", "bounced"), ("applied",)),
-    ("click, the send's first / again", ("clicked",), ("applied", "seen")),
-    ("email.skipped / .deferred", ("skipped", "deferred"), ("applied",)),
-    ("unsubscribe (template looked up)", ("unsubscribed",), ("applied", "seen")),
+    ("email.sent", ("sent",), ("logged",)),
+    ("open (web.track Email Opened)", ("opened",), ("logged",)),
+    ("stage move (lead.stage_changed)", ("stage_changed",), ("logged",)),
+    ("late event, counted at once (any kind)", ("*",), ("applied", "seen")),
+    ("email.delivered / .bounced", ("delivered", "bounced"), ("logged",)),
+    ("click", ("clicked",), ("logged",)),
+    ("email.skipped / .deferred", ("skipped", "deferred"), ("logged",)),
+    ("unsubscribe (template looked up)", ("unsubscribed",), ("logged",)),
     ("redelivered duplicate (any kind)", ("*",), ("duplicate",)),
 )
 
@@ -471,28 +507,31 @@ def report_consumer(small: World, large: World) -> None:
         ms = f"{1e3 * statistics.mean(s.seconds for s in timed):>6.1f}" if timed else f"{'-':>6}"
         say(f"   {title:<50}{len(chosen):>6,}{len(sized):>6}{calls:>7.2f}{rcu}{wcu}{ms}")
     wrapped(
-        "ms: inside recorder.record (parse, look-ups, transaction), batches not sized. RCU: per read"
-        " ceil(full item size / 4 KB), ConsistentRead (lead state, generation, BatchGetItem of PROFILE +"
-        " SCORE item by item), 0.5 for the eventually consistent SEND read. WCU: per item ceil(max(size"
-        " before, size after) / 1 KB), x2 inside TransactWriteItems; a cancelled transaction (duplicate,"
-        " or an open already counted) is counted as 0.",
+        "ms: inside recorder.record (parse, look-ups, the log put or the late transaction), batches not"
+        " sized. RCU: per read ceil(full item size / 4 KB), ConsistentRead (lead state, generation,"
+        " BatchGetItem of PROFILE + SCORE item by item), 0.5 for the eventually consistent log and SEND"
+        " reads. WCU: per item ceil(max(size before, size after) / 1 KB), x2 inside TransactWriteItems;"
+        " a failed condition (a racing duplicate) is counted as 0.",
         "   ",
     )
-    listed = [k for s in seen for c in s.calls for k in c.written if k.startswith("METRICKEYS#g")]
-    sized_calls = [c for s in seen if s.probed for c in s.calls]
-    listing = sum(u for c in sized_calls for kind, u in c.writes if kind in KEY_LISTS)
-    share = listing / sum(c.wcu for c in sized_calls)
+    folds = [c for run in large.folds for c in run]
+    by_kind: defaultdict[str, int] = defaultdict(int)
+    for call in folds:
+        for kind, units in call.writes:
+            by_kind[kind] += units
     wrapped(
-        "Key lists: the METRICKEYS item of each key counted is put beside the transaction, once per key"
-        " in a container (stage-advance credits list nothing):"
-        f" {len(listed):,} such puts over the stream, for {len(set(listed))} distinct keys"
-        f" ({len(listed) - len(set(listed)):,} rewrote an item already there), 1 WCU each: {share:.1%} of"
-        " the stream's WCU (sized batches).",
+        f"The fold, {large.leads} leads: {len(large.folds)} runs, {len(folds):,} calls,"
+        f" {sum(c.rcu for c in folds):,.1f} RCU and {sum(c.wcu for c in folds):,} WCU, that is"
+        f" {sum(c.wcu for c in folds) / len(seen):.2f} WCU per event of the stream. WCU by item: "
+        + ", ".join(f"{k} {v:,}" for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1]))
+        + ".",
         "   ",
     )
     for title, kinds, outcomes in CATEGORIES[:4]:
-        chosen = [s for s in seen if s.kind in kinds and s.outcome in outcomes]
+        chosen = [s for s in seen if ("*" in kinds or s.kind in kinds) and s.outcome in outcomes]
         sized = [s for s in chosen if s.probed] or chosen
+        if not sized:
+            continue
         by_item: defaultdict[str, float] = defaultdict(float)
         for s in sized:
             for call in s.calls:
@@ -691,7 +730,7 @@ def main() -> None:
     warnings.filterwarnings("ignore", message="No application metrics to publish")
     # Powertools prints metrics to stdout (even when disabled, every 100 values): discard them.
     with (
-        embedded_aws(HANDLER_ENV, {"bench/admin-token": ADMIN_TOKEN}),
+        embedded_aws(HANDLER_ENV, {"bench/admin-token": ADMIN_TOKEN, "bench/link-secret": LINK_SECRET}),
         open(os.devnull, "w") as sink,
         contextlib.redirect_stdout(sink),
     ):
@@ -705,7 +744,8 @@ def main() -> None:
             meter.attach(aws.client("dynamodb"))  # the client both handlers use
             meter.attach(rebuilder)
             docs = documents(load(ROOT / "config"))
-            worlds = [make_world(leads, loader, meter, docs) for leads in SIZES]
+            sizes = tuple(int(a) for a in sys.argv[1:3]) or SIZES
+            worlds = [make_world(leads, loader, meter, docs) for leads in sizes]
             settle()
             for world in worlds:
                 deliver(world, meter)

@@ -1,4 +1,5 @@
-"""Email outcomes, engagement and stage moves become email and funnel counters, once each."""
+"""Email outcomes, engagement and stage moves are logged once each, for the fold to count (a late one
+is counted at once); see ``kindling.metrics.counters``."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import Json
 
 from kindling.adapters.metrics_store import DynamoMetricsStore
+from kindling.kernel import clock
 from kindling.kernel.bus import BusEnvelope
 from kindling.kernel.consumer import SqsConsumer
 from kindling.kernel.observability import logger, metrics
@@ -30,7 +32,9 @@ recorder = MetricsRecorder(
 
 def record_handler(record: MetricRecord) -> None:
     envelope = record.body
-    outcome = recorder.record(envelope.source, envelope.detail_type, envelope.detail, envelope.time)
+    outcome = recorder.record(
+        envelope.source, envelope.detail_type, envelope.detail, envelope.time, clock.current().now()
+    )
     if outcome == "duplicate":
         metrics.add_metric(name="MetricEventDuplicates", unit=MetricUnit.Count, value=1)
 

@@ -24,6 +24,7 @@ import requests
 from playwright.sync_api import Browser, sync_playwright
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from kindling.metrics.counters import FOLD_LAG
 from kindling_ops.local.stack import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,6 +34,9 @@ ALLOWED_ORIGIN = "https://www.acme.io"
 HANDOFF_SECRET = "whsec_" + base64.b64encode(b"e2e-handoff-signing-key-32bytes!").decode()
 #: The shipped send window's zone (config/email.yaml): emails go out on weekdays, 08:00-18:00 there.
 SEND_WINDOW_ZONE = ZoneInfo("America/New_York")
+#: How long a reader waits for the reports to count what just happened: the metrics fold counts
+#: events FOLD_LAG old and older, every ten minutes (and half a minute to spare).
+METRICS_WAIT = FOLD_LAG + timedelta(minutes=10, seconds=30)
 
 
 def weekday_morning(after: datetime) -> datetime:

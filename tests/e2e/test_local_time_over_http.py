@@ -11,7 +11,14 @@ from zoneinfo import ZoneInfo
 import pytest
 import requests
 
-from tests.e2e.conftest import ADMIN_TOKEN, WRITE_KEY, RunningStack, start_stack, stop_stack
+from tests.e2e.conftest import (
+    ADMIN_TOKEN,
+    METRICS_WAIT,
+    WRITE_KEY,
+    RunningStack,
+    start_stack,
+    stop_stack,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -83,6 +90,8 @@ def test_ses_reports_deliveries_and_the_simulators_bounce_which_suppresses_the_a
     ).json()
     events = [entry["event"] for entry in lead["timeline"]]
     assert "Email Bounced" in events
+    # The reports count what the metrics fold has folded: wait for it, as a user would.
+    sunday_stack.advance(METRICS_WAIT.total_seconds())
     report = requests.get(
         f"{sunday_stack.url}/v1/reports/emails",
         params={"from": "2027-01-09", "to": "2027-01-20"},

@@ -16,6 +16,7 @@ from playwright.sync_api import Browser, Page
 from tests.e2e.conftest import (
     ADMIN_TOKEN,
     DESKTOP_CHROME,
+    METRICS_WAIT,
     ROOT,
     WRITE_KEY,
     RunningStack,
@@ -69,6 +70,8 @@ def traffic(stack: RunningStack) -> None:
         )
         assert response.status_code == 202, response.text
     stack.settle(timeout=30)
+    # The reports count what the metrics fold has folded: wait for it, as a marketer would.
+    stack.advance(METRICS_WAIT.total_seconds())
 
 
 def report(stack: RunningStack, name: str, **params: str) -> dict[str, Any]:

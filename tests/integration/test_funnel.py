@@ -1,4 +1,5 @@
-"""Funnel counters through the metrics consumer, and the funnel report, against moto."""
+"""Funnel counters through the metrics consumer, and the funnel report, against moto (the moves reach
+the consumer weeks later, so it counts each at once; the fold's funnels: test_metrics_fold)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import pytest
 
 from tests.integration.events import Context, http_event
 from tests.integration.test_metrics import ADMIN, T0, deliver, envelope
+
+pytestmark = pytest.mark.usefixtures("weeks_later")
 
 
 def move(event_id: str, lead: str, days: int, from_stage: str, to: str, **extra: Any) -> str:

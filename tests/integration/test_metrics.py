@@ -1,4 +1,7 @@
-"""The metrics consumer and the email report, through the real handlers, against moto."""
+"""The metrics consumer and the email report, through the real handlers, against moto.
+
+These events reach the consumer weeks after they happened (a redrive, a CRM import): each is late,
+so it is counted at once (see ``test_metrics_fold`` for the fresh ones, which the fold counts)."""
 
 from __future__ import annotations
 
@@ -16,6 +19,8 @@ from tests.integration.events import Context, http_event
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 LEAD = "ld_metrics1"
+
+pytestmark = pytest.mark.usefixtures("weeks_later")
 
 
 def envelope(source: str, detail_type: str, detail: dict[str, Any]) -> str:

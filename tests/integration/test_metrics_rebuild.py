@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterator
 from datetime import date, timedelta
 from typing import Any
 
+import pytest
+
 from kindling.adapters.metrics_store import DynamoMetricsStore
-from kindling.metrics.counters import FunnelKey, MetricEvent
+from kindling.kernel import clock
+from kindling.metrics.counters import FOLD_LAG, FunnelKey, MetricEvent
 from kindling.metrics.rebuild import rebuild_metrics
 from kindling_ops.lambda_events import sqs_record
 from tests.integration.events import Context, http_event
 from tests.integration.test_metrics import ADMIN
-from tests.unit.test_metrics import event_stream, lead_contexts, on_the_bus
+from tests.unit.test_metrics import T0, event_stream, lead_contexts, on_the_bus
 
 RANGE = {"from": "2026-10-25", "to": "2026-12-31"}
 BREAKDOWNS = ("source", "industry", "segment", "intent", "program")
@@ -37,19 +41,49 @@ def body_of(event: MetricEvent) -> str:
     )
 
 
-def deliver_all(handler: Any, events: list[MetricEvent]) -> int:
-    """Deliver in batches of ten, redelivering what a batch reports failed (as SQS would); the retries."""
+@pytest.fixture
+def now() -> Iterator[clock.FixedClock]:
+    """The process clock, which ``deliver_all`` moves along with the events."""
+    fixed = clock.FixedClock(T0 - timedelta(days=1))
+    clock.install(fixed)
+    yield fixed
+    clock.install(clock.SystemClock())
+
+
+def deliver_all(handler: Any, events: list[MetricEvent], fold: Any, now: clock.FixedClock) -> int:
+    """Deliver in batches of ten as they happen (the clock half a minute past a batch's first event),
+    redelivering what a batch reports failed (as SQS would), the fold running every ten minutes of
+    the clock; the retries."""
     retries = 0
-    pending = [body_of(e) for e in events]
+    pending = [(e, body_of(e)) for e in events]
+    folded_at = now.now()
     while pending:
         batch, pending = pending[:10], pending[10:]
-        while batch:
-            records = [sqs_record(body, str(i)) for i, body in enumerate(batch)]
+        now.set(max(now.now(), min(e.at for e, _ in batch) + timedelta(seconds=30)))
+        bodies = [body for _, body in batch]
+        while bodies:
+            records = [sqs_record(body, str(i)) for i, body in enumerate(bodies)]
             failed = handler.lambda_handler({"Records": records}, Context())["batchItemFailures"]
-            batch = [batch[int(f["itemIdentifier"])] for f in failed]
-            retries += len(batch)
+            bodies = [bodies[int(f["itemIdentifier"])] for f in failed]
+            retries += len(bodies)
             assert retries < 100
+        if now.now() - folded_at >= timedelta(minutes=10):
+            fold.lambda_handler({}, Context())
+            folded_at = now.now()
     return retries
+
+
+def settle(fold: Any, now: clock.FixedClock, events: list[MetricEvent]) -> None:
+    """Wait, as a reader of the reports would, until every event is folded."""
+    now.set(max(now.now(), max(e.at for e in events)) + FOLD_LAG + timedelta(minutes=10))
+    fold.lambda_handler({}, Context())
+
+
+def held_back(events: list[MetricEvent]) -> tuple[list[MetricEvent], list[MetricEvent]]:
+    """Every third delivery report held back (SES events redriven after an outage): the rest, and those."""
+    late = {e.event_id for e in events if e.kind == "delivered"}
+    late = set(sorted(late)[::3])
+    return [e for e in events if e.event_id not in late], [e for e in events if e.event_id in late]
 
 
 def store_leads(dynamodb: Any, table: str, events: list[MetricEvent], templates: dict[str, str]) -> None:
@@ -92,10 +126,18 @@ def every_report(leads_api: Any) -> dict[str, Any]:
     return reports
 
 
-def test_a_rebuild_from_the_logged_events_gives_the_counted_numbers(metrics, leads_api, dynamodb, table):
+def test_a_rebuild_from_the_logged_events_gives_the_counted_numbers(
+    metrics, metrics_fold, leads_api, dynamodb, table, now
+):
     events, templates = event_stream(seed=5, leads=40)
     store_leads(dynamodb, table, events, templates)
-    deliver_all(metrics, events)
+    on_time, late = held_back(events)
+    deliver_all(metrics, on_time, metrics_fold, now)
+    settle(metrics_fold, now, on_time)
+    deliver_all(metrics, late, metrics_fold, now)
+    log = [i for i in scan_metrics(dynamodb, table) if i["PK"]["S"].startswith("METRICLOG#")]
+    applied = [i for i in log if "applied" in i]
+    assert len(applied) == len({e.event_id for e in late}) and len(log) > len(applied) > 5
     counted = every_report(leads_api)
     assert counted["emails"]["totals"]["sent"] > 50 and counted["emails"]["totals"]["delivered"] > 40
     assert len(counted["funnel-segment"]["groups"]) >= 3 and len(counted["funnel-intent"]["groups"]) >= 3
@@ -115,27 +157,38 @@ def test_a_rebuild_from_the_logged_events_gives_the_counted_numbers(metrics, lea
     assert summary.dropped > 0 and old["Items"] == []
 
 
-def test_events_that_arrive_during_a_rebuild_count_once(metrics, leads_api, dynamodb, table, load_handler):
+def test_events_that_arrive_during_a_rebuild_count_once(
+    metrics, metrics_fold, leads_api, dynamodb, table, load_handler, now
+):
     events, templates = event_stream(seed=6, leads=30)
     store_leads(dynamodb, table, events, templates)
     half = len(events) // 2
-    deliver_all(metrics, events[:half])
+    deliver_all(metrics, events[:half], metrics_fold, now)
+    # The latest events are logged and not folded yet when the rebuild starts.
+    deliver_all(metrics, events[half : half + 10], metrics_fold, now)
+    store = DynamoMetricsStore(table, dynamodb)
+    assert store.unfolded(store.fold_cursor().through, now.now() + timedelta(days=30))[0]
     drained: list[float] = []
 
     def events_arrive_while_draining(seconds: float) -> None:
         drained.append(seconds)
-        # The consumer reads the new generation for each event from now on.
-        assert deliver_all(metrics, events[half:]) == 0
+        # The consumer reads the new generation for each late event from now on, and the fold
+        # counts into it: the first fold into it notes where it began.
+        assert deliver_all(metrics, events[half + 10 :], metrics_fold, now) == 0
 
-    store = DynamoMetricsStore(table, dynamodb)
     rebuild_metrics(store, timedelta(days=14), timedelta(seconds=30), sleep=events_arrive_while_draining)
     assert drained == [30.0] and store.generations() == (1, 1)
+    settle(metrics_fold, now, events)
     rebuilt = every_report(leads_api)
 
-    # The same events counted by the consumer alone, in a fresh table state, give the same reports.
+    # The same events counted by the consumer and the fold alone, in a fresh table state, give the
+    # same reports.
     for item in scan_metrics(dynamodb, table):
         dynamodb.delete_item(TableName=table, Key={"PK": item["PK"], "SK": item["SK"]})
-    deliver_all(load_handler("metrics", TABLE_NAME=table, ATTRIBUTION_WINDOW_DAYS="14"), events)
+    now.set(T0 - timedelta(days=1))
+    fold = load_handler("metrics", module="fold", TABLE_NAME=table, ATTRIBUTION_WINDOW_DAYS="14")
+    deliver_all(load_handler("metrics", TABLE_NAME=table, ATTRIBUTION_WINDOW_DAYS="14"), events, fold, now)
+    settle(fold, now, events)
     assert every_report(leads_api) == rebuilt
 
 
@@ -151,11 +204,12 @@ def scan_metrics(dynamodb: Any, table: str) -> list[dict[str, Any]]:
 
 
 def test_the_program_report_gives_its_steps_trend_and_the_funnel_it_touched(
-    metrics, leads_api, dynamodb, table
+    metrics, metrics_fold, leads_api, dynamodb, table, now
 ):
     events, templates = event_stream(seed=7, leads=20)
     store_leads(dynamodb, table, events, templates)
-    deliver_all(metrics, events)
+    deliver_all(metrics, events, metrics_fold, now)
+    settle(metrics_fold, now, events)
     status, body = get(leads_api, "/v1/reports/programs/welcome", **RANGE)
     assert status == 200 and body["program"] == "welcome"
     assert {r["program"] for r in body["emails"]} == {"welcome"} and len(body["emails"]) > 1

@@ -21,10 +21,10 @@ from kindling.metrics.counters import (
     Change,
     CounterKey,
     Counters,
+    Folded,
     FunnelKey,
     LeadBreakdown,
     LeadState,
-    LoggedEvent,
     MetricEvent,
     MetricsRecorder,
     RecentSend,
@@ -33,9 +33,12 @@ from kindling.metrics.counters import (
     bucket_seconds,
     changes_for,
     email_report,
+    fold_events,
     funnel_report,
     increments_of,
     is_advance,
+    is_fresh,
+    log_order,
     median_seconds,
     parse_breakdown,
     parse_event,
@@ -373,18 +376,19 @@ def test_counters_read_back_as_the_same_increments() -> None:
 
 @dataclass
 class MemoryMetricsStore:
-    """The consumer's store in memory, with the Dynamo store's semantics (dedup, markers, versions)."""
+    """The consumer's store in memory, with the Dynamo store's semantics (the log as dedup, markers,
+    versions): ``entries`` maps an entry's (time, event id) to the reduced event and the generation that
+    applied it late (None: left to the fold)."""
 
     send_templates: dict[str, str]
     contexts: dict[str, LeadBreakdown] = field(default_factory=dict)
     counters: Counters = field(default_factory=dict)
-    applied: set[str] = field(default_factory=set)
     seen: set[str] = field(default_factory=set)
     states: dict[str, tuple[LeadState, int]] = field(default_factory=dict)
-    log: list[LoggedEvent] = field(default_factory=list)
+    entries: dict[tuple[datetime, str], tuple[MetricEvent, int | None]] = field(default_factory=dict)
 
-    def counted(self, event_id: str) -> bool:
-        return event_id in self.applied
+    def logged(self, event: MetricEvent) -> bool:
+        return log_order(event) in self.entries
 
     def lead_state(self, lead_id: str) -> tuple[LeadState, int]:
         return self.states.get(lead_id, (LeadState(), 0))
@@ -395,13 +399,18 @@ class MemoryMetricsStore:
     def lead_context(self, lead_id: str) -> LeadBreakdown:
         return self.contexts.get(lead_id, LeadBreakdown())
 
-    def commit(self, logged: LoggedEvent, event: MetricEvent, change: Change, state_version: int) -> str:
-        if event.event_id in self.applied:
+    def log(self, event: MetricEvent) -> str:
+        if log_order(event) in self.entries:
+            return "duplicate"
+        self.entries[log_order(event)] = (event, None)
+        return "logged"
+
+    def commit(self, event: MetricEvent, change: Change, state_version: int) -> str:
+        if log_order(event) in self.entries:
             return "duplicate"
         if change.state is not None and self.states.get(event.lead_id, (None, 0))[1] != state_version:
             raise Retryable("the lead's state moved")
-        self.applied.add(event.event_id)
-        self.log.append(logged)
+        self.entries[log_order(event)] = (event, 0)
         if change.unique is not None:
             if change.unique in self.seen:
                 return "seen"
@@ -410,6 +419,18 @@ class MemoryMetricsStore:
             self.states[event.lead_id] = (change.state, state_version + 1)
         add(self.counters, change.increments)
         return "applied"
+
+    def fold(self, until: datetime) -> Folded:
+        """What a fold up to ``until`` does to this store (as the Dynamo fold does to the table)."""
+        events = [e for (at, _), (e, applied) in self.entries.items() if applied is None and at <= until]
+        for event in events:
+            self.entries[log_order(event)] = (event, -1)  # folded
+        folded = fold_events(events, {lead: s for lead, (s, _) in self.states.items()}, self.seen, WINDOW)
+        self.seen |= folded.markers
+        for lead, state in folded.states.items():
+            self.states[lead] = (state, self.states.get(lead, (None, 0))[1] + 1)
+        add(self.counters, increments_of(folded.counters))
+        return folded
 
 
 def on_the_bus(event: MetricEvent) -> tuple[str, str, dict[str, Any], datetime]:
@@ -532,19 +553,19 @@ def lead_contexts() -> dict[str, LeadBreakdown]:
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_counting_events_one_by_one_with_redeliveries_equals_replaying_the_logged_events(seed) -> None:
+def test_late_events_counted_one_by_one_with_redeliveries_equal_replaying_the_logged_events(seed) -> None:
+    """Every event arriving an hour after it happened: each is applied at once, as before the fold."""
     events, templates = event_stream(seed)
     assert len(events) > 1000 and len({e.event_id for e in events}) < len(events)
     store = MemoryMetricsStore(templates, lead_contexts())
     recorder = MetricsRecorder(store, WINDOW)
-    outcomes = [recorder.record(*on_the_bus(event)) for event in events]
-    assert "duplicate" in outcomes and "seen" in outcomes
+    outcomes = [recorder.record(*on_the_bus(e), now=e.at + timedelta(hours=1)) for e in events]
+    assert "duplicate" in outcomes and "seen" in outcomes and "logged" not in outcomes
+    assert all(applied == 0 for _, applied in store.entries.values())
 
     rebuilt = Replay(WINDOW)
-    for logged in store.log:
-        parsed = logged.event()
-        assert parsed is not None
-        rebuilt.apply(parsed)
+    for event, _ in store.entries.values():  # in the order they arrived, as the consumer applied them
+        rebuilt.apply(event)
     assert store.counters == rebuilt.counters
 
     totals: dict[str, int] = {}
@@ -560,3 +581,103 @@ def test_counting_events_one_by_one_with_redeliveries_equals_replaying_the_logge
         assert f"funnel|{expected}" in names
     assert any(f.endswith(":left") for fields in rebuilt.counters.values() for f in fields)
     assert any(f.endswith(":amount_cents") for fields in rebuilt.counters.values() for f in fields)
+
+
+# --- the fold ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_folding_a_shuffled_stream_in_stretches_equals_replaying_it_in_time_order(seed) -> None:
+    events, templates = event_stream(seed)
+    rng = random.Random(seed)
+    arrivals = list(events)
+    rng.shuffle(arrivals)
+    store = MemoryMetricsStore(templates, lead_contexts())
+    recorder = MetricsRecorder(store, WINDOW)
+    # Each event reaches the consumer within a minute of happening, in no particular order.
+    outcomes = [recorder.record(*on_the_bus(e), now=e.at + timedelta(seconds=30)) for e in arrivals]
+    assert set(outcomes) == {"logged", "duplicate"} and store.counters == {}
+    assert outcomes.count("logged") == len({e.event_id for e in events})
+
+    logged = [event for event, _ in store.entries.values()]
+    cuts = sorted(rng.sample(sorted({e.at for e in logged}), 40))
+    counted = sum(store.fold(until).counted for until in [*cuts, max(e.at for e in logged)])
+
+    expected = Replay(WINDOW)
+    expected_counted = sum(expected.apply(event) for event in sorted(logged, key=log_order))
+    assert store.counters == expected.counters and counted == expected_counted < len(logged)
+    totals: dict[str, int] = {}
+    for fields in store.counters.values():
+        for name, amount in fields.items():
+            totals[name] = totals.get(name, 0) + amount
+    assert totals["sent"] > 300 and totals["opened_unique"] > 100 and totals[LAST_TOUCH] > 10
+
+
+def test_a_fold_counts_a_redelivered_event_once_and_a_first_open_once_across_folds() -> None:
+    send = "welcome.ld_1.1.intro"
+    first = sent("ld_1", send, T0)
+    origin = ("welcome-1", "welcome", "intro")
+    delivered = MetricEvent("d1", "delivered", T0 + timedelta(minutes=1), "ld_1", send, *origin)
+    opens = [
+        MetricEvent(f"o{i}", "opened", T0 + timedelta(minutes=5 * i), "ld_1", send, *origin) for i in (1, 2)
+    ]
+    one = fold_events([opens[0], delivered, first, delivered], {}, set(), WINDOW)
+    assert one.counted == 3 and one.markers == {f"{send}#delivered", f"{send}#opened"}
+    two = fold_events([opens[1]], one.states, one.markers, WINDOW)
+    assert two.counters == {} and two.counted == 0 and two.markers == frozenset()
+    key = ("welcome#intro#welcome-1", DAY)
+    assert one.counters == {key: {"sent": 1, "delivered": 1, "opened_unique": 1}}
+
+
+def test_a_stage_move_folded_after_the_send_credits_it_and_times_the_stage_across_folds() -> None:
+    send = "nurture.ld_2.1.case"
+    enter = moved("m1", "ld_2", T0, "lead", "mql")
+    one = fold_events([sent("ld_2", send, T0 + timedelta(hours=1), "case-study"), enter], {}, set(), WINDOW)
+    assert one.states["ld_2"].stage == "mql" and [s.send_id for s in one.states["ld_2"].sends] == [send]
+
+    advance = moved("m2", "ld_2", T0 + timedelta(days=3), "mql", "sql")
+    two = fold_events([advance], one.states, one.markers, WINDOW)
+    day = (T0 + timedelta(days=3)).date().isoformat()
+    assert two.counters[("nurture#case#case-study", day)] == {LAST_TOUCH: 1, ANY_TOUCH: 1}
+    overall = two.counters[("funnel|all#-", day)]
+    bucket = time_bucket(timedelta(days=3))
+    assert overall == {"sql:entered": 1, "mql:left": 1, f"mql:tis:{bucket}": 1}
+    assert two.counters[("funnel|program#nurture", day)]["sql:entered"] == 1
+    # Folding both stretches at once gives the same.
+    both = fold_events(
+        [advance, *[sent("ld_2", send, T0 + timedelta(hours=1), "case-study"), enter]], {}, set()
+    )
+    merged: Counters = {}
+    add(merged, increments_of(one.counters))
+    add(merged, increments_of(two.counters))
+    assert both.counters == merged
+
+
+def test_the_consumer_only_logs_a_fresh_event_and_applies_a_late_one_keeping_no_personal_data() -> None:
+    store = MemoryMetricsStore({"api-7": "webinar"})
+    recorder = MetricsRecorder(store, WINDOW)
+    detail = {
+        "message_id": "msg-7",
+        "event": "Email Opened",
+        "lead_id": "ld_7",
+        "timestamp": T0.isoformat(),
+        "context": {"ip": "203.0.113.9", "user_agent": "Mail"},
+        "traits": {"email": "ann@example.com", "name": "Ann Example"},
+        "properties": {"send_id": "api-7", "note": "call me on +44 20 7946 0000"},
+    }
+    fresh = T0 + timedelta(minutes=4, seconds=59)
+    assert is_fresh(parse_event("kindling.email", "web.track", detail, T0), fresh)  # type: ignore[arg-type]
+    assert recorder.record("kindling.email", "web.track", detail, T0, now=fresh) == "logged"
+    assert recorder.record("kindling.email", "web.track", detail, T0, now=fresh) == "duplicate"
+    assert store.counters == {}
+    ((event, applied),) = store.entries.values()
+    assert applied is None and event.template == "webinar"
+    kept = str(event.to_json())
+    for personal in ("ann@", "Ann", "203.0.113", "7946", "Mail"):
+        assert personal not in kept
+
+    late = T0 + timedelta(minutes=5, seconds=1)
+    later = dict(detail, message_id="msg-8", properties={"send_id": "api-8"})
+    assert recorder.record("kindling.email", "web.track", later, T0, now=late) == "applied"
+    assert store.counters == {("-#-#-", DAY): {"opened_unique": 1}}
+    assert MetricEvent.from_json("msg-7", event.to_json()) == event

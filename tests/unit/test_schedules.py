@@ -53,3 +53,10 @@ def test_the_last_fire_time_in_a_window_is_what_a_late_tick_runs_as() -> None:
 def test_an_expression_the_local_stack_cannot_honour_is_an_error(expression: str) -> None:
     with pytest.raises(ScheduleError):
         Schedule.parse(expression)
+
+
+def test_the_minute_tick_and_the_metrics_fold_do_not_stop_a_clock_move_but_an_hourly_rate_does() -> None:
+    """A move of a month steps to each hourly firing, but not to 4,000 firings of the fold."""
+    assert Schedule.parse("rate(1 minute)").is_tick and Schedule.parse("rate(10 minutes)").is_tick
+    assert not Schedule.parse("rate(1 hour)").is_tick
+    assert not Schedule.parse("cron(0 13 * * ? *)").is_tick

@@ -103,8 +103,11 @@ class Schedule:
 
     @property
     def is_tick(self) -> bool:
-        """A rate of minutes (the due-work tick): its firings matter only when something is due."""
-        return self.every is not None and self.every <= timedelta(minutes=5)
+        """A rate of minutes: the due-work tick, whose firings matter only when something is due, and
+        the metrics fold, whose firings matter only when someone looks (a report read after the clock
+        moved). Moving the clock stops at neither; they run at the instants it does stop at, and at
+        the end of each move, as of their latest firing."""
+        return self.every is not None and self.every <= timedelta(minutes=10)
 
     def fire_times(self, after: datetime, until: datetime, anchor: datetime) -> Iterator[datetime]:
         """Times in (after, until] when the schedule fires; rates count from ``anchor``."""

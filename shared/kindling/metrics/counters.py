@@ -15,7 +15,19 @@ program whose email last touched it, each of its segments and intent tags.
 Each lead keeps a small state beside its counters: its recent sends (for attribution) and the
 stage it is in since when (for time in stage), so counting never scans anything.
 
-Everything here is pure: the consumer and the rebuild apply the same ``changes_for``.
+Counting is folded from a log, so that an event costs one small write rather than a transaction
+over every counter it touches. The consumer writes each event, reduced to a ``MetricEvent``, to the
+log; every ten minutes the fold reads what was logged since its last run up to ``FOLD_LAG`` ago
+and applies it in the order it happened, adding to each (counter, day) once per fold. An event
+that arrives already older than half the lag (a redrive, a retry after an outage, a CRM move
+with an old timestamp) may have missed its fold, so the consumer applies it at once, as before.
+
+The log keeps the reduced event, not the bus event: no address, name or free text is stored, and
+the rebuild replays the reduced events. The trade-off: a new metric, or a fix to ``parse_event``,
+can only use the fields the log keeps; counting from a field it does not keep starts from the
+day it is added.
+
+Everything here is pure: the consumer, the fold and the rebuild apply the same ``changes_for``.
 """
 
 from __future__ import annotations
@@ -30,6 +42,11 @@ from kindling.kernel.errors import InvalidInput
 from kindling.scoring.config import FUNNEL, STAGES
 
 DEFAULT_ATTRIBUTION_WINDOW = timedelta(days=14)
+#: How far behind the present the fold stays. An event the consumer finds fresher than half of this
+#: is only logged; the consumer's put lands within its Lambda timeout (MetricsFunction: 10 s, the
+#: template's Globals) after that check, so a fold up to ``now - FOLD_LAG`` never misses an entry
+#: still being written. It must exceed twice the consumer's timeout: raise it if that timeout grows.
+FOLD_LAG = timedelta(minutes=10)
 #: How many sends a lead's recent list keeps (the newest), besides the window.
 MAX_RECENT_SENDS = 20
 #: How many segments or intent tags of one lead a stage move is counted under (the first, sorted).
@@ -159,6 +176,41 @@ class MetricEvent:
     context: LeadBreakdown | None = None
     #: Bounces only: SES's ``Permanent``, ``Transient`` or ``Undetermined``.
     bounce_type: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """What the log keeps of the event (its id is in the log's key): ids, names, stages, counts."""
+        value: dict[str, Any] = {"kind": self.kind, "at": self.at.isoformat(), "lead_id": self.lead_id}
+        for name in ("send_id", "template", "program", "step", "reason", "from_stage", "to_stage"):
+            if getattr(self, name) is not None:
+                value[name] = getattr(self, name)
+        if self.amount is not None:
+            value["amount"] = self.amount
+        if self.bounce_type is not None:
+            value["bounce_type"] = self.bounce_type
+        if self.context is not None:
+            value["context"] = self.context.to_json()
+        return value
+
+    @classmethod
+    def from_json(cls, event_id: str, value: Mapping[str, Any]) -> MetricEvent:
+        context = value.get("context")
+        amount = value.get("amount")
+        return cls(
+            event_id=event_id,
+            kind=value["kind"],
+            at=datetime.fromisoformat(value["at"]),
+            lead_id=value["lead_id"],
+            send_id=value.get("send_id"),
+            template=value.get("template"),
+            program=value.get("program"),
+            step=value.get("step"),
+            reason=value.get("reason"),
+            from_stage=value.get("from_stage"),
+            to_stage=value.get("to_stage"),
+            amount=float(amount) if amount is not None else None,
+            context=LeadBreakdown.from_json(context) if context is not None else None,
+            bounce_type=value.get("bounce_type"),
+        )
 
 
 @dataclass(frozen=True)
@@ -501,11 +553,8 @@ Counters = dict[tuple[str, str], dict[str, int]]
 
 @dataclass(frozen=True)
 class LoggedEvent:
-    """A bus event as the metrics consumer stored it: the raw event and what it looked up to count it.
-
-    Rebuilding the metrics parses ``detail`` again (so a new metric or a fixed bug applies to the
-    past) with the lookups as they were (so the rebuild does not depend on today's profiles).
-    """
+    """A log entry as the consumer wrote it before the log was reduced: the raw bus event and what
+    it looked up. Such entries were counted when written; the rebuild still reads them."""
 
     source: str
     detail_type: str
@@ -526,9 +575,23 @@ class LoggedEvent:
         return parsed
 
 
+@dataclass(frozen=True)
+class LogEntry:
+    """A logged event (None when a legacy entry counts for nothing), and the generation that
+    counted it when the consumer applied it at once (None: the fold counts it)."""
+
+    event: MetricEvent | None
+    applied: int | None
+
+
+def is_fresh(event: MetricEvent, now: datetime) -> bool:
+    """Whether a fold is still to come for the event: then the consumer only logs it."""
+    return event.at >= now - FOLD_LAG / 2
+
+
 class MetricsStore(Protocol):
-    def counted(self, event_id: str) -> bool:
-        """Whether the event was counted already (a duplicate then costs a read, and no write)."""
+    def logged(self, event: MetricEvent) -> bool:
+        """Whether the event is in the log already (a duplicate then costs a read, and no write)."""
 
     def lead_state(self, lead_id: str) -> tuple[LeadState, int]:
         """The lead's state and its version (0 when there is none)."""
@@ -539,40 +602,42 @@ class MetricsStore(Protocol):
     def lead_context(self, lead_id: str) -> LeadBreakdown:
         """The lead's industry, first-touch source, segments and intent tags, as its profile has them."""
 
-    def commit(self, logged: LoggedEvent, event: MetricEvent, change: Change, state_version: int) -> str:
-        """Store ``logged`` and apply ``change`` once: ``"applied"``, ``"duplicate"`` or ``"seen"``.
+    def log(self, event: MetricEvent) -> str:
+        """Log a fresh event for the fold: ``"logged"``, or ``"duplicate"`` when it is there already."""
+
+    def commit(self, event: MetricEvent, change: Change, state_version: int) -> str:
+        """Log a late event as applied, applying ``change`` once: ``"applied"``, ``"duplicate"``, ``"seen"``.
 
         Raises ``Retryable`` when the lead's state moved since ``state_version``.
         """
 
 
 class MetricsRecorder:
-    """The consumer's path: one event, its counters incremented once."""
+    """The consumer's path: one event logged once, and counted at once only when it is late."""
 
     def __init__(self, store: MetricsStore, window: timedelta = DEFAULT_ATTRIBUTION_WINDOW) -> None:
         self._store = store
         self._window = window
 
-    def record(self, source: str, detail_type: str, detail: dict[str, Any], time: datetime) -> str:
+    def record(
+        self, source: str, detail_type: str, detail: dict[str, Any], time: datetime, now: datetime
+    ) -> str:
         event = parse_event(source, detail_type, detail, time)
         if event is None:
             return "nothing"
-        if self._store.counted(event.event_id):
+        if self._store.logged(event):
             return "duplicate"
-        template = None
         if event.template is None and event.send_id is not None:
-            template = self._store.send_template(event.send_id)
-            event = replace(event, template=template)
-        context = None
+            # "" when the send is unknown: counted under "-", and never looked up again.
+            event = replace(event, template=self._store.send_template(event.send_id) or "")
         if event.kind == "stage_changed":
-            context = self._store.lead_context(event.lead_id)
-            event = replace(event, context=context)
+            event = replace(event, context=self._store.lead_context(event.lead_id))
+        if is_fresh(event, now):
+            return self._store.log(event)
         state, version = LeadState(), 0
         if event.kind in ("sent", "stage_changed"):
             state, version = self._store.lead_state(event.lead_id)
-        change = changes_for(event, state, self._window)
-        logged = LoggedEvent(source, detail_type, time, detail, template, context)
-        return self._store.commit(logged, event, change, version)
+        return self._store.commit(event, changes_for(event, state, self._window), version)
 
 
 def add(counters: Counters, increments: Iterable[Increment]) -> None:
@@ -636,6 +701,49 @@ def replay(events: Iterable[MetricEvent], window: timedelta = DEFAULT_ATTRIBUTIO
     for event in events:
         run.apply(event)
     return run.counters
+
+
+def log_order(event: MetricEvent) -> tuple[datetime, str]:
+    """The order the log keeps events in (its sort key): the time they happened, then their id."""
+    return event.at.astimezone(UTC), event.event_id
+
+
+def unique_of(event: MetricEvent) -> str | None:
+    """The marker that makes the event count once per send (its first open, say), if any."""
+    return changes_for(event, LeadState()).unique
+
+
+def reads_state(event: MetricEvent) -> bool:
+    """Whether counting the event needs its lead's state (sends and stage moves change it)."""
+    return event.kind in ("sent", "stage_changed")
+
+
+@dataclass(frozen=True)
+class Folded:
+    """What a fold of some logged events does: counters to add, states and markers to write."""
+
+    counters: Counters
+    #: The leads whose state the events changed, and their new state.
+    states: dict[str, LeadState]
+    #: The markers the events set for the first time.
+    markers: frozenset[str]
+    #: The events that counted (a duplicate or a second open does not).
+    counted: int
+
+
+def fold_events(
+    events: Iterable[MetricEvent],
+    states: Mapping[str, LeadState],
+    seen: Iterable[str],
+    window: timedelta = DEFAULT_ATTRIBUTION_WINDOW,
+) -> Folded:
+    """Apply logged events in the order they happened, from the leads' states and the markers seen
+    before: what the consumer counted one by one, for a whole stretch of the log at once."""
+    before = set(seen)
+    run = Replay(window, states=dict(states), seen=set(before))
+    counted = sum(run.apply(event) for event in sorted(events, key=log_order))
+    changed = {lead: state for lead, state in run.states.items() if states.get(lead) != state}
+    return Folded(run.counters, changed, frozenset(run.seen - before), counted)
 
 
 # --- reports ----------------------------------------------------------------------------------------------

@@ -1,12 +1,19 @@
 """Rebuilding every metric from the logged events: for a new metric, or after a bug.
 
-The rebuild writes a new generation of counters while the consumer keeps counting: it first
-points the consumer at the new generation, waits out ``drain`` (longer than the consumer's
-timeout, so no event that read the old generation is still being counted), then replays every
-event logged before that into the new one, then points the reports at it. Reports read the old
-generation, whole, until the new one is; the events that arrive meanwhile are counted once, by
-the consumer, in the new one. A rebuild that stops half-way leaves the reports on the old
-generation, which no longer counts new events: run it again (it starts a newer one).
+The rebuild writes a new generation of counters while the consumer and the fold keep counting:
+it first points them at the new generation, waits out ``drain`` (longer than the consumer's
+timeout, so no late event that read the old generation is still being applied), then replays
+every event counted into the old one into the new one, and then points the reports at it.
+
+Counted into the old one means: applied late by the consumer under an older generation, or
+folded through the point where the fold moved on to the new generation (the fold cannot move
+its cursor into an older generation once the new one is written, see ``fold``). Events logged
+after that point are left to the fold, which counts them into the new generation itself.
+
+Reports read the old generation, whole, until the new one is (a fold cut short by the switch may
+have added part of its stretch to the old one meanwhile; the new one has it once). A rebuild that
+stops half-way leaves the reports on the old generation, which no longer counts new events: run
+it again (it starts a newer one).
 """
 
 from __future__ import annotations
@@ -14,17 +21,18 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Protocol
 
-from kindling.metrics.counters import DEFAULT_ATTRIBUTION_WINDOW, Counters, LoggedEvent, Replay
+from kindling.metrics.counters import DEFAULT_ATTRIBUTION_WINDOW, Counters, LogEntry, Replay
 
 
 class RebuildStore(Protocol):
     def generations(self) -> tuple[int, int]: ...
     def start_generation(self, serving: int, writing: int, new: int) -> None: ...
     def logged_days(self) -> list[str]: ...
-    def logged_events(self, day: str) -> Iterator[tuple[LoggedEvent, int]]: ...
+    def folded_through(self, generation: int) -> datetime | None: ...
+    def logged_events(self, day: str) -> Iterator[LogEntry]: ...
     def add_rebuilt(self, generation: int, counters: Counters) -> int: ...
     def serve_generation(self, new: int) -> None: ...
     def drop_generation(self, generation: int) -> int: ...
@@ -33,7 +41,7 @@ class RebuildStore(Protocol):
 @dataclass(frozen=True)
 class RebuildSummary:
     generation: int
-    #: Events replayed (logged before the rebuild began), and of those the ones that counted.
+    #: Events replayed (counted into older generations), and of those the ones that counted.
     replayed: int
     counted: int
     #: Counter and key writes made, and items of older generations deleted.
@@ -57,15 +65,18 @@ def rebuild_metrics(
     new = max(serving, writing) + 1
     store.start_generation(serving, writing, new)
     sleep(drain.total_seconds())
+    folded = store.folded_through(new)
     run = Replay(window)
     replayed = counted = 0
     for day in sorted(store.logged_days()):
-        for logged, generation in store.logged_events(day):
-            if generation >= new:
-                continue  # counted by the consumer in the new generation already
-            event = logged.event()
+        for entry in store.logged_events(day):
+            event = entry.event
             if event is None:
                 continue
+            if entry.applied is not None and entry.applied >= new:
+                continue  # applied by the consumer in the new generation already
+            if entry.applied is None and (folded is None or event.at > folded):
+                continue  # not folded before the switch: the fold counts it into the new generation
             replayed += 1
             counted += run.apply(event)
     writes = store.add_rebuilt(new, run.counters)
