@@ -24,23 +24,23 @@ LINK_SECRET = "link-secret-integration-0123456789"
 ERASURE_KEY = "erasure-key-integration-0123456789"
 
 
+def _text(value: object) -> object:
+    """A scanned value with its packed (compressed) parts uncompressed: what a reader could see."""
+    if isinstance(value, bytes):
+        try:
+            return zlib.decompress(value).decode()
+        except zlib.error:
+            return value.decode("latin-1")
+    if isinstance(value, dict):
+        return {k: _text(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_text(v) for v in value]
+    return value
+
+
 def table_dump(table: str) -> str:
-    """Every item of the table as text, compressed values (an enrollment's state) uncompressed."""
-
-    def text(value: object) -> object:
-        if isinstance(value, bytes):
-            try:
-                return zlib.decompress(value).decode()
-            except zlib.error:
-                return value.decode("latin-1")
-        if isinstance(value, dict):
-            return {k: text(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [text(v) for v in value]
-        return value
-
-    items = boto3.client("dynamodb").scan(TableName=table)["Items"]
-    return json.dumps(text(items))
+    """Every item of the table as text, packed values uncompressed."""
+    return json.dumps(_text(boto3.client("dynamodb").scan(TableName=table)["Items"]))
 
 
 @pytest.fixture
@@ -350,8 +350,22 @@ def test_after_an_erasure_no_item_holds_the_address_the_lead_id_or_an_anonymous_
         event=form.model_dump(mode="json"),
         new_lead=True,
     )
+    # Metrics counted for the person: an email sent (fresh: logged for the fold) and a stage move
+    # that came late (counted at once: the lead's metrics state, counters, the log).
+    from kindling.adapters.metrics_store import DynamoMetricsStore
+    from kindling.metrics.counters import MetricsRecorder
+
+    recorder = MetricsRecorder(DynamoMetricsStore(table))
+    send_id = f"welcome-series.{lead_id}.1.send-welcome"
+    sent = {"send_id": send_id, "lead_id": lead_id, "at": (now + timedelta(hours=1)).isoformat()}
+    assert recorder.record("kindling.email", "email.sent", sent, now, now + timedelta(hours=1)) == "logged"
+    moved = {"event_id": "mv-1", "lead_id": lead_id, "from": "lead", "to": "mql", "at": now.isoformat()}
+    assert recorder.record("kindling.scoring", "lead.stage_changed", moved, now, now + timedelta(days=1)) == (
+        "applied"
+    )
     dump = table_dump(table)
     assert lead_id in dump and "anon-frank-7" in dump  # enrolled, a wake-up due, a segment joined
+    assert "METRICLOG#" in dump and "METRICSTATE#" in dump
 
     status, report = call(
         api,
@@ -364,5 +378,5 @@ def test_after_an_erasure_no_item_holds_the_address_the_lead_id_or_an_anonymous_
     assert status == 200, report
     items = boto3.client("dynamodb").scan(TableName=table)["Items"]
     for personal in ("frank@acme.io", lead_id, "anon-frank-7", "u-frank"):
-        holding = [i["PK"]["S"] + " | " + i["SK"]["S"] for i in items if personal in json.dumps(i)]
+        holding = [i["PK"]["S"] + " | " + i["SK"]["S"] for i in items if personal in json.dumps(_text(i))]
         assert not holding, f"{personal} is still stored in clear in {holding}"

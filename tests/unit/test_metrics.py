@@ -43,6 +43,7 @@ from kindling.metrics.counters import (
     parse_breakdown,
     parse_event,
     parse_range,
+    pseudonym,
     replay,
     send_origin,
     time_bucket,
@@ -672,12 +673,13 @@ def test_the_consumer_only_logs_a_fresh_event_and_applies_a_late_one_keeping_no_
     assert store.counters == {}
     ((event, applied),) = store.entries.values()
     assert applied is None and event.template == "webinar"
-    kept = str(event.to_json())
-    for personal in ("ann@", "Ann", "203.0.113", "7946", "Mail"):
-        assert personal not in kept
+    kept = f"{event.event_id} {event.to_json()}"
+    for personal in ("ann@", "Ann", "203.0.113", "7946", "Mail", "ld_7", "api-7"):
+        assert personal not in kept, "no address, name, IP, phone, nor the lead's or the send's id"
+    assert (event.lead_id, event.send_id) == (pseudonym("ld_7"), pseudonym("api-7")), "the same pseudonyms"
 
     late = T0 + timedelta(minutes=5, seconds=1)
     later = dict(detail, message_id="msg-8", properties={"send_id": "api-8"})
     assert recorder.record("kindling.email", "web.track", later, T0, now=late) == "applied"
     assert store.counters == {("-#-#-", DAY): {"opened_unique": 1}}
-    assert MetricEvent.from_json("msg-7", event.to_json()) == event
+    assert MetricEvent.from_json(pseudonym("msg-7"), event.to_json()) == event

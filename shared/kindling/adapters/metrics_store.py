@@ -9,8 +9,11 @@ METRICKEYS#g<gen>#funnel                   / <by>#<value>        the funnel keys
 METRICLOG#<yyyy-mm-dd>                     / <time>#<event id>   an event, reduced (``applied``: counted late)
 METRICKEYS#log                             / <yyyy-mm-dd>        the days that have logged events
 METRICFOLD                                 / METRICFOLD          the fold's cursor: seq, folded through when
-METRICSEEN#<send id>#<what>                / METRICSEEN          a send's first open, click, delivery...
-LEAD#<id>                                  / METRICSTATE         the lead's recent sends, stage since when
+METRICSEEN#<send>#<what>                   / METRICSEEN          a send's first open, click, delivery...
+METRICSTATE#<lead>                         / METRICSTATE         the lead's recent sends, stage since when
+
+Leads, sends and events are named by their pseudonyms (``kindling.metrics.counters.pseudonym``),
+never by their ids: nothing here leads back to a person once their lead is erased.
 
 The log entry is the dedup record: the consumer reads it first (a duplicate costs a read and no
 write). A fresh event is one conditional put of its entry, which the fold counts later. A late
@@ -40,7 +43,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from kindling.adapters import aws
-from kindling.adapters.items import json_text
+from kindling.adapters.items import json_text, packed_json
 from kindling.kernel.errors import Conflict, Retryable
 from kindling.metrics.counters import (
     ALL,
@@ -66,6 +69,19 @@ FOLD_GUARD = "fold."
 #: The most fields one counter update adds (an update expression may be at most 4 KB long).
 FIELDS_PER_UPDATE = 60
 GENERATION_KEY = {"PK": {"S": "METRICGEN"}, "SK": {"S": "METRICGEN"}}
+
+
+def state_key(lead: str) -> dict[str, Any]:
+    """Where a lead's metrics state is, by the lead's pseudonym."""
+    return {"PK": {"S": f"METRICSTATE#{lead}"}, "SK": {"S": "METRICSTATE"}}
+
+
+def _state_of(value: dict[str, Any]) -> LeadState:
+    return LeadState.from_json(json.loads(json_text(value)))
+
+
+def _packed_state(state: LeadState) -> dict[str, Any]:
+    return packed_json(json.dumps(state.to_json(), separators=(",", ":")))
 
 
 def counter_pk(generation: int, key: CounterKey | FunnelKey) -> str:
@@ -158,16 +174,14 @@ class DynamoMetricsStore(aws.TableAdapter):
     def lead_state(self, lead_id: str) -> tuple[LeadState, int]:
         """The state a late event applies to; ``Retryable`` while a fold that changed it is unfinished
         (the fold's retry starts from the state it saved beside, which this event would not be in)."""
-        item = self.client.get_item(
-            TableName=self._table,
-            Key={"PK": {"S": f"LEAD#{lead_id}"}, "SK": {"S": "METRICSTATE"}},
-            ConsistentRead=True,
-        ).get("Item")
+        item = self.client.get_item(TableName=self._table, Key=state_key(lead_id), ConsistentRead=True).get(
+            "Item"
+        )
         if item is None:
             return LeadState(), 0
         if "fold_seq" in item and int(item["fold_seq"]["N"]) > self.fold_cursor().seq:
             raise Retryable("a metrics fold is applying this lead's events")
-        return LeadState.from_json(json.loads(item["state"]["S"])), int(item["version"]["N"])
+        return _state_of(item["state"]), int(item["version"]["N"])
 
     def send_template(self, send_id: str) -> str | None:
         item = self.client.get_item(
@@ -319,15 +333,10 @@ class DynamoMetricsStore(aws.TableAdapter):
         fold: tuple[int, LeadState] | None = None,
     ) -> dict[str, Any]:
         """A versioned put of the lead's state; a fold's notes its ``seq`` and the state it started from."""
-        item = {
-            "PK": {"S": f"LEAD#{lead_id}"},
-            "SK": {"S": "METRICSTATE"},
-            "state": {"S": json.dumps(state.to_json(), separators=(",", ":"))},
-            "version": {"N": str(version + 1)},
-        }
+        item = {**state_key(lead_id), "state": _packed_state(state), "version": {"N": str(version + 1)}}
         if fold is not None:
             item["fold_seq"] = {"N": str(fold[0])}
-            item["before"] = {"S": json.dumps(fold[1].to_json(), separators=(",", ":"))}
+            item["before"] = _packed_state(fold[1])
         put: dict[str, Any] = {"TableName": self._table, "Item": item}
         if version == 0:
             put["ConditionExpression"] = "attribute_not_exists(PK)"
@@ -480,16 +489,14 @@ class DynamoMetricsStore(aws.TableAdapter):
             raise aws.translate(exc, "metrics: retarget a fold") from exc
 
     def fold_bases(self, lead_ids: Iterable[str], seq: int) -> dict[str, FoldBase]:
-        keys = [{"PK": {"S": f"LEAD#{lead}"}, "SK": {"S": "METRICSTATE"}} for lead in lead_ids]
-        bases = {key["PK"]["S"][5:]: FoldBase(LeadState(), 0) for key in keys}
-        for item in self._get_many(keys):
-            version = int(item["version"]["N"])
-            state = LeadState.from_json(json.loads(item["state"]["S"]))
+        leads = list(lead_ids)
+        bases = {lead: FoldBase(LeadState(), 0) for lead in leads}
+        for item in self._get_many([state_key(lead) for lead in leads]):
+            lead, version = item["PK"]["S"].removeprefix("METRICSTATE#"), int(item["version"]["N"])
             if "fold_seq" in item and int(item["fold_seq"]["N"]) == seq:
-                before = LeadState.from_json(json.loads(item["before"]["S"]))
-                bases[item["PK"]["S"][5:]] = FoldBase(before, version, written=True)
+                bases[lead] = FoldBase(_state_of(item["before"]), version, written=True)
             else:
-                bases[item["PK"]["S"][5:]] = FoldBase(state, version)
+                bases[lead] = FoldBase(_state_of(item["state"]), version)
         return bases
 
     def fold_markers(self, uniques: Iterable[str], seq: int) -> tuple[set[str], set[str]]:

@@ -32,6 +32,7 @@ Everything here is pure: the consumer, the fold and the rebuild apply the same `
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -612,6 +613,25 @@ class MetricsStore(Protocol):
         """
 
 
+def pseudonym(value: str) -> str:
+    """The stand-in metrics keep for an id that leads to a person: a lead id, or a send or event id
+    (which may contain one). The same id always gives the same pseudonym, so events of one lead,
+    send or delivery still meet; the pseudonym gives back nothing, and once the lead is erased
+    nothing maps it to anyone (the ids themselves are random, so it cannot be guessed back either).
+    """
+    return "p" + hashlib.sha256(value.encode()).hexdigest()[:31]
+
+
+def pseudonymous(event: MetricEvent) -> MetricEvent:
+    """``event`` as metrics keep it: its lead, send and own id replaced by their pseudonyms."""
+    return replace(
+        event,
+        event_id=pseudonym(event.event_id),
+        lead_id=pseudonym(event.lead_id),
+        send_id=pseudonym(event.send_id) if event.send_id is not None else None,
+    )
+
+
 class MetricsRecorder:
     """The consumer's path: one event logged once, and counted at once only when it is late."""
 
@@ -622,16 +642,17 @@ class MetricsRecorder:
     def record(
         self, source: str, detail_type: str, detail: dict[str, Any], time: datetime, now: datetime
     ) -> str:
-        event = parse_event(source, detail_type, detail, time)
-        if event is None:
+        parsed = parse_event(source, detail_type, detail, time)
+        if parsed is None:
             return "nothing"
+        event = pseudonymous(parsed)
         if self._store.logged(event):
             return "duplicate"
-        if event.template is None and event.send_id is not None:
+        if event.template is None and parsed.send_id is not None:
             # "" when the send is unknown: counted under "-", and never looked up again.
-            event = replace(event, template=self._store.send_template(event.send_id) or "")
+            event = replace(event, template=self._store.send_template(parsed.send_id) or "")
         if event.kind == "stage_changed":
-            event = replace(event, context=self._store.lead_context(event.lead_id))
+            event = replace(event, context=self._store.lead_context(parsed.lead_id))
         if is_fresh(event, now):
             return self._store.log(event)
         state, version = LeadState(), 0
