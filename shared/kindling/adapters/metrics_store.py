@@ -437,19 +437,26 @@ class DynamoMetricsStore(aws.TableAdapter):
             values[":from"] = {"S": first}
         return [item["SK"]["S"] for item in self._query(condition, values, consistent=True)]
 
+    @staticmethod
+    def _unclaimed(cursor: FoldCursor) -> tuple[str, dict[str, Any]]:
+        """The condition that the cursor is still ``cursor`` with no fold claimed, and its values."""
+        if cursor.seq == 0:
+            return "attribute_not_exists(pending_seq) AND attribute_not_exists(seq)", {}
+        return "attribute_not_exists(pending_seq) AND seq = :seq", {":seq": {"N": str(cursor.seq)}}
+
     def claim_fold(self, cursor: FoldCursor, pending: PendingFold) -> None:
+        condition, values = self._unclaimed(cursor)
         try:
             self.client.update_item(
                 TableName=self._table,
                 Key=FOLD_KEY,
                 UpdateExpression="SET pending_seq = :n, pending_until = :u, pending_generation = :g",
-                ConditionExpression="attribute_not_exists(pending_seq) AND "
-                + ("attribute_not_exists(seq)" if cursor.seq == 0 else "seq = :seq"),
+                ConditionExpression=condition,
                 ExpressionAttributeValues={
                     ":n": {"N": str(pending.seq)},
                     ":u": {"S": pending.until.isoformat()},
                     ":g": {"N": str(pending.generation)},
-                    **({":seq": {"N": str(cursor.seq)}} if cursor.seq else {}),
+                    **values,
                 },
             )
         except ClientError as exc:
@@ -458,17 +465,14 @@ class DynamoMetricsStore(aws.TableAdapter):
     def skip_fold(self, cursor: FoldCursor, until: datetime) -> None:
         """No counter is written, so no generation is checked: a rebuild may count the stretch as folded
         into any generation, as nothing in it was left to the fold."""
+        condition, values = self._unclaimed(cursor)
         try:
             self.client.update_item(
                 TableName=self._table,
                 Key=FOLD_KEY,
                 UpdateExpression="SET through = :u",
-                ConditionExpression="attribute_not_exists(pending_seq) AND "
-                + ("attribute_not_exists(seq)" if cursor.seq == 0 else "seq = :seq"),
-                ExpressionAttributeValues={
-                    ":u": {"S": until.isoformat()},
-                    **({":seq": {"N": str(cursor.seq)}} if cursor.seq else {}),
-                },
+                ConditionExpression=condition,
+                ExpressionAttributeValues={":u": {"S": until.isoformat()}, **values},
             )
         except ClientError as exc:
             raise aws.translate(exc, "metrics: move the fold's cursor") from exc
