@@ -257,8 +257,15 @@ def test_the_senders_word_arriving_before_its_enrollment_is_saved_is_not_lost(wo
     lead_id = new_lead(world, TUESDAY_10AM_NEW_YORK)
     enrollment = welcome(world, lead_id)
     history = [h for h in enrollment.history if h["what"] != "email queued"]
+    visits = {k: n for k, n in enrollment.visits.items() if not k.endswith("|email queued")}
     before_save = enrollment.model_copy(
-        update={"status": "active", "sending": None, "history": history, "due_at": TUESDAY_10AM_NEW_YORK}
+        update={
+            "status": "active",
+            "sending": None,
+            "history": history,
+            "visits": visits,
+            "due_at": TUESDAY_10AM_NEW_YORK,
+        }
     )
     world["store"].save(before_save, enrollment.token, None)  # as it was just before its save
     word = SendResult(status="sent", at=TUESDAY_10AM_NEW_YORK)
@@ -266,7 +273,7 @@ def test_the_senders_word_arriving_before_its_enrollment_is_saved_is_not_lost(wo
         world["programs"].on_send_result(lead_id, enrollment.sending.send_id, word, TUESDAY_10AM_NEW_YORK)
 
 
-def test_a_save_that_loses_a_race_leaves_a_wake_up_that_wakes_nothing(world) -> None:
+def test_a_save_that_loses_a_race_leaves_no_wake_up_behind(world) -> None:
     """An enrollment's save writes its wake-up, then its state if the token has not moved."""
     from kindling.kernel.errors import Conflict
     from kindling.programs.engine import new_token
@@ -293,7 +300,7 @@ def test_a_save_that_loses_a_race_leaves_a_wake_up_that_wakes_nothing(world) -> 
                 )
 
     release_due(world["due"], dispatch, TUESDAY_10AM_NEW_YORK + timedelta(hours=4))
-    assert woken[loser.token] == "stale", "the loser's wake-up was written first, and finds another token"
+    assert loser.token not in woken, "the loser's wake-up, written first, is deleted when its state loses"
     assert welcome(world, lead_id) == before
 
 
@@ -316,3 +323,40 @@ def test_an_enrollment_item_stays_small_through_the_welcome_series(world) -> Non
     # before it on): Tuesday's were released in their hour and are forgotten.
     hours = [k.split("|")[0] for k in done.due_keys]
     assert hours == ["DUEAT#2026-12-03T15", "DUEAT#2026-12-03T16", "DUEAT#2026-12-06T15"], hours
+
+
+def test_a_wake_up_due_at_once_is_never_released_before_its_state_is_saved(world) -> None:
+    """A tick running between the wake-up's write and the state's must not find the old token."""
+    from kindling.programs.engine import new_token
+    from kindling.programs.service import step_due
+
+    lead_id = new_lead(world, TUESDAY_10AM_NEW_YORK)
+    sender_takes_the_queue(world, TUESDAY_10AM_NEW_YORK)
+    before = welcome(world, lead_id)
+    now = TUESDAY_10AM_NEW_YORK + timedelta(hours=1)
+    resumed = before.model_copy(deep=True)  # as a hold released now: its step runs at once
+    resumed.token, resumed.due_at = new_token(), now
+    woken: dict[str, str] = {}
+
+    def dispatch(items: list[DueItem]) -> None:
+        for item in items:
+            payload = item.payload
+            woken[payload["token"]] = world["programs"].run_due(
+                payload["lead_id"], payload["enrollment_id"], payload["token"], now
+            )
+
+    real = boto3.client("dynamodb")
+
+    class TickBetweenWrites:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real, name)
+
+        def put_item(self, **request: Any) -> Any:
+            if request["Item"]["SK"]["S"].startswith("ENROLL#"):
+                release_due(world["due"], dispatch, now)
+            return real.put_item(**request)
+
+    saving = DynamoProgramStore(world["table"], client=TickBetweenWrites())
+    saving.save(resumed, before.token, step_due(resumed, now))
+    release_due(world["due"], dispatch, now + timedelta(minutes=1))
+    assert woken.get(resumed.token) not in (None, "stale"), woken

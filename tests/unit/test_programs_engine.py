@@ -24,6 +24,7 @@ from kindling.programs.engine import (
     segments_of,
     send_settled,
     start,
+    was_queued,
 )
 
 Status = Literal["active", "sending", "waiting", "held", "exited", "completed"]
@@ -356,6 +357,10 @@ def test_a_long_loop_sends_a_new_email_each_pass_after_its_history_was_trimmed()
     # Saved and read back (as the store does), it goes on counting.
     stored = Enrollment.model_validate_json(advance.enrollment.model_dump_json())
     assert stored.visits == advance.enrollment.visits
+    # A late word about the first reminder is known for one this enrollment queued, long ago.
+    assert was_queued(stored, "trial.lead-1.1.remind") and was_queued(stored, "trial.lead-1.1.remind.40")
+    assert not was_queued(stored, "trial.lead-1.1.remind.41")
+    assert not was_queued(stored, "trial.lead-2.1.remind"), "another enrollment's"
 
 
 def test_an_enrollment_saved_before_visits_were_counted_counts_them_from_its_history() -> None:

@@ -35,6 +35,9 @@ from kindling.scoring.config import Decay
 DUE_KEY_MEMORY = timedelta(days=1)
 #: The most wake-up keys an enrollment remembers.
 MAX_DUE_KEYS = 10
+#: A wake-up due sooner than this after it is scheduled could be released by a running tick
+#: between two writes: it is saved with its state in one transaction.
+SAVE_TOGETHER_WITHIN = timedelta(minutes=2)
 
 
 def enrollment_key(lead_id: str, enrollment_id: str) -> dict[str, Any]:
@@ -193,27 +196,55 @@ class DynamoProgramStore(aws.TableAdapter):
         return True
 
     def save(self, enrollment: Enrollment, expected_token: str, due: DueItem | None) -> None:
-        """The wake-up first, then the state if its token has not moved: two writes, no transaction.
+        """The new state if its token has not moved (``Conflict`` if it has), with its wake-up.
 
-        A wake-up names the token of the state it wakes: if the state's write then fails (the
-        token moved: ``Conflict``) or never happens (a crash), the wake-up finds another token
-        when it falls due and is dropped as stale. The other order could lose a wake-up.
+        A wake-up due later than ``SAVE_TOGETHER_WITHIN`` (a wait, a send's check an hour on)
+        is written first, then the state, without a transaction (half the write units): a
+        wake-up names the token of the state it wakes, so if the state's write fails or never
+        happens, the wake-up finds another token when it falls due and is dropped as stale (and
+        one whose state lost the race is deleted at once). The other order could lose a wake-up.
+        One due sooner could be released by a tick running between the two writes, find the old
+        token and be dropped before the state lands: it is written with the state, together.
         """
         item = self._item(enrollment, due)
+        condition = {
+            "ConditionExpression": "#t = :expected",
+            "ExpressionAttributeNames": {"#t": "token"},
+            "ExpressionAttributeValues": {":expected": {"S": expected_token}},
+        }
+        if due is not None and (
+            due.scheduled_at is None or due.due_at <= due.scheduled_at + SAVE_TOGETHER_WITHIN
+        ):
+            self._save_together(enrollment, item, condition, due)
+            return
         if due is not None:
             self._due.put_due(due)  # and the tick's cursor, so even a stale one is released in time
         try:
-            self.client.put_item(
-                TableName=self._table,
-                Item=item,
-                ConditionExpression="#t = :expected",
-                ExpressionAttributeNames={"#t": "token"},
-                ExpressionAttributeValues={":expected": {"S": expected_token}},
-            )
+            self.client.put_item(TableName=self._table, Item=item, **condition)
         except ClientError as exc:
             if aws.error_code(exc) == "ConditionalCheckFailedException":
+                if due is not None:  # never woken for anything: gone now, not left for an erasure
+                    self._due.remove_due(due)
                 raise Conflict(f"enrollment {enrollment.enrollment_id} moved on meanwhile") from exc
             raise aws.translate(exc, "an enrollment: save") from exc
+
+    def _save_together(
+        self, enrollment: Enrollment, item: dict[str, Any], condition: dict[str, Any], due: DueItem
+    ) -> None:
+        try:
+            self.client.transact_write_items(
+                TransactItems=[
+                    {"Put": {"TableName": self._table, "Item": item, **condition}},
+                    self._due_put(due),
+                ]
+            )
+        except ClientError as exc:
+            if aws.error_code(exc) == "TransactionCanceledException":
+                if aws.RETRY_REASONS.intersection(aws.cancellation_reasons(exc)):
+                    raise aws.translate(exc, "program store") from exc
+                raise Conflict(f"enrollment {enrollment.enrollment_id} moved on meanwhile") from exc
+            raise aws.translate(exc, "an enrollment: save") from exc
+        self._due.lower_cursor(due)
 
     def set_segments(
         self, lead_id: str, segments: set[str], previous: set[str] | None = None, at: datetime | None = None

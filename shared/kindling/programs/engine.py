@@ -395,6 +395,15 @@ def run(program: Program, enrollment: Enrollment, lead: LeadContext, now: dateti
     raise RuntimeError(f"program {program.id} ran {MAX_INSTANT_STEPS} steps without stopping")
 
 
+def was_queued(state: Enrollment, send_id: str) -> bool:
+    """Whether the enrollment queued ``send_id`` (``<enrollment>.<step>[.<n>]``), however long ago:
+    counted by its visits, as the history keeps only the latest entries."""
+    step, _, visit = send_id.removeprefix(f"{state.enrollment_id}.").partition(".")
+    if not send_id.startswith(f"{state.enrollment_id}.") or (visit and not visit.isdigit()):
+        return False
+    return state.visits.get(f"{step}|email queued", 0) >= (int(visit) if visit else 1)
+
+
 def _action_id(state: Enrollment, step_id: str, what: str) -> str:
     """``<enrollment>.<step>``, and ``.<n>`` on the n-th pass through a loop: once per visit."""
     visits = state.visits.get(f"{step_id}|{what}", 0)

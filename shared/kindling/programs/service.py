@@ -39,6 +39,7 @@ from kindling.programs.engine import (
     segments_of,
     send_settled,
     start,
+    was_queued,
 )
 
 MAX_ATTEMPTS = 8
@@ -247,9 +248,7 @@ class ProgramService:
     ) -> str:
         enrollment = self._store.get(lead_id, enrollment_id)
         if enrollment is None or enrollment.sending is None or enrollment.sending.send_id != send_id:
-            queued = enrollment is not None and any(
-                h.get("what") == "email queued" and h.get("send_id") == send_id for h in enrollment.history
-            )
+            queued = enrollment is not None and was_queued(enrollment, send_id)
             if (
                 enrollment is not None
                 and enrollment.live
