@@ -30,7 +30,11 @@ link_secret = SecretsManagerSecret(settings.link_secret_arn)
 # Erased addresses that had opted out are remembered by a hash under a key of their own, which
 # is never rotated (the link key may be, if it leaks).
 erasure_key = SecretsManagerSecret(settings.erasure_key_secret_arn)
-store = DynamoEmailStore(settings.table_name, hash_key=lambda: erasure_key.value().encode())
+store = DynamoEmailStore(
+    settings.table_name,
+    hash_key=lambda: erasure_key.value().encode(),
+    legacy_hash_key=lambda: link_secret.value().encode(),  # erasures made before the erasure key
+)
 config = EmailConfig(settings.table_name)
 mailer = SesMailer(settings.configuration_set)
 publisher = EventBridgePublisher(settings.bus_name)

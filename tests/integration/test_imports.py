@@ -302,6 +302,17 @@ def test_a_persons_access_export_has_everything_and_erasure_leaves_only_a_hash_o
     assert suppression_hash(ERASURE_KEY.encode(), "erin@acme.io") in dump
     # Keyed by the erasure key alone: rotating the link signing key (after a leak) forgets nothing.
     assert suppression_hash(LINK_SECRET.encode(), "erin@acme.io") not in dump
+    # An erasure made before the erasure key existed was keyed with the link signing key: the
+    # sender (which has both) still never mails that address.
+    legacy = suppression_hash(LINK_SECRET.encode(), "olga@acme.io")
+    item = {"PK": {"S": f"SUPPRESSHASH#{legacy}"}, "SK": {"S": "SUPPRESSHASH"}, "reason": {"S": "complained"}}
+    boto3.client("dynamodb").put_item(TableName=table, Item=item)
+    assert emails.suppression("olga@acme.io") is None, "the erasure key alone does not know it"
+    sender_view = DynamoEmailStore(
+        table, hash_key=lambda: ERASURE_KEY.encode(), legacy_hash_key=lambda: LINK_SECRET.encode()
+    )
+    assert sender_view.suppression("olga@acme.io") == "complained"
+    assert sender_view.suppression("erin@acme.io") == "unsubscribed"
 
 
 def test_after_an_erasure_no_item_holds_the_address_the_lead_id_or_an_anonymous_id(api, table) -> None:

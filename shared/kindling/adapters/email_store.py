@@ -45,11 +45,18 @@ def email_entry(request: SendRequest, what: str, now: datetime, **properties: An
 
 class DynamoEmailStore(aws.TableAdapter):
     def __init__(
-        self, table_name: str, client: Any = None, hash_key: Callable[[], bytes] | None = None
+        self,
+        table_name: str,
+        client: Any = None,
+        hash_key: Callable[[], bytes] | None = None,
+        legacy_hash_key: Callable[[], bytes] | None = None,
     ) -> None:
         super().__init__(table_name, client)
         #: The key of the hashes erased opted-out addresses are remembered by (the erasure key secret).
         self._hash_key = hash_key
+        #: The key such hashes were made with before the erasure key existed (the link signing key):
+        #: those remembered then must still hold.
+        self._legacy_hash_key = legacy_hash_key
         self._leads = DynamoLeadStore(table_name, client)
         self._due = DynamoDueStore(table_name, client)
 
@@ -66,12 +73,15 @@ class DynamoEmailStore(aws.TableAdapter):
         if self._hash_key is None:
             item = self._get(suppression_key(email))
             return item["reason"]["S"] if item else None
-        hashed = {
-            "PK": {"S": f"SUPPRESSHASH#{suppression_hash(self._hash_key(), email)}"},
-            "SK": {"S": "SUPPRESSHASH"},
-        }
+        keys = list(
+            dict.fromkeys([self._hash_key(), *([self._legacy_hash_key()] if self._legacy_hash_key else [])])
+        )
+        hashed = [
+            {"PK": {"S": f"SUPPRESSHASH#{suppression_hash(key, email)}"}, "SK": {"S": "SUPPRESSHASH"}}
+            for key in keys
+        ]
         answer = self.client.batch_get_item(
-            RequestItems={self._table: {"Keys": [suppression_key(email), hashed], "ConsistentRead": True}}
+            RequestItems={self._table: {"Keys": [suppression_key(email), *hashed], "ConsistentRead": True}}
         )
         found = answer.get("Responses", {}).get(self._table, [])
         if answer.get("UnprocessedKeys"):
