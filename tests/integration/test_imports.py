@@ -374,6 +374,9 @@ def test_after_an_erasure_no_item_holds_the_address_the_lead_id_or_an_anonymous_
     assert recorder.record("kindling.scoring", "lead.stage_changed", moved, now, now + timedelta(days=1)) == (
         "applied"
     )
+    # And a first open marked by the metrics' first layout, under the send's own id.
+    legacy_marker = {"PK": {"S": f"METRICSEEN#{send_id}#opened"}, "SK": {"S": "METRICSEEN"}}
+    boto3.client("dynamodb").put_item(TableName=table, Item=legacy_marker)
     dump = table_dump(table)
     assert lead_id in dump and "anon-frank-7" in dump  # enrolled, a wake-up due, a segment joined
     assert "METRICLOG#" in dump and "METRICSTATE#" in dump

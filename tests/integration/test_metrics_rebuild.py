@@ -237,3 +237,39 @@ def test_a_rebuilt_counter_with_many_fields_is_written_in_slices(dynamodb, table
     key = FunnelKey("all")
     assert store.funnel_keys(3, None) == [key]
     assert store.days(3, key, date(2026, 11, 1), date(2026, 11, 30)) == {"2026-11-02": fields}
+
+
+def test_a_rebuild_after_upgrading_counts_the_raw_log_entries_and_rewrites_them_without_ids(
+    leads_api, dynamodb, table
+):
+    """Entries of the log's first layout held the raw bus event (ids, and whatever personal data
+    it carried): a rebuild counts them and leaves them reduced, named by pseudonyms."""
+    from kindling.metrics.counters import pseudonym
+
+    lead, send = "ld_0legacy0000000000000000000000", "welcome-series.ld_0legacy0000000000000000000000.1.w1"
+    at = T0.isoformat()
+    detail = {"send_id": send, "lead_id": lead, "at": at, "template": "welcome-1", "to": "olga@acme.io"}
+    raw = {
+        "PK": {"S": f"METRICLOG#{T0.date().isoformat()}"},
+        "SK": {"S": f"{T0.strftime('%Y-%m-%dT%H:%M:%S.%f')}#{send}:sent"},
+        "source": {"S": "kindling.email"},
+        "detail_type": {"S": "email.sent"},
+        "time": {"S": at},
+        "detail": {"S": json.dumps(detail)},
+        "template": {"S": "welcome-1"},
+        "generation": {"N": "0"},
+    }
+    dynamodb.put_item(TableName=table, Item=raw)
+    dynamodb.put_item(
+        TableName=table, Item={"PK": {"S": "METRICKEYS#log"}, "SK": {"S": T0.date().isoformat()}}
+    )
+
+    rebuild_metrics(DynamoMetricsStore(table, dynamodb), timedelta(days=14))
+
+    assert every_report(leads_api)["emails"]["totals"]["sent"] == 1, "counted"
+    log = [i for i in scan_metrics(dynamodb, table) if i["PK"]["S"].startswith("METRICLOG#")]
+    text = json.dumps(log)
+    assert len(log) == 1 and "detail" not in log[0] and log[0]["applied"]["N"] == "0"
+    for clear in (lead, send, "olga@acme.io"):
+        assert clear not in text
+    assert pseudonym(lead) in text and pseudonym(send) in text

@@ -20,6 +20,7 @@ from kindling.programs.engine import (
     holds,
     may_enter,
     on_lead_change,
+    queued_send_ids,
     run,
     segments_of,
     send_settled,
@@ -361,6 +362,10 @@ def test_a_long_loop_sends_a_new_email_each_pass_after_its_history_was_trimmed()
     assert was_queued(stored, "trial.lead-1.1.remind") and was_queued(stored, "trial.lead-1.1.remind.40")
     assert not was_queued(stored, "trial.lead-1.1.remind.41")
     assert not was_queued(stored, "trial.lead-2.1.remind"), "another enrollment's"
+    assert queued_send_ids(stored) == [
+        "trial.lead-1.1.remind",
+        *(f"trial.lead-1.1.remind.{n}" for n in range(2, 41)),
+    ]
 
 
 def test_an_enrollment_saved_before_visits_were_counted_counts_them_from_its_history() -> None:

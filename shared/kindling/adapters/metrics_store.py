@@ -59,6 +59,7 @@ from kindling.metrics.counters import (
     LoggedEvent,
     MetricEvent,
     increments_of,
+    pseudonymous,
 )
 from kindling.metrics.fold import FoldBase, FoldCursor, GenerationMoved, PendingFold
 
@@ -124,7 +125,8 @@ def _entry(item: dict[str, Any]) -> LogEntry:
         template=item["template"]["S"] if "template" in item else None,
         context=LeadBreakdown.from_json(json.loads(context["S"])) if context else None,
     )
-    return LogEntry(legacy.event(), int(item["generation"]["N"]))
+    event = legacy.event()
+    return LogEntry(pseudonymous(event) if event else None, int(item["generation"]["N"]))
 
 
 def _merged(increments: Iterable[Increment]) -> dict[tuple[CounterKey | FunnelKey, str], dict[str, int]]:
@@ -693,9 +695,21 @@ class DynamoMetricsStore(aws.TableAdapter):
         return [item["SK"]["S"] for item in query]
 
     def logged_events(self, day: str) -> Iterator[LogEntry]:
-        """A day's logged events in the order they happened, with the generation that applied each late."""
+        """A day's logged events in the order they happened, with the generation that applied each late.
+
+        An entry of the layout before the reduced log (the raw bus event, with ids and whatever
+        personal data the event held) is rewritten in the reduced one as it is read, and the raw
+        one deleted: a rebuild after upgrading leaves no raw event behind. The reduced entry says it
+        was counted (``applied``) by the generation the raw one names, as the raw one did.
+        """
         for item in self._query("PK = :pk", {":pk": {"S": f"METRICLOG#{day}"}}, consistent=True):
-            yield _entry(item)
+            entry = _entry(item)
+            if "event" not in item:
+                if entry.event is not None:
+                    reduced = self._log_item(entry.event, applied=entry.applied)
+                    self.client.put_item(TableName=self._table, Item=reduced)
+                self.client.delete_item(TableName=self._table, Key={"PK": item["PK"], "SK": item["SK"]})
+            yield entry
 
     def add_rebuilt(self, generation: int, counters: Counters) -> int:
         """Add rebuilt counters to ``generation`` (the consumer adds to it too); the writes made.

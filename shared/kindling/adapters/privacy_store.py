@@ -25,6 +25,7 @@ from kindling.crm.unmatched import UnmatchedCrmEvent, crm_key, email_key
 from kindling.leads.privacy import PersonData
 from kindling.leads.profiles import Lead
 from kindling.programs.due import DueItem
+from kindling.programs.engine import queued_send_ids
 from kindling.programs.service import step_due
 
 _KINDS = (
@@ -36,6 +37,10 @@ _KINDS = (
     ("SCORE", "score"),
     ("PROFILE", "profile"),
 )
+
+
+#: What the metrics' first layout marked once per send, under the send's own id.
+LEGACY_MARKERS = ("delivered", "bounced", "complained", "opened", "clicked")
 
 
 def hashed_suppression_key(digest: str) -> dict[str, Any]:
@@ -67,6 +72,8 @@ class DynamoPrivacyStore(aws.TableAdapter):
                     send_ids.add(send_id)
                 if item["SK"]["S"].startswith("SENT#"):
                     send_ids.add(item["SK"]["S"].split("#", 2)[2])
+                if item["SK"]["S"].startswith("ENROLL#"):  # queued, if not (yet) sent
+                    send_ids.update(queued_send_ids(enrollment_of(item)))
         # Every profile's identities: the survivor's and those of the leads merged into it.
         identities: list[tuple[str, str | None]] = []
         emails: dict[str, dict[str, Any]] = {}
@@ -90,6 +97,11 @@ class DynamoPrivacyStore(aws.TableAdapter):
         ]
         for send_id in sorted(send_ids):
             keys += [send_key(send_id), {"PK": {"S": f"SESSEND#{send_id}"}, "SK": {"S": "SESSEND"}}]
+            # First-open markers of the metrics' first layout named the send itself (now a pseudonym).
+            person.keys += [
+                {"PK": {"S": f"METRICSEEN#{send_id}#{what}"}, "SK": {"S": "METRICSEEN"}}
+                for what in LEGACY_MARKERS
+            ]
         keys += [suppression_key(email) for email in emails]
         names = {"ident": "identities", "msg": "message_markers", "send": "sends", "sessend": "sends"}
         for item in self._batch_get(keys):

@@ -404,6 +404,17 @@ def was_queued(state: Enrollment, send_id: str) -> bool:
     return state.visits.get(f"{step}|email queued", 0) >= (int(visit) if visit else 1)
 
 
+def queued_send_ids(state: Enrollment) -> list[str]:
+    """Every send id the enrollment ever queued (what an erasure looks for)."""
+    ids = []
+    for key, visits in sorted(state.visits.items()):
+        step, _, what = key.partition("|")
+        if what == "email queued":
+            base = f"{state.enrollment_id}.{step}"
+            ids += [base, *(f"{base}.{n}" for n in range(2, visits + 1))]
+    return ids
+
+
 def _action_id(state: Enrollment, step_id: str, what: str) -> str:
     """``<enrollment>.<step>``, and ``.<n>`` on the n-th pass through a loop: once per visit."""
     visits = state.visits.get(f"{step_id}|{what}", 0)
