@@ -125,8 +125,8 @@ def _entry(item: dict[str, Any]) -> LogEntry:
         template=item["template"]["S"] if "template" in item else None,
         context=LeadBreakdown.from_json(json.loads(context["S"])) if context else None,
     )
-    event = legacy.event()
-    return LogEntry(pseudonymous(event) if event else None, int(item["generation"]["N"]))
+    raw = legacy.event()
+    return LogEntry(pseudonymous(raw) if raw else None, int(item["generation"]["N"]))
 
 
 def _merged(increments: Iterable[Increment]) -> dict[tuple[CounterKey | FunnelKey, str], dict[str, int]]:
