@@ -63,7 +63,11 @@ def _local(args: argparse.Namespace) -> int:
         return 1
     print(try_this(stack.url, parameters["WriteKey"], parameters["AdminToken"]), flush=True)
     print("Ctrl-C stops it.", flush=True)
-    stopping.wait()
+    # Woken twice a second: Python runs a signal's handler in the main thread only, and a signal
+    # the kernel hands to another of the stack's threads does not interrupt a wait without a
+    # timeout, so Ctrl-C or SIGTERM could go unheard for ever.
+    while not stopping.wait(0.5):
+        pass
     print("stopping...", flush=True)
     stack.stop()
     print("stopped.", flush=True)

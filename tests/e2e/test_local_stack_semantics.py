@@ -137,3 +137,50 @@ def test_the_operator_sees_dead_letters_and_redrives_them(fixture_stack: Running
     assert any(json.loads(r["body"]["S"]).get("n") == 99 for r in records(fixture_stack, "sqs")), "processed"
     refused = kindling("redrive", "NoSuchQueue")
     assert refused.returncode == 1 and "queue: one of" in refused.stderr
+
+
+def test_the_stack_stops_on_sigterm_whichever_thread_the_kernel_hands_it_to() -> None:
+    """The kernel may deliver a process's SIGTERM to any thread that does not block it; Python runs
+    the handler in the main thread only. Here every thread but one (started first, asleep) blocks
+    it, so the signal always lands elsewhere than the main thread: the stack must still stop."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from kindling_ops.local.stack import free_port
+
+    template = str(ROOT / "tests/fixtures/local_stack/template.yaml")
+    script = (
+        "import signal, sys, threading, time\n"
+        "threading.Thread(target=lambda: time.sleep(3600), daemon=True).start()\n"
+        "signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})\n"
+        "from kindling_ops.cli import main\n"
+        f"sys.exit(main(['local', '--template', {template!r}]))\n"
+    )
+    environment = {**os.environ, "PORT": str(free_port()), "PYTHONUNBUFFERED": "1"}
+    for inherited in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        environment.pop(inherited, None)
+    process = subprocess.Popen(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    lines = []
+    deadline = time.monotonic() + 60
+    for line in process.stdout:
+        lines.append(line.rstrip())
+        if "is listening on" in line or time.monotonic() > deadline:
+            break
+    assert any("is listening on" in line for line in lines), "\n".join(lines)
+    process.send_signal(signal.SIGTERM)
+    try:
+        output, _ = process.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise AssertionError("SIGTERM went unheard: the stack did not stop") from None
+    assert process.returncode == 0 and "stopped." in output, output[-2000:]
