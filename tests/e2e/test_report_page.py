@@ -114,20 +114,24 @@ def test_a_marketer_sees_the_funnel_and_the_emails_the_api_reports(
     context = browser.new_context(user_agent=DESKTOP_CHROME, viewport={"width": 1280, "height": 900})
     page = context.new_page()
     problems: list[str] = []
+    refused: list[str] = []
     page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda error: problems.append(str(error)))
+    page.on("response", lambda r: refused.append(r.url) if r.status == 401 else None)
     try:
         page.goto(f"{report_stack.url}/v1/reports")
         assert page.is_visible("#login") and not page.is_visible("#funnel-section")
 
         sign_in(page, "not-the-token-at-all")
         assert page.is_visible("#login") and "refused" in page.inner_text("#status")
-        # The browser logs the refused request itself, when it gets to it: wait for that line
-        # (at most 5 s), then forget it, so that it cannot land among the later checks.
-        for _ in range(50):
-            if any("401" in problem for problem in problems):
+        # The browser logs each refused request itself (the page asks for the funnel and the
+        # emails at once, so two), when it gets to it: wait for one line per refused request (at
+        # most 20 s), then forget them, so that none can land among the later checks.
+        for _ in range(200):
+            if len(refused) >= 2 and sum("401" in problem for problem in problems) >= 2:
                 break
             page.wait_for_timeout(100)
+        assert len(refused) == 2 and sum("401" in problem for problem in problems) == 2, (problems, refused)
         problems.clear()
 
         sign_in(page, ADMIN_TOKEN)
