@@ -1021,25 +1021,21 @@ def build_parser() -> argparse.ArgumentParser:
     access.add_argument("lead", help="the lead's id or email address")
     admin_target(access)
     access.set_defaults(run=_person)
-    forget = person_commands.add_parser("erase", help="delete everything about one person (cannot be undone)")
-    forget.add_argument("lead", help="the lead's id or email address")
-    forget.add_argument(
-        "--confirm", required=True, help="the lead's email address again (its id if it has none)"
-    )
-    forget.add_argument("--by", help="who asks (default: $USER@host)")
-    forget.add_argument("--note", help="why, e.g. the request's ticket")
-    admin_target(forget)
-    forget.set_defaults(run=_person)
 
-    erase_alias = commands.add_parser("erase", help="the same as `kindling person erase`")
-    erase_alias.add_argument("lead", help="the lead's email address or id")
-    erase_alias.add_argument(
-        "--confirm", required=True, help="the lead's email address again (its id if it has none)"
+    def erasure_arguments(forget: argparse.ArgumentParser) -> None:
+        forget.add_argument("lead", help="the lead's id or email address")
+        forget.add_argument(
+            "--confirm", required=True, help="the lead's email address again (its id if it has none)"
+        )
+        forget.add_argument("--by", help="who asks (default: $USER@host)")
+        forget.add_argument("--note", help="why, e.g. the request's ticket")
+        admin_target(forget)
+        forget.set_defaults(run=_person, person_command="erase")
+
+    erasure_arguments(
+        person_commands.add_parser("erase", help="delete everything about one person (cannot be undone)")
     )
-    erase_alias.add_argument("--by", help="who asks (default: $USER@host)")
-    erase_alias.add_argument("--note", help="why, e.g. the request's ticket")
-    admin_target(erase_alias)
-    erase_alias.set_defaults(run=_person, person_command="erase")
+    erasure_arguments(commands.add_parser("erase", help="the same as `kindling person erase`"))
 
     crm = commands.add_parser("crm", help="CRM events kindling holds for people it does not know yet")
     crm_commands = crm.add_subparsers(dest="crm_command", required=True)
